@@ -1,0 +1,54 @@
+"""Write outputs under a temporary name beside the target and rename when complete.
+
+A crash, a kill or a bad input never leaves a half-written file or folder at the final path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from led_hf.errors import LedError
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; on success it replaces `path`, on error it is removed."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise LedError(f"{target} already exists (pass --overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if target.exists():
+        trash = target.with_name(f".{target.name}.old-{os.getpid()}")
+        target.rename(trash)
+        staging.rename(target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
+    """Open a temporary file beside `path` for writing; it is renamed to `path` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(fd)
+    try:
+        with open(staging, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+        os.replace(staging, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        raise

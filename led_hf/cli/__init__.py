@@ -1,0 +1,1 @@
+"""`led <command>`: one module per command, each exposing `main(argv) -> int`."""

@@ -1,0 +1,1 @@
+"""Batch contracts: training groups, encoding, cross-encoder pairs."""

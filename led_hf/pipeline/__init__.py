@@ -1,0 +1,1 @@
+"""Multi-stage recipe runner: stage manifests, resume, report."""

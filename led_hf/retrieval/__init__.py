@@ -1,0 +1,1 @@
+"""Encoding (sharded), faiss search, inverted index, Lucene backend, BM25."""

@@ -1,0 +1,1 @@
+"""Thin Trainer subclasses and their callbacks."""
