@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("encode", "encode a corpus or queries into sharded embeddings"),
     "bm25": ("bm25", "BM25 retrieval over a prepared dataset (TREC run, negatives)"),
     "search": ("search", "retrieve with an encoded index and write a TREC run"),
+    "index": ("index", "build a sparse index: embedded inverted (default) or Lucene impact / BM25"),
     "evaluate": ("evaluate", "score a TREC run against qrels (one JSON object)"),
     "demo": ("demo", "run the bundled end-to-end demo on SciFact"),
 }

@@ -36,6 +36,11 @@ class IdIndex:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def is_identity(self) -> bool:
+        """True when id "k" is row k for every row (ids can then be resolved by integer parsing)."""
+        return self._identity
+
     def __contains__(self, value: str) -> bool:
         return self.get(value) is not None
 
@@ -122,6 +127,14 @@ class PreparedData:
 
     def negative_sources(self) -> list[str]:
         return _subfolders(self.root / "negatives")
+
+    def candidates(self, split: str):
+        """Re-ranking candidates {qid, pids} for a split (MS MARCO top1000.<split>)."""
+        path = self.root / "candidates" / split
+        if not path.is_dir():
+            have = ", ".join(_subfolders(self.root / "candidates")) or "none"
+            raise LedError(f"no candidates for split {split!r} in {self.root} (have: {have})")
+        return self._load(path)
 
     @cached_property
     def pid_index(self) -> IdIndex:
