@@ -37,6 +37,12 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
         staging.rename(target)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
     """Open a temporary file beside `path` for writing; it is renamed to `path` only if the block succeeds."""
@@ -47,6 +53,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     try:
         with open(staging, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
+        os.chmod(staging, 0o666 & ~_umask())
         os.replace(staging, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
