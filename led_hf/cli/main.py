@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "retrieve with an encoded index and write a TREC run"),
     "index": ("index", "build a sparse index: embedded inverted (default) or Lucene impact / BM25"),
     "evaluate": ("evaluate", "score a TREC run against qrels (one JSON object)"),
+    "pipeline": ("pipeline", "run a multi-stage recipe and write a report"),
     "demo": ("demo", "run the bundled end-to-end demo on SciFact"),
 }
 

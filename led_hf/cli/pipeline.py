@@ -1,0 +1,32 @@
+"""`led pipeline CONFIG`: run a multi-stage recipe and write OUT/report.{json,md,png}."""
+
+from __future__ import annotations
+
+import argparse
+
+from led_hf.pipeline.report import write_report
+from led_hf.pipeline.runner import Pipeline
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="led pipeline",
+        description="Run the stages of a pipeline config (JSON) in order. A completed stage leaves "
+                    "OUT/stages/<name>.json and is skipped on rerun, so an interrupted run resumes. "
+                    "Writes OUT/report.json, report.md and report.png (test metrics per stage).")
+    parser.add_argument("config", help="pipeline config (JSON), e.g. configs/demo/pipeline_scifact.json")
+    parser.add_argument("--output", help="output folder (overrides the config's 'output')")
+    parser.add_argument("--stages", help="comma-separated stage names to (re)run; others must be complete or are skipped")
+    parser.add_argument("--force", action="store_true", help="rerun the selected stages even if complete")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    pipeline = Pipeline.from_file(args.config, output=args.output)
+    only = [name.strip() for name in args.stages.split(",")] if args.stages else None
+    records = pipeline.run(only=only, force=args.force)
+    paths = write_report(records, pipeline.output, title=f"led-hf pipeline: {args.config}")
+    print("\n" + paths["md"].read_text(encoding="utf-8"))
+    print(f"report: {paths['json']}  {paths['md']}  {paths['png']}")
+    return 0

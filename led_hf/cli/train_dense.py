@@ -1,0 +1,107 @@
+"""`led train dense CONFIG [--flag value ...]`: the dense bi-encoder recipe, top to bottom.
+
+parse -> seed -> model -> data -> trainer -> train (resume) -> save (+ card)
+
+    led train dense configs/msmarco/den_warmup.json                       # co-stg1 (spec §1)
+    led train dense configs/demo/den_scifact.json --num_train_epochs 2    # flags override the file
+    accelerate launch scripts/train_dense.py configs/msmarco/den_warmup.json   # several GPUs
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
+from led_hf.config import parse_arguments, save_resolved_arguments
+from led_hf.errors import LedError
+
+SUMMARY = "dense bi-encoder, contrastive loss"
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        model_args, data_args, training_args = parse_arguments(
+            (ModelArguments, DataArguments, DenseTrainingArguments), argv, prog="led train dense",
+            description="Train a dense bi-encoder with the contrastive loss. CONFIG (JSON/YAML) holds any "
+                        "option below; flags override it.")
+    except SystemExit as done:  # --help, or argparse's own usage error (already printed)
+        return int(done.code or 0)
+    train_dense(model_args, data_args, training_args)
+    return 0
+
+
+def train_dense(model_args: ModelArguments, data_args: DataArguments, training_args: DenseTrainingArguments):
+    """Run the recipe; returns the trainer (its model, state and log history)."""
+    from transformers import AutoTokenizer, set_seed
+
+    from led_hf.collators.train import TrainCollator
+    from led_hf.data.groups import TrainGroups
+    from led_hf.modeling.bundled import resolve_model_path
+    from led_hf.modeling.dense import DenseEncoder
+    from led_hf.trainers.dense import DenseTrainer
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
+                        if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+
+    model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:all-minilm-l6-v2
+    model = DenseEncoder.from_pretrained(
+        model_path, pooling=model_args.pooling, normalize=model_args.normalize,
+        temperature=model_args.temperature, separate_encoders=model_args.separate_encoders,
+        trust_remote_code=model_args.trust_remote_code)
+    model.max_seq_length = data_args.passage_max_length  # what sentence-transformers will truncate to
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
+
+    train_groups = TrainGroups(
+        data_args.data, split=data_args.train_split, negs_sources=data_args.negs_sources,
+        num_negs_per_system=data_args.num_negs_per_system, num_negatives=data_args.num_negatives,
+        dedupe_negatives=data_args.dedupe_negatives, empty_pool=data_args.empty_pool,
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        show_progress=training_args.should_log)
+    collator = TrainCollator(tokenizer, query_max_length=data_args.query_max_length,
+                             passage_max_length=data_args.passage_max_length,
+                             # multiples of 8 tile tensor cores in half precision; on CPU they only add padding
+                             pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+    logger.info("%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
+                len(train_groups), train_groups.group_size, model.pooling, model.normalize, model.temperature)
+
+    evaluator = None
+    if data_args.eval_split:
+        from led_hf.evaluation.evaluator import RetrievalEvaluator
+
+        evaluator = RetrievalEvaluator(train_groups.data, data_args.eval_split, mode=data_args.eval_mode,
+                                       max_queries=data_args.eval_max_queries,
+                                       max_passages=data_args.eval_max_passages, seed=training_args.seed,
+                                       use_gpu=training_args.device.type == "cuda", progress=training_args.should_log)
+
+    trainer = DenseTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
+                           processing_class=tokenizer, model_args=model_args, data_args=data_args,
+                           retrieval_evaluator=evaluator)
+    if trainer.is_world_process_zero():
+        save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
+    trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
+    if evaluator is not None:
+        trainer.save_metrics("eval", trainer.evaluate())  # before saving, so that the card shows them
+    trainer.save_model()
+    return trainer
+
+
+def resolve_checkpoint(training_args) -> str | None:
+    """`resume_from_checkpoint`: a checkpoint folder, or "last" (the newest checkpoint-* in output_dir, if any)."""
+    value = training_args.resume_from_checkpoint
+    if value in (None, "", "false", "False"):
+        return None
+    if value in ("last", "true", "True"):
+        from transformers.trainer_utils import get_last_checkpoint
+
+        found = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if found is None and value != "last":
+            raise LedError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {training_args.output_dir}")
+        return found
+    if not os.path.isdir(value):
+        raise LedError(f"resume_from_checkpoint: {value} is not a folder")
+    return value

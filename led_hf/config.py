@@ -1,0 +1,130 @@
+"""Parse a config file (JSON or YAML) plus `--flag value` overrides into argument dataclasses.
+
+    led train dense configs/msmarco/den_warmup.json --learning_rate 5e-6 --output_dir out/co-stg1
+
+The file holds any field of the dataclasses, flat; each flag overrides the file's value; a field in
+neither keeps its dataclass default. Types, choices and `--help` come from `transformers.HfArgumentParser`.
+The resolved values are written to `OUTPUT/led_args.json` (a flat config that runs again as is),
+without any token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+
+from led_hf.atomic import atomic_file
+from led_hf.errors import InputError, LedError
+
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+ARGS_FILE_NAME = "led_args.json"
+_SECRET_FIELD = re.compile(r"(^|_)token$")  # hub_token, push_to_hub_token; not `include_num_input_tokens_seen`
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A flat {field: value} mapping from a JSON or YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LedError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(path, err.lineno, f"not valid JSON: {err.msg}") from err
+    else:
+        import yaml
+
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            raise InputError(path, mark.line + 1 if mark else None, f"not valid YAML: {err}") from err
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise InputError(path, 1, "a config file holds one mapping of option names to values")
+    return values
+
+
+def parse_arguments(dataclass_types: tuple, argv: list[str], prog: str | None = None,
+                     description: str | None = None) -> tuple:
+    """`[CONFIG] [--flag value ...]` -> one instance per dataclass type, flags overriding the file.
+
+    Unknown options in the file or on the command line are an error (naming them), as are options
+    that no source sets but the dataclasses require. `--help` prints every option and exits 0.
+    """
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
+    argv = list(argv)
+    file_values: dict = {}
+    if argv and not argv[0].startswith("-"):
+        config_path = Path(argv.pop(0))
+        if config_path.suffix not in CONFIG_SUFFIXES:
+            raise LedError(f"{config_path}: a config file ends with {', '.join(CONFIG_SUFFIXES)}")
+        file_values = read_config_file(config_path)
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(file_values) - known)
+        if unknown:
+            raise InputError(config_path, None, f"unknown option(s) {', '.join(unknown)}")
+        # The file's values become the parser's defaults: flags still win, and a required option
+        # given by the file is no longer required on the command line.
+        defaults = {}
+        for action in parser._actions:
+            if action.dest in file_values:
+                action.required = False
+                defaults[action.dest] = _convert(action, file_values[action.dest], config_path)
+        parser.set_defaults(**defaults)
+    try:
+        return parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+    except (TypeError, ValueError) as err:  # a dataclass rejected a value (e.g. a bad choice)
+        raise LedError(f"invalid arguments: {err}") from err
+
+
+def _convert(action, value, path: Path):
+    """Apply the option's argparse type to text values: YAML reads `1e-5` as the string "1e-5"."""
+    convert = action.type if callable(action.type) else None
+    if convert is None:
+        return value
+    try:
+        if isinstance(value, str):
+            return convert(value)
+        if isinstance(value, list):
+            return [convert(item) if isinstance(item, str) else item for item in value]
+    except (TypeError, ValueError) as err:
+        raise InputError(path, None, f"option {action.dest}: {err}") from err
+    return value
+
+
+def resolved_arguments(*instances) -> dict:
+    """The fields of the argument dataclasses as one flat JSON-able dict, without any token."""
+    values: dict = {}
+    for instance in instances:
+        fields = instance.to_dict() if hasattr(instance, "to_dict") else dataclasses.asdict(instance)
+        names = {field.name for field in dataclasses.fields(instance) if field.init}
+        for name, value in fields.items():
+            if name in names and not _SECRET_FIELD.search(name):
+                values[name] = _jsonable(value)
+    return values
+
+
+def save_resolved_arguments(output_dir: str | Path, *instances) -> Path:
+    """Write `output_dir/led_args.json` (atomically) and return its path."""
+    path = Path(output_dir) / ARGS_FILE_NAME
+    with atomic_file(path) as handle:
+        json.dump(resolved_arguments(*instances), handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return getattr(value, "value", str(value))  # enums -> their value

