@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[cpu,test,demo]'
+	$(BIN)/python -m pip install -q -e '.[cpu,test,demo,sparse]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,0 +1,152 @@
+"""Read sharded sparse (CSR) term-weight folders written by `led encode` for a SPLADE model.
+
+    ENC/manifest.json   {"kind": "sparse", "vocab_size": V, "num_shards": n, "what": ..., ...}
+    ENC/vocab.txt       token string per vocabulary id (line v+1 = id v)
+    ENC/shard-00000-of-00002/{indptr.npy int64 [N+1], indices.npy int32, values.npy float32 > 0, ids.txt}
+
+Every read is checked: a bad shard raises `InputError` naming the file and the row (by id) at fault.
+No torch import here, so the inverted index and the Lucene export stay light.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from led_hf.errors import InputError, LedError
+
+MANIFEST, VOCAB, IDS = "manifest.json", "vocab.txt", "ids.txt"
+
+
+def shard_dirname(shard_index: int, num_shards: int) -> str:
+    return f"shard-{shard_index:05d}-of-{num_shards:05d}"
+
+
+@dataclass
+class SparseShard:
+    """One shard: row r has terms `indices[indptr[r]:indptr[r+1]]` with weights `values[...]`."""
+
+    folder: Path
+    indptr: np.ndarray  # int64 [N + 1]
+    indices: np.ndarray  # int32 [nnz]
+    values: np.ndarray  # float32 [nnz]
+    ids: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def read_sparse_manifest(folder: str | Path) -> dict:
+    """ENC/manifest.json, checked to describe a complete sparse encoding."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise LedError(f"{folder} is not a sparse vectors folder (no {MANIFEST}; run `led encode` with a SPLADE model)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(path, err.lineno, f"not valid JSON ({err.msg})") from None
+    if manifest.get("kind") != "sparse":
+        raise InputError(path, None, f"kind is {manifest.get('kind')!r}, expected 'sparse' (SPLADE term weights)")
+    for key in ("vocab_size", "num_shards"):
+        if not isinstance(manifest.get(key), int) or manifest[key] < 1:
+            raise InputError(path, None, f"{key} must be a positive integer, found {manifest.get(key)!r}")
+    return manifest
+
+
+def read_vocabulary(folder: str | Path, vocab_size: int) -> list[str] | None:
+    """ENC/vocab.txt as a list (None when absent); its length must equal vocab_size."""
+    path = Path(folder) / VOCAB
+    if not path.is_file():
+        return None
+    tokens = path.read_text(encoding="utf-8").split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    if len(tokens) != vocab_size:
+        raise InputError(path, None, f"has {len(tokens)} tokens, the manifest says vocab_size={vocab_size}")
+    return tokens
+
+
+def shard_folders(folder: str | Path, manifest: dict) -> list[Path]:
+    """The n shard folders in order; all must exist (a partial encoding is refused, not half-indexed)."""
+    folder = Path(folder)
+    n = manifest["num_shards"]
+    folders = [folder / shard_dirname(i, n) for i in range(n)]
+    missing = [f.name for f in folders if not f.is_dir()]
+    if missing:
+        raise LedError(f"{folder} is incomplete: {len(missing)} of {n} shards missing (first: {missing[0]}); "
+                       "finish `led encode` first")
+    return folders
+
+
+def read_ids(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(path, None, "missing") from None
+    except UnicodeDecodeError as err:
+        raise InputError(path, None, f"not UTF-8 ({err.reason})") from None
+    ids = text.split("\n")
+    if ids and ids[-1] == "":
+        ids.pop()
+    for line, value in enumerate(ids, start=1):
+        if not value or any(c.isspace() for c in value):
+            raise InputError(path, line, f"id {value!r} is empty or contains whitespace")
+    return ids
+
+
+def _load_npy(path: Path, dtype) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(path, None, "missing") from None
+    except (OSError, ValueError) as err:
+        raise InputError(path, None, f"not a readable .npy array ({err})") from None
+    if array.ndim != 1 or array.dtype != np.dtype(dtype):
+        raise InputError(path, None, f"expected a 1-d {np.dtype(dtype).name} array, found {array.ndim}-d {array.dtype}")
+    return array
+
+
+def load_sparse_shard(folder: Path, vocab_size: int) -> SparseShard:
+    """Load and check one shard (arrays in memory: a shard is the unit of work)."""
+    indptr = np.asarray(_load_npy(folder / "indptr.npy", np.int64))
+    indices = np.asarray(_load_npy(folder / "indices.npy", np.int32))
+    values = np.asarray(_load_npy(folder / "values.npy", np.float32))
+    ids = read_ids(folder / IDS)
+    if len(indptr) != len(ids) + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise InputError(folder / "indptr.npy", None, f"is not a CSR row pointer for the {len(ids)} ids of {IDS}")
+    if indptr[-1] != len(indices) or len(values) != len(indices):
+        raise InputError(folder / "indptr.npy", None, f"ends at {indptr[-1]} but indices/values hold "
+                         f"{len(indices)}/{len(values)} entries")
+    rows_of = lambda bad: np.searchsorted(indptr, np.flatnonzero(bad)[0], side="right") - 1  # noqa: E731
+    bad = (indices < 0) | (indices >= vocab_size)
+    if bad.any():
+        row = rows_of(bad)
+        raise InputError(folder / "indices.npy", None, f"row of id {ids[row]!r} has a term id outside [0, {vocab_size})")
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        row = rows_of(bad)
+        raise InputError(folder / "values.npy", None, f"row of id {ids[row]!r} has a negative or non-finite weight")
+    # A term twice in one row would be scored twice by one engine and once by another.
+    if len(indices) > 1:
+        rows = np.repeat(np.arange(len(ids)), np.diff(indptr))
+        if np.all((np.diff(indices) > 0) | (np.diff(rows) != 0)):
+            return SparseShard(folder, indptr, indices, values, ids)  # increasing within rows (led encode's order)
+        order = np.lexsort((indices, rows))
+        dup = (np.diff(indices[order]) == 0) & (np.diff(rows[order]) == 0)
+        if dup.any():
+            row = rows[order][np.flatnonzero(dup)[0]]
+            raise InputError(folder / "indices.npy", None, f"row of id {ids[row]!r} lists a term id twice")
+    return SparseShard(folder, indptr, indices, values, ids)
+
+
+def load_sparse_vectors(folder: str | Path) -> tuple[dict, SparseShard]:
+    """All shards of a (small) folder, e.g. encoded queries, concatenated into one SparseShard."""
+    manifest = read_sparse_manifest(folder)
+    shards = [load_sparse_shard(f, manifest["vocab_size"]) for f in shard_folders(folder, manifest)]
+    offsets = np.cumsum([0] + [len(s.indices) for s in shards])
+    indptr = np.concatenate([[0]] + [s.indptr[1:] + off for s, off in zip(shards, offsets)]).astype(np.int64)
+    return manifest, SparseShard(Path(folder), indptr, np.concatenate([s.indices for s in shards]),
+                                 np.concatenate([s.values for s in shards]), [i for s in shards for i in s.ids])
