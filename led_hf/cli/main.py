@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bm25": ("bm25", "BM25 retrieval over a prepared dataset (TREC run, negatives)"),
     "search": ("search", "retrieve with an encoded index and write a TREC run"),
     "index": ("index", "build a sparse index: embedded inverted (default) or Lucene impact / BM25"),
+    "mine": ("mine", "mine hard negatives for the next stage: DATA/negatives/NAME (dense, SPLADE, BM25)"),
     "evaluate": ("evaluate", "score a TREC run against qrels (one JSON object)"),
     "pipeline": ("pipeline", "run a multi-stage recipe and write a report"),
     "demo": ("demo", "run the bundled end-to-end demo on SciFact"),

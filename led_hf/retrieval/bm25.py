@@ -154,22 +154,44 @@ def negatives_from_results(results: Mapping[str, Sequence[tuple[str, float]]],
     return columns
 
 
-def write_negatives(folder, columns: dict[str, list], overwrite: bool = False) -> int:
-    """Save {qid, pids, scores} as a `datasets` folder (the `negatives/<source>` contract), atomically.
+NEGATIVES_MANIFEST = "manifest.json"
 
-    Returns the number of queries written.
-    """
+
+def negatives_features():
+    """`datasets.Features` of a negatives table: {qid: string, pids: [string], scores: [float32]}."""
     import datasets
 
-    from led_hf.atomic import atomic_directory
-
-    features = datasets.Features({
+    return datasets.Features({
         "qid": datasets.Value("string"),
         "pids": datasets.List(datasets.Value("string")),
         "scores": datasets.List(datasets.Value("float32")),
     })
-    table = datasets.Dataset.from_dict(columns, features=features)
+
+
+def write_negatives(folder, columns, overwrite: bool = False, manifest: dict | None = None) -> int:
+    """Save {qid, pids, scores} as a `datasets` folder (the `negatives/<source>` contract), atomically.
+
+    `columns` is a dict of Python lists or a `pyarrow.Table` with those columns (large mined sets: no
+    Python list of every pid). `manifest`, when given, is written as `folder/manifest.json` inside the
+    same atomic rename (how the list was made: model, depth, keep, input hashes, ...); `load_from_disk`
+    ignores it. Returns the number of queries written.
+    """
+    import json
+
+    import datasets
+    import pyarrow as pa
+
+    from led_hf.atomic import atomic_directory
+
+    features = negatives_features()
+    if isinstance(columns, pa.Table):
+        table = datasets.Dataset(columns.select(list(features)).cast(features.arrow_schema),
+                                 info=datasets.DatasetInfo(features=features))
+    else:
+        table = datasets.Dataset.from_dict(columns, features=features)
     with atomic_directory(folder, overwrite=overwrite) as staging:
         table.save_to_disk(str(staging))
+        if manifest is not None:
+            (staging / NEGATIVES_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
+                                                      encoding="utf-8")
     return len(table)
-
