@@ -147,3 +147,108 @@ class SpladeTrainingArguments(DenseTrainingArguments):
         super().__post_init__()
         if self.query_flops_weight < 0 or self.passage_flops_weight < 0 or self.flops_warmup_steps < 0:
             raise LedError("query_flops_weight, passage_flops_weight and flops_warmup_steps must be >= 0")
+
+
+@dataclass
+class CrossEncoderModelArguments:
+    """Which model the cross-encoder starts from (`led train cross-encoder`)."""
+
+    model_name_or_path: str = field(metadata={
+        "help": "Folder or hub id of a sequence-classification model (a trained cross-encoder), or of any "
+                "backbone (e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny), which gets a fresh 1-logit head."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."})
+
+
+@dataclass
+class CrossEncoderDataArguments(DataArguments):
+    """`DataArguments` for (query, passage) pairs: one pair length replaces query/passage_max_length (unused),
+    and evaluation re-ranks a TREC run (`eval_run`) instead of searching (eval_mode, eval_max_passages unused)."""
+
+    max_length: int = field(default=256, metadata={
+        "help": "Tokens of a `[CLS] query [SEP] title [SEP] text [SEP]` pair, special tokens included."})
+    eval_run: str | None = field(default=None, metadata={
+        "help": "TREC run whose top eval_depth passages per eval_split query are re-ranked after training; "
+                "the metrics go to eval_results.json and the model card."})
+    eval_depth: int = field(default=100, metadata={"help": "Passages per query re-ranked by the evaluation."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_length < 2 or self.eval_depth < 1:
+            raise LedError(f"max_length must be >= 2 and eval_depth >= 1, got {self.max_length}, {self.eval_depth}")
+        if self.eval_run and not self.eval_split:
+            raise LedError("eval_run needs eval_split (the qrels the re-ranked run is scored against)")
+
+
+@dataclass
+class CrossEncoderTrainingArguments(DenseTrainingArguments):
+    """`DenseTrainingArguments` for a cross-encoder: each pair is scored alone, so there are no in-batch
+    negatives and nothing is gathered across devices (`in_batch_negatives` and `gather_across_devices` have
+    no effect); `dataloader_drop_last` therefore defaults to off."""
+
+    dataloader_drop_last: bool = field(default=False, metadata={
+        "help": "Drop the last incomplete batch (not needed: the listwise loss is per query)."})
+
+
+TEACHER_SCORE_MODES = ("online", "precomputed")
+
+
+@dataclass
+class LEDTrainingArguments(DenseTrainingArguments):
+    """`DenseTrainingArguments` plus the LED teachers and distillation losses (spec §4):
+
+        loss = contrastive + rank_weight · rank_consistency(s, t_splade) [+ kl_weight · KL(t_ce ‖ s; T)]
+
+    s, t: scores of each query's own G candidates ([B, G], positive first). The teachers are frozen and
+    never saved with the student. Defaults are LED's reference values (rank weight 1.0, positive in the
+    rank loss, no KL); LED w/ RT sets `cross_encoder_name_or_path`, kl_weight 1.5, kl_temperature 3,
+    rank_weight 1.2, rank_include_positive false.
+    """
+
+    teacher_model_name_or_path: str | None = field(default=None, metadata={
+        "help": "The frozen SPLADE teacher (a `led train splade` checkpoint or any masked-LM folder; "
+                "bundled:splade-tiny). Needed by the rank loss unless teacher_scores=precomputed."})
+    cross_encoder_name_or_path: str | None = field(default=None, metadata={
+        "help": "The frozen cross-encoder teacher of LED w/ RT (a `led train cross-encoder` checkpoint or any "
+                "1-logit sequence classifier). Needed when kl_weight > 0 unless teacher_scores=precomputed."})
+    rank_weight: float = field(default=1.0, metadata={"help": "w_rank, weight of the rank-consistency loss."})
+    rank_include_positive: bool = field(default=True, metadata={
+        "help": "Rank the positive with the negatives in the rank loss (LED: on; LED w/ RT: off)."})
+    rank_margin: float = field(default=0.0, metadata={"help": "Hinge margin of the rank loss (reference 0)."})
+    min_teacher_gap: float | None = field(default=None, metadata={
+        "help": "Keep only candidate pairs whose teacher scores differ by at least this (reference: all pairs)."})
+    kl_weight: float = field(default=0.0, metadata={
+        "help": "w_kl, weight of the cross-encoder KL loss (LED w/ RT: 1.5; 0 disables it)."})
+    kl_temperature: float = field(default=3.0, metadata={"help": "T of the KL loss (LED w/ RT: 3)."})
+    teacher_scores: str = field(default="online", metadata={
+        "help": "online: the teachers score every training group as it comes; precomputed: read the scores "
+                "that `led score-teacher` stored in DATA/teacher_scores/<name> (no teacher model is loaded)."})
+    teacher_scores_name: str | None = field(default=None, metadata={
+        "help": "precomputed: DATA/teacher_scores/<name> of the SPLADE teacher (rank loss)."})
+    cross_encoder_scores_name: str | None = field(default=None, metadata={
+        "help": "precomputed: DATA/teacher_scores/<name> of the cross-encoder (KL loss)."})
+    teacher_query_max_length: int | None = field(default=None, metadata={
+        "help": "Query tokens for the SPLADE teacher (default: query_max_length). The teacher reuses the "
+                "student's token ids when vocabularies and lengths agree, else tokenizes itself."})
+    teacher_passage_max_length: int | None = field(default=None, metadata={
+        "help": "Passage tokens for the SPLADE teacher (default: passage_max_length)."})
+    cross_encoder_max_length: int | None = field(default=None, metadata={
+        "help": "Pair tokens for the cross-encoder (default: the length it was trained with, else 256)."})
+    teacher_batch_size: int = field(default=128, metadata={
+        "help": "Online: the teachers encode at most this many texts/pairs per forward pass (bounds memory)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.teacher_scores not in TEACHER_SCORE_MODES:
+            raise LedError(f"teacher_scores must be one of {', '.join(TEACHER_SCORE_MODES)}, got {self.teacher_scores!r}")
+        if self.rank_weight < 0 or self.kl_weight < 0:
+            raise LedError("rank_weight and kl_weight must be >= 0")
+        if not self.kl_temperature > 0 or self.teacher_batch_size < 1:
+            raise LedError("kl_temperature and teacher_batch_size must be positive")
+        precomputed = self.teacher_scores == "precomputed"
+        needs = [("rank_weight", self.rank_weight, "teacher_scores_name" if precomputed else "teacher_model_name_or_path"),
+                 ("kl_weight", self.kl_weight, "cross_encoder_scores_name" if precomputed else "cross_encoder_name_or_path")]
+        for weight_name, weight, source in needs:
+            if weight > 0 and not getattr(self, source):
+                raise LedError(f"{weight_name} is {weight:g} but {source} is not set "
+                               f"(teacher_scores={self.teacher_scores})")

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bm25": ("bm25", "BM25 retrieval over a prepared dataset (TREC run, negatives)"),
     "search": ("search", "retrieve with an encoded index and write a TREC run"),
     "index": ("index", "build a sparse index: embedded inverted (default) or Lucene impact / BM25"),
+    "rerank": ("rerank", "re-rank a TREC run's top passages with a cross-encoder"),
+    "score-teacher": ("score_teacher", "score training candidates once with a frozen teacher (LED, precomputed)"),
     "mine": ("mine", "mine hard negatives for the next stage: DATA/negatives/NAME (dense, SPLADE, BM25)"),
     "evaluate": ("evaluate", "score a TREC run against qrels (one JSON object)"),
     "pipeline": ("pipeline", "run a multi-stage recipe and write a report"),

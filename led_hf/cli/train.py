@@ -13,6 +13,8 @@ import sys
 RECIPES: dict[str, tuple[str, str]] = {
     "dense": ("led_hf.cli.train_dense", "dense bi-encoder, contrastive loss (coCondenser / MiniLM recipes)"),
     "splade": ("led_hf.trainers.splade", "SPLADE lexical retriever, contrastive + FLOPS regularisation"),
+    "led": ("led_hf.cli.train_led", "LED: dense student + frozen SPLADE teacher (rank loss) [+ cross-encoder KL]"),
+    "cross-encoder": ("led_hf.cli.train_cross_encoder", "cross-encoder re-ranker (the RT teacher), listwise CE"),
 }
 
 

@@ -36,32 +36,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_dense(model_args: ModelArguments, data_args: DataArguments, training_args: DenseTrainingArguments):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    from transformers import AutoTokenizer, set_seed
-
     from led_hf.collators.train import TrainCollator
-    from led_hf.data.groups import TrainGroups
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.dense import DenseEncoder
     from led_hf.trainers.dense import DenseTrainer
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
-                        if training_args.should_log else logging.WARNING)
-    set_seed(training_args.seed)
+    start_run(training_args)
 
-    model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:all-minilm-l6-v2
-    model = DenseEncoder.from_pretrained(
-        model_path, pooling=model_args.pooling, normalize=model_args.normalize,
-        temperature=model_args.temperature, separate_encoders=model_args.separate_encoders,
-        trust_remote_code=model_args.trust_remote_code)
-    model.max_seq_length = data_args.passage_max_length  # what sentence-transformers will truncate to
-    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
+    model, tokenizer = dense_model_from_args(model_args, data_args)
 
-    train_groups = TrainGroups(
-        data_args.data, split=data_args.train_split, negs_sources=data_args.negs_sources,
-        num_negs_per_system=data_args.num_negs_per_system, num_negatives=data_args.num_negatives,
-        dedupe_negatives=data_args.dedupe_negatives, empty_pool=data_args.empty_pool,
-        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
-        show_progress=training_args.should_log)
+    train_groups = train_groups_from_args(data_args, training_args)
     collator = TrainCollator(tokenizer, query_max_length=data_args.query_max_length,
                              passage_max_length=data_args.passage_max_length,
                              # multiples of 8 tile tensor cores in half precision; on CPU they only add padding
@@ -69,25 +51,76 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
     logger.info("%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
                 len(train_groups), train_groups.group_size, model.pooling, model.normalize, model.temperature)
 
-    evaluator = None
-    if data_args.eval_split:
-        from led_hf.evaluation.evaluator import RetrievalEvaluator
-
-        evaluator = RetrievalEvaluator(train_groups.data, data_args.eval_split, mode=data_args.eval_mode,
-                                       max_queries=data_args.eval_max_queries,
-                                       max_passages=data_args.eval_max_passages, seed=training_args.seed,
-                                       use_gpu=training_args.device.type == "cuda", progress=training_args.should_log)
+    evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
 
     trainer = DenseTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
                            processing_class=tokenizer, model_args=model_args, data_args=data_args,
                            retrieval_evaluator=evaluator)
+    return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
+
+
+def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None):
+    """The end of a bi-encoder recipe: save the resolved arguments, train (resuming as asked), evaluate by
+    retrieval when there is an evaluator (before saving, so that the card shows the metrics), save."""
     if trainer.is_world_process_zero():
         save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
     trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
     if evaluator is not None:
-        trainer.save_metrics("eval", trainer.evaluate())  # before saving, so that the card shows them
+        trainer.save_metrics("eval", trainer.evaluate())
     trainer.save_model()
     return trainer
+
+
+def start_run(training_args) -> None:
+    """The first step of every recipe: log lines at INFO on the main process (WARNING elsewhere), seed."""
+    from transformers import set_seed
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
+                        if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+
+
+def train_groups_from_args(data_args, training_args, groups_class=None, **extra):
+    """`TrainGroups` (or `groups_class`, a subclass taking `extra` keywords) from `DataArguments` fields,
+    seeded by `data_seed`, else `seed`."""
+    from led_hf.data.groups import TrainGroups
+
+    return (groups_class or TrainGroups)(
+        data_args.data, split=data_args.train_split, negs_sources=data_args.negs_sources,
+        num_negs_per_system=data_args.num_negs_per_system, num_negatives=data_args.num_negatives,
+        dedupe_negatives=data_args.dedupe_negatives, empty_pool=data_args.empty_pool,
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        show_progress=training_args.should_log, **extra)
+
+
+def dense_model_from_args(model_args: ModelArguments, data_args: DataArguments):
+    """(DenseEncoder, tokenizer) from `ModelArguments` (`bundled:<name>` resolved); the model records the
+    passage length as the `max_seq_length` sentence-transformers truncates to."""
+    from transformers import AutoTokenizer
+
+    from led_hf.modeling.bundled import resolve_model_path
+    from led_hf.modeling.dense import DenseEncoder
+
+    model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:all-minilm-l6-v2
+    model = DenseEncoder.from_pretrained(
+        model_path, pooling=model_args.pooling, normalize=model_args.normalize,
+        temperature=model_args.temperature, separate_encoders=model_args.separate_encoders,
+        trust_remote_code=model_args.trust_remote_code)
+    model.max_seq_length = data_args.passage_max_length
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
+    return model, tokenizer
+
+
+def retrieval_evaluator_from_args(data, data_args: DataArguments, training_args):
+    """A `RetrievalEvaluator` of `data_args.eval_split` (None without one) for a dense trainer's `evaluate()`."""
+    if not data_args.eval_split:
+        return None
+    from led_hf.evaluation.evaluator import RetrievalEvaluator
+
+    return RetrievalEvaluator(data, data_args.eval_split, mode=data_args.eval_mode,
+                              max_queries=data_args.eval_max_queries, max_passages=data_args.eval_max_passages,
+                              seed=training_args.seed, use_gpu=training_args.device.type == "cuda",
+                              progress=training_args.should_log)
 
 
 def resolve_checkpoint(training_args) -> str | None:

@@ -59,11 +59,16 @@ def load_model_kind(path: str | os.PathLike) -> str | None:
     """What a checkpoint folder holds: `led_config.json`'s "kind" ("dense", "splade", ...).
 
     A folder without it but with sentence-transformers metadata (`modules.json`) is a dense encoder;
-    anything else gives None (the caller decides, e.g. from the command it runs).
+    one whose `config.json` names a `*ForSequenceClassification` architecture (e.g. a hub cross-encoder)
+    is a "cross-encoder"; anything else gives None (the caller decides, e.g. from the command it runs).
     """
     kind = read_led_config(path).get("kind")
     if kind is not None:
         return str(kind)
+    model_config = read_json_file(path, "config.json")
+    architectures = (model_config.get("architectures") or []) if isinstance(model_config, dict) else []
+    if any(str(name).endswith("ForSequenceClassification") for name in architectures):
+        return "cross-encoder"
     if read_json_file(path, "modules.json") is not None:
         return "dense"
     return None

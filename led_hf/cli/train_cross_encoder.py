@@ -1,0 +1,106 @@
+"""`led train cross-encoder CONFIG [--flag value ...]`: the cross-encoder (LED w/ RT's "RT" teacher) recipe.
+
+parse -> seed -> model (fresh 1-logit head on a plain backbone) -> data -> trainer -> train (resume)
+-> [re-rank eval_run on eval_split] -> save (+ card)
+
+    led train cross-encoder configs/demo/ce_scifact.json                     # from bundled all-MiniLM-L6-v2
+    led train cross-encoder configs/demo/ce_scifact.json --model_name_or_path bundled:splade-tiny
+    accelerate launch scripts/train_cross_encoder.py configs/demo/ce_scifact.json   # several GPUs
+    led rerank --model runs/demo-scifact/ce --data runs/scifact --split test --run bm25.trec --output ce.trec
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from led_hf.arguments import (
+    CrossEncoderDataArguments,
+    CrossEncoderModelArguments,
+    CrossEncoderTrainingArguments,
+)
+from led_hf.config import parse_arguments, save_resolved_arguments
+
+SUMMARY = "cross-encoder re-ranker (the RT teacher), listwise cross-entropy over positive + negatives"
+logger = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        model_args, data_args, training_args = parse_arguments(
+            (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments), argv,
+            prog="led train cross-encoder",
+            description="Train a cross-encoder ([CLS] query [SEP] title [SEP] text [SEP] -> one logit) with a "
+                        "listwise cross-entropy over each query's positive and hard negatives. CONFIG (JSON/YAML) "
+                        "holds any option below; flags override it. A backbone without a classification head "
+                        "(e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny) gets a fresh 1-logit head.")
+    except SystemExit as done:  # --help, or argparse's own usage error (already printed)
+        return int(done.code or 0)
+    train_cross_encoder(model_args, data_args, training_args)
+    return 0
+
+
+def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: CrossEncoderDataArguments,
+                        training_args: CrossEncoderTrainingArguments):
+    """Run the recipe; returns the trainer (its model, state and log history)."""
+    from transformers import AutoTokenizer
+
+    from led_hf.cli.train_dense import resolve_checkpoint, start_run, train_groups_from_args
+    from led_hf.collators.cross_encoder import CrossEncoderCollator
+    from led_hf.modeling.bundled import resolve_model_path
+    from led_hf.modeling.cross_encoder import CrossEncoder
+    from led_hf.trainers.cross_encoder import CrossEncoderTrainer
+
+    start_run(training_args)
+    model_path = resolve_model_path(model_args.model_name_or_path)
+    model = CrossEncoder.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
+    model.max_length = data_args.max_length  # saved: re-ranking and sentence-transformers truncate to it
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
+
+    train_groups = train_groups_from_args(data_args, training_args)
+    collator = CrossEncoderCollator(tokenizer, max_length=data_args.max_length,
+                                    # multiples of 8 tile tensor cores in half precision; on CPU they only add padding
+                                    pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+    logger.info("%d training groups of %d pairs; pair length %d", len(train_groups), train_groups.group_size,
+                data_args.max_length)
+
+    eval_pairs = None
+    if data_args.eval_run:  # resolved now: a bad run fails before training
+        from led_hf.evaluation.runs import read_run
+        from led_hf.retrieval.rerank import evaluation_pairs
+
+        eval_pairs = evaluation_pairs(train_groups.data, data_args.eval_split, read_run(data_args.eval_run),
+                                      data_args.eval_depth, source=data_args.eval_run)
+
+    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
+                                  processing_class=tokenizer, model_args=model_args, data_args=data_args)
+    if trainer.is_world_process_zero():
+        save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
+    trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
+    if eval_pairs is not None:
+        evaluate_after_training(trainer, data_args, train_groups.data, collator, eval_pairs)
+    trainer.save_model()
+    return trainer
+
+
+def evaluate_after_training(trainer, data_args: CrossEncoderDataArguments, data, collator, pairs) -> dict[str, float]:
+    """Re-rank `pairs` (eval_run's top eval_depth on eval_split; main process), log and save the metrics as
+    eval_*; called before saving the model, so that the card shows them."""
+    import torch
+
+    from led_hf.retrieval.rerank import evaluate_reranking
+
+    metrics: dict[str, float] = {}
+    if trainer.is_world_process_zero():
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        args = trainer.args
+        autocast = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+        found = evaluate_reranking(model, collator, data, data_args.eval_split, pairs,
+                                   depth=data_args.eval_depth, batch_size=args.per_device_eval_batch_size,
+                                   device=args.device, autocast_dtype=autocast, progress=args.should_log)
+        metrics = {f"eval_{name}": float(value) for name, value in found.items()}
+        trainer.log(metrics)
+        trainer.save_metrics("eval", metrics)
+    trainer.accelerator.wait_for_everyone()
+    return metrics

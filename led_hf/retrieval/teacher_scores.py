@@ -1,0 +1,170 @@
+"""Score every training candidate once with a frozen teacher: `led score-teacher` (LED, precomputed scores).
+
+For each training query (a positive qrels row in `split`) the candidates are its positives and its
+negative pool (sources truncated to `num_negs_per_system`, concatenated, positives removed, duplicates
+scored once): every passage `TrainGroups` can draw for it. The result is the folder that
+`led_hf.data.scored_groups.ScoredTrainGroups` reads (layout there), written atomically:
+
+    DATA/teacher_scores/<name>/   one row per query {qid, pids, scores}, + led_teacher_scores.json
+
+Teachers:
+- SPLADE (`led_config.json` kind "splade"): queries are chunked; in each chunk every distinct candidate
+  passage is encoded once (length-sorted batches) and dotted with the chunk's queries on the device,
+  so only a [queries, passages] score block leaves it. score = <w_q, w_p> (fp32).
+- cross-encoder (kind "cross-encoder"): every (query, candidate) pair `[CLS] q [SEP] title [SEP] text [SEP]`
+  in length-sorted batches; score = the logit (fp32).
+The scores equal what the online teacher computes in training for the same lengths (tested).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from led_hf.atomic import atomic_directory
+from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
+from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
+from led_hf.errors import LedError
+from led_hf.retrieval.encode import TextSource, encode_batches
+
+TEACHER_KINDS = ("splade", "cross-encoder")
+
+
+def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_sources=("bm25",),
+                  num_negs_per_system: int = 200, kind: str | None = None, query_max_length: int = 32,
+                  passage_max_length: int = 128, max_length: int | None = None, batch_size: int = 64,
+                  queries_per_chunk: int = 64, device: str | None = None, bf16: bool = False,
+                  overwrite: bool = False, progress: bool = True) -> dict:
+    """Write ``DATA/teacher_scores/<name>``; returns its metadata (also saved as led_teacher_scores.json).
+
+    `teacher` is a checkpoint folder (or `bundled:splade-tiny`); `kind` defaults to its led_config.json.
+    `query_max_length`/`passage_max_length` are the SPLADE teacher's token limits, `max_length` the
+    cross-encoder's pair limit (default: the length it was trained with, else 256).
+    """
+    from transformers import AutoTokenizer
+
+    from led_hf.modeling.bundled import resolve_model_path
+    from led_hf.modeling.checkpoint import load_model_kind
+
+    groups = ScoredTrainGroups(data, split=split, negs_sources=negs_sources, num_negs_per_system=num_negs_per_system,
+                               num_negatives=1, show_progress=progress)
+    out = teacher_scores_path(groups.data.root, name)
+    if out.exists() and not overwrite:  # fail before loading the teacher
+        raise LedError(f"{out} already exists (pass --overwrite to replace it)")
+    path = resolve_model_path(teacher)
+    kind = kind or load_model_kind(path) or _kind_from_architecture(path)
+    if kind not in TEACHER_KINDS:
+        raise LedError(f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if kind == "splade":
+        scorer = _SpladeScorer(path, tokenizer, query_max_length, passage_max_length, batch_size, device)
+        lengths = {"query_max_length": query_max_length, "passage_max_length": passage_max_length}
+    else:
+        scorer = _CrossEncoderScorer(path, tokenizer, max_length, batch_size, device)
+        lengths = {"max_length": scorer.collator.max_length}
+
+    corpus_pids = groups.data.corpus.data.column("pid")
+    query_rows, qids = groups.query_table_rows(), groups.query_ids()
+    num_pairs = 0
+    with atomic_directory(out, overwrite=overwrite) as staging:
+        writer = TableWriter(staging.parent, staging.name, NEGATIVES_FEATURES, batch_size=1000)
+        chunks = range(0, groups.num_queries, queries_per_chunk)
+        for start in tqdm(chunks, desc=f"scoring with {kind} teacher", unit="chunk", disable=not progress):
+            queries = range(start, min(start + queries_per_chunk, groups.num_queries))
+            candidates = [groups.scoring_candidates(q) for q in queries]
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                scores = scorer.score(groups.data, query_rows[list(queries)], candidates)
+            for query, rows, values in zip(queries, candidates, scores):
+                writer.add(qids[query], corpus_pids.take(rows).to_pylist(), values.tolist())
+                num_pairs += len(rows)
+        writer.close()
+        metadata = {"teacher": teacher, "kind": kind, "data": str(groups.data.root), "split": split,
+                    "negs_sources": list(groups.negs_sources), "num_negs_per_system": num_negs_per_system,
+                    **lengths, "num_queries": groups.num_queries, "num_pairs": num_pairs,
+                    "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit"}
+        (Path(staging) / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    return metadata
+
+
+def _kind_from_architecture(path: str) -> str | None:
+    """A folder without led_config.json (e.g. bundled:splade-tiny): a masked LM is a SPLADE teacher, a
+    sequence classifier a cross-encoder."""
+    from led_hf.modeling.checkpoint import read_json_file
+
+    architectures = (read_json_file(path, "config.json") or {}).get("architectures") or []
+    if any(name.endswith("ForMaskedLM") for name in architectures):
+        return "splade"
+    if any(name.endswith("ForSequenceClassification") for name in architectures):
+        return "cross-encoder"
+    return None
+
+
+class _SpladeScorer:
+    def __init__(self, path: str, tokenizer, query_max_length: int, passage_max_length: int, batch_size: int,
+                 device: torch.device):
+        from led_hf.collators.encode import EncodeCollator
+        from led_hf.modeling.splade import SpladeEncoder
+
+        self.model = SpladeEncoder.from_pretrained(path).requires_grad_(False).eval().to(device)
+        self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
+        self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
+        self.batch_size, self.device = batch_size, device
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """Scores of each query's candidates (fp32), each distinct passage encoded once."""
+        query_features = TextSource(data.queries, "qid", "queries", rows=query_rows).features(0, len(query_rows))
+        query_weights = None
+        for positions, weights in encode_batches(query_features, self.queries, self.model.encode, self.batch_size,
+                                                 self.device):
+            if query_weights is None:
+                query_weights = torch.zeros((len(query_rows), weights.shape[1]), dtype=torch.float32)
+            query_weights[torch.as_tensor(positions)] = weights.float()
+        query_weights = query_weights.to(self.device)
+        unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
+        passage_features = TextSource(data.corpus, "pid", "passages", rows=unique).features(0, len(unique))
+        block = np.zeros((len(query_rows), len(unique)), dtype=np.float32)  # scores of every chunk pair
+
+        def passage_scores(batch):  # [b, k]: only scores leave the device
+            weights = self.model.encode(batch)
+            with torch.autocast(device_type=weights.device.type, enabled=False):
+                return weights.float() @ query_weights.T
+
+        for positions, scores in encode_batches(passage_features, self.passages, passage_scores, self.batch_size,
+                                                self.device):
+            block[:, positions] = scores.numpy().T
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
+        return [block[i, inverse[offsets[i]:offsets[i + 1]]] for i in range(len(candidates))]
+
+
+class _CrossEncoderScorer:
+    def __init__(self, path: str, tokenizer, max_length: int | None, batch_size: int, device: torch.device):
+        from led_hf.collators.cross_encoder import CrossEncoderCollator
+        from led_hf.modeling.cross_encoder import CrossEncoder
+
+        self.model = CrossEncoder.from_pretrained(path, allow_new_head=False).requires_grad_(False).eval().to(device)
+        self.collator = CrossEncoderCollator(tokenizer, max_length=max_length or self.model.max_length or 256)
+        self.batch_size, self.device = batch_size, device
+
+    def _collate(self, features: list[dict]) -> dict:
+        return {"batch": self.collator.encode([f["query"] for f in features], [f["title"] for f in features],
+                                              [f["text"] for f in features])}
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """Logits of every (query, candidate) pair (fp32)."""
+        queries = TextSource(data.queries, "qid", "queries", rows=query_rows).features(0, len(query_rows))
+        all_rows = np.concatenate(candidates)
+        passages = TextSource(data.corpus, "pid", "passages", rows=all_rows).features(0, len(all_rows))
+        owners = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+        pairs = [{"query": queries[q]["text"], "title": p.get("title") or "", "text": p["text"]}
+                 for q, p in zip(owners, passages)]
+        flat = np.zeros(len(pairs), dtype=np.float32)
+        for positions, scores in encode_batches(pairs, self._collate, lambda b: self.model.score(**b),
+                                                self.batch_size, self.device):
+            flat[positions] = scores.float().numpy()
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
+        return [flat[offsets[i]:offsets[i + 1]] for i in range(len(candidates))]
