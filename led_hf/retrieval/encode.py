@@ -32,7 +32,14 @@ import torch
 
 from led_hf.atomic import atomic_directory, atomic_file
 from led_hf.errors import LedError
-from led_hf.retrieval.encoding_files import EMBEDDINGS, IDS, MANIFEST, read_manifest, shard_dirname
+from led_hf.retrieval.encoding_files import (
+    EMBEDDINGS,
+    IDS,
+    MANIFEST,
+    read_manifest,
+    shard_dirname,
+    shard_folders,
+)
 
 # Manifest fields that must agree for a rerun to resume into an existing folder.
 IDENTITY_FIELDS = ("kind", "model", "data", "what", "split", "num_shards", "num_rows", "max_length", "dtype", "dim")
@@ -293,10 +300,7 @@ def load_embeddings(out: str | Path) -> tuple[list[str], np.ndarray]:
         raise LedError(f"{out} has no {MANIFEST}")
     ids: list[str] = []
     parts = []
-    for i in range(manifest["num_shards"]):
-        folder = Path(out) / shard_dirname(i, manifest["num_shards"])
-        if not folder.is_dir():
-            raise LedError(f"{folder} is missing: encoding is incomplete (rerun `led encode` to finish it)")
+    for folder in shard_folders(out, manifest):
         ids += (folder / IDS).read_text(encoding="utf-8").splitlines()
         parts.append(np.load(folder / EMBEDDINGS, allow_pickle=False))
     return ids, np.concatenate(parts) if parts else np.zeros((0, manifest["dim"]), dtype=manifest["dtype"])

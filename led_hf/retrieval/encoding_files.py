@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from led_hf.errors import InputError
+from led_hf.errors import InputError, LedError
 
 MANIFEST = "manifest.json"
 EMBEDDINGS = "embeddings.npy"
@@ -48,3 +48,15 @@ def read_ids(path: Path) -> list[str]:
         if not value or any(c.isspace() for c in value):
             raise InputError(path, line, f"id {value!r} is empty or contains whitespace")
     return ids
+
+
+def shard_folders(folder: str | Path, manifest: dict) -> list[Path]:
+    """The n shard folders in order; all must exist (a partial encoding is refused, not half-indexed)."""
+    folder = Path(folder)
+    n = manifest["num_shards"]
+    folders = [folder / shard_dirname(i, n) for i in range(n)]
+    missing = [f.name for f in folders if not f.is_dir()]
+    if missing:
+        raise LedError(f"{folder} is incomplete: {len(missing)} of {n} shards missing (first: {missing[0]}); "
+                       "finish `led encode` first")
+    return folders

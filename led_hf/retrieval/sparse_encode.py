@@ -40,6 +40,7 @@ from led_hf.retrieval.encode import (
     shard_dirname,
     shard_range,
 )
+from led_hf.retrieval.encoding_files import shard_folders
 
 VOCAB = "vocab.txt"
 INDPTR, INDICES, VALUES = "indptr.npy", "indices.npy", "values.npy"
@@ -206,10 +207,7 @@ def load_sparse(out: str | Path):
         raise LedError(f"{out} is not a sparse encoding folder (no {MANIFEST} with kind 'sparse')")
     ids: list[str] = []
     blocks = []
-    for i in range(manifest["num_shards"]):
-        folder = Path(out) / shard_dirname(i, manifest["num_shards"])
-        if not folder.is_dir():
-            raise LedError(f"{folder} is missing: encoding is incomplete (rerun `led encode` to finish it)")
+    for folder in shard_folders(out, manifest):
         ids += (folder / IDS).read_text(encoding="utf-8").splitlines()
         try:
             arrays = [np.load(folder / name, allow_pickle=False) for name in (VALUES, INDICES, INDPTR)]

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from led_hf.errors import InputError, LedError
-from led_hf.retrieval.encoding_files import IDS, MANIFEST, read_ids, read_manifest, shard_dirname
+from led_hf.retrieval.encoding_files import IDS, MANIFEST, read_ids, read_manifest, shard_folders
 
 VOCAB = "vocab.txt"
 
@@ -60,18 +60,6 @@ def read_vocabulary(folder: str | Path, vocab_size: int) -> list[str] | None:
     if len(tokens) != vocab_size:
         raise InputError(path, None, f"has {len(tokens)} tokens, the manifest says vocab_size={vocab_size}")
     return tokens
-
-
-def shard_folders(folder: str | Path, manifest: dict) -> list[Path]:
-    """The n shard folders in order; all must exist (a partial encoding is refused, not half-indexed)."""
-    folder = Path(folder)
-    n = manifest["num_shards"]
-    folders = [folder / shard_dirname(i, n) for i in range(n)]
-    missing = [f.name for f in folders if not f.is_dir()]
-    if missing:
-        raise LedError(f"{folder} is incomplete: {len(missing)} of {n} shards missing (first: {missing[0]}); "
-                       "finish `led encode` first")
-    return folders
 
 
 def _load_npy(path: Path, dtype) -> np.ndarray:
