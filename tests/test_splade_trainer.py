@@ -9,11 +9,13 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from led_hf.arguments import SpladeTrainingArguments
+from led_hf.cli.train_splade import main
 from led_hf.collators.train import TrainCollator
 from led_hf.data.groups import TrainGroups
 from led_hf.errors import LedError
+from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.splade import SpladeEncoder
-from led_hf.trainers.splade import SpladeTrainer, main, resolve_model_path
+from led_hf.trainers.splade import SpladeTrainer
 
 LOGGED = ("loss", "contrastive_loss", "flops_query_loss", "flops_passage_loss", "query_flops_weight",
           "passage_flops_weight", "query_nonzeros", "passage_nonzeros")

@@ -71,12 +71,62 @@ def main(argv: list[str] | None = None) -> int:
         raise LedError("--batch-size and --chunk-rows must be positive")
     from led_hf.modeling.checkpoint import load_model_kind
 
-    if args.kind == "splade" or (args.kind == "auto" and Path(args.model).exists()
-                                 and load_model_kind(args.model) == "splade"):
-        from led_hf.retrieval.sparse_encode import encode_from_args
+    sparse = args.kind == "splade" or (args.kind == "auto" and Path(args.model).exists()
+                                       and load_model_kind(args.model) == "splade")
+    state, shard_indices, num_shards = process_shards(args)
+    if not sparse and not Path(args.model).exists():
+        raise LedError(f"--model {args.model} does not exist")
 
-        return encode_from_args(args)
+    from transformers import AutoTokenizer
 
+    from led_hf.collators.encode import EncodeCollator
+    from led_hf.data.store import PreparedData
+    from led_hf.retrieval.encode import corpus_source, query_source, remove_output
+
+    data = PreparedData(args.data)
+    if args.corpus:
+        source, kind = corpus_source(data), "passage"
+    else:
+        source, kind = query_source(data, None if args.queries == QUERIES_ALL else args.queries), "query"
+    max_length = args.max_length or (128 if kind == "passage" else 32)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    # Multiples of 8 let fp16/bf16 tensor cores tile evenly; on CPU they only add padded tokens.
+    collate = EncodeCollator(tokenizer, max_length=max_length, kind=kind,
+                             pad_to_multiple_of=8 if state.device.type == "cuda" else None)
+    common = dict(collate=collate, num_shards=num_shards, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
+                  device=state.device, progress=not args.no_progress,
+                  manifest={"model": str(Path(args.model).resolve()), "data": str(data.root.resolve()),
+                            "max_length": max_length})
+    if sparse:
+        encode_folder = sparse_folder_encoder(args, state.device, kind, tokenizer, source, common)
+    else:
+        encode_folder = dense_folder_encoder(args, state.device, kind, max_length, source, common)
+
+    if args.overwrite:
+        if state.is_main_process:
+            remove_output(args.output)
+        state.wait_for_everyone()
+    # The main process writes (or checks) the manifest (and vocab) first so that the others only ever check it.
+    world = state.num_processes
+    done: list[int] = []
+    if state.is_main_process:
+        done = encode_folder(shard_indices=shard_indices if world == 1 else [])
+    state.wait_for_everyone()
+    if world > 1:
+        done = encode_folder(shard_indices=shard_indices)
+        state.wait_for_everyone()
+    skipped = len(shard_indices) - len(done)
+    print(f"encoded {len(done)} {'sparse ' if sparse else ''}shard(s) of {num_shards} into {args.output}"
+          + (f" ({skipped} already complete)" if skipped else ""), flush=True)
+    return 0
+
+
+def process_shards(args):
+    """(accelerate PartialState, shard indices this process encodes, number of shards) for `led encode`.
+
+    `--shard I/N` -> [I] of N (one process); otherwise process r of W encodes shards r, r+W, ... of
+    `--num-shards` (default W). Half precision is refused off CUDA.
+    """
     import os
 
     import torch
@@ -88,44 +138,30 @@ def main(argv: list[str] | None = None) -> int:
     state = PartialState(cpu=launched_world > 1 and not torch.cuda.is_available())
     if state.num_processes != launched_world:
         raise LedError(f"launched as {launched_world} processes but accelerate sees {state.num_processes}")
-    device = state.device
     world, rank = state.num_processes, state.process_index
-    if (args.fp16 or args.bf16) and device.type != "cuda":
-        raise LedError(f"--{'fp16' if args.fp16 else 'bf16'} needs a CUDA GPU; this run is on {device.type} "
+    if (args.fp16 or args.bf16) and state.device.type != "cuda":
+        raise LedError(f"--{'fp16' if args.fp16 else 'bf16'} needs a CUDA GPU; this run is on {state.device.type} "
                        "(encode in fp32 there: half precision on CPU is slower and less accurate)")
     if args.shard is not None:
         if world > 1:
             raise LedError("--shard I/N runs one process; under accelerate use --num-shards")
         shard_index, num_shards = parse_shard(args.shard)
-        shard_indices = [shard_index]
-    else:
-        num_shards = world if args.num_shards is None else args.num_shards
-        if num_shards < 1:
-            raise LedError(f"--num-shards must be at least 1, got {num_shards}")
-        shard_indices = list(range(rank, num_shards, world))
+        return state, [shard_index], num_shards
+    num_shards = world if args.num_shards is None else args.num_shards
+    if num_shards < 1:
+        raise LedError(f"--num-shards must be at least 1, got {num_shards}")
+    return state, list(range(rank, num_shards, world)), num_shards
 
-    from led_hf.collators.encode import EncodeCollator
-    from led_hf.data.store import PreparedData
+
+def dense_folder_encoder(args, device, kind: str, max_length: int, source, common: dict):
+    """`encode_folder(shard_indices=...)` writing dense embeddings (`encode_to_folder`) with a `DenseEncoder`."""
+    from functools import partial
+
+    import torch
+
     from led_hf.modeling.dense import DenseEncoder
-    from led_hf.retrieval.encode import (
-        corpus_source,
-        encode_to_folder,
-        query_source,
-        remove_output,
-    )
+    from led_hf.retrieval.encode import encode_to_folder
 
-    if not Path(args.model).exists():
-        raise LedError(f"--model {args.model} does not exist")
-    data = PreparedData(args.data)
-    if args.corpus:
-        source, kind = corpus_source(data), "passage"
-    else:
-        source, kind = query_source(data, None if args.queries == QUERIES_ALL else args.queries), "query"
-    max_length = args.max_length or (128 if kind == "passage" else 32)
-
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
     model = DenseEncoder.from_pretrained(args.model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions and max_length > positions:
@@ -133,29 +169,27 @@ def main(argv: list[str] | None = None) -> int:
     compute_dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else torch.float32
     model.to(device=device, dtype=compute_dtype).eval()
     encode_fn = model.encode_passage if kind == "passage" else model.encode_query
-    # Multiples of 8 let fp16/bf16 tensor cores tile evenly; on CPU they only add padded tokens.
-    collate = EncodeCollator(tokenizer, max_length=max_length, kind=kind,
-                             pad_to_multiple_of=8 if device.type == "cuda" else None)
+    return partial(encode_to_folder, source, args.output, encode_fn=lambda batch: encode_fn(**batch),
+                   dtype="float16" if args.fp16 else "float32", **common)
 
-    if args.overwrite:
-        if state.is_main_process:
-            remove_output(args.output)
-        state.wait_for_everyone()
-    manifest = {"model": str(Path(args.model).resolve()), "data": str(data.root.resolve()),
-                "max_length": max_length}
-    common = dict(encode_fn=lambda batch: encode_fn(**batch), collate=collate, num_shards=num_shards,
-                  manifest=manifest, dtype="float16" if args.fp16 else "float32",
-                  batch_size=args.batch_size, chunk_rows=args.chunk_rows, device=device,
-                  progress=not args.no_progress)
-    # The main process writes (or checks) the manifest first so that the others only ever check it.
-    if state.is_main_process:
-        done = encode_to_folder(source, args.output, shard_indices=shard_indices, **common) if world == 1 else \
-            encode_to_folder(source, args.output, shard_indices=[], **common)
-    state.wait_for_everyone()
-    if world > 1:
-        done = encode_to_folder(source, args.output, shard_indices=shard_indices, **common)
-        state.wait_for_everyone()
-    skipped = len(shard_indices) - len(done)
-    print(f"encoded {len(done)} shard(s) of {num_shards} into {args.output}"
-          + (f" ({skipped} already complete)" if skipped else ""), flush=True)
-    return 0
+
+def sparse_folder_encoder(args, device, kind: str, tokenizer, source, common: dict):
+    """`encode_folder(shard_indices=...)` writing sparse CSR shards (`encode_sparse_to_folder`) with a
+    `SpladeEncoder`; weights are always stored as float32 (SPLADE pooling runs in fp32 anyway)."""
+    from functools import partial
+
+    import torch
+
+    from led_hf.modeling.splade import SpladeEncoder
+    from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
+
+    model = SpladeEncoder.from_pretrained(args.model).to(device).eval()
+    # Half-precision weights under autocast; splade_pool casts the [N, V] result to fp32.
+    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
+
+    def encode_fn(batch):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            return model.encode_passage(batch) if kind == "passage" else model.encode_query(batch)
+
+    return partial(encode_sparse_to_folder, source, args.output, encode_fn=encode_fn,
+                   vocab=vocabulary_strings(tokenizer, model.vocab_size), **common)

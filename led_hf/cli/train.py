@@ -12,7 +12,7 @@ import sys
 # method -> (module, one-line summary)
 RECIPES: dict[str, tuple[str, str]] = {
     "dense": ("led_hf.cli.train_dense", "dense bi-encoder, contrastive loss (coCondenser / MiniLM recipes)"),
-    "splade": ("led_hf.trainers.splade", "SPLADE lexical retriever, contrastive + FLOPS regularisation"),
+    "splade": ("led_hf.cli.train_splade", "SPLADE lexical retriever, contrastive + FLOPS regularisation"),
     "led": ("led_hf.cli.train_led", "LED: dense student + frozen SPLADE teacher (rank loss) [+ cross-encoder KL]"),
     "cross-encoder": ("led_hf.cli.train_cross_encoder", "cross-encoder re-ranker (the RT teacher), listwise CE"),
 }

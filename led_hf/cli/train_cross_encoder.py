@@ -12,33 +12,27 @@ parse -> seed -> model (fresh 1-logit head on a plain backbone) -> data -> train
 from __future__ import annotations
 
 import logging
-import sys
+from functools import partial
 
 from led_hf.arguments import (
     CrossEncoderDataArguments,
     CrossEncoderModelArguments,
     CrossEncoderTrainingArguments,
 )
-from led_hf.config import parse_arguments, save_resolved_arguments
+from led_hf.cli.train_dense import run_recipe
 
 SUMMARY = "cross-encoder re-ranker (the RT teacher), listwise cross-entropy over positive + negatives"
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        model_args, data_args, training_args = parse_arguments(
-            (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments), argv,
-            prog="led train cross-encoder",
-            description="Train a cross-encoder ([CLS] query [SEP] title [SEP] text [SEP] -> one logit) with a "
-                        "listwise cross-entropy over each query's positive and hard negatives. CONFIG (JSON/YAML) "
-                        "holds any option below; flags override it. A backbone without a classification head "
-                        "(e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny) gets a fresh 1-logit head.")
-    except SystemExit as done:  # --help, or argparse's own usage error (already printed)
-        return int(done.code or 0)
-    train_cross_encoder(model_args, data_args, training_args)
-    return 0
+    return run_recipe(
+        argv, (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments),
+        train_cross_encoder, prog="led train cross-encoder",
+        description="Train a cross-encoder ([CLS] query [SEP] title [SEP] text [SEP] -> one logit) with a "
+                    "listwise cross-entropy over each query's positive and hard negatives. CONFIG (JSON/YAML) "
+                    "holds any option below; flags override it. A backbone without a classification head "
+                    "(e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny) gets a fresh 1-logit head.")
 
 
 def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: CrossEncoderDataArguments,
@@ -46,7 +40,7 @@ def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: Cross
     """Run the recipe; returns the trainer (its model, state and log history)."""
     from transformers import AutoTokenizer
 
-    from led_hf.cli.train_dense import resolve_checkpoint, start_run, train_groups_from_args
+    from led_hf.cli.train_dense import fit_and_save, start_run, tensor_core_padding, train_groups_from_args
     from led_hf.collators.cross_encoder import CrossEncoderCollator
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.cross_encoder import CrossEncoder
@@ -60,8 +54,7 @@ def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: Cross
 
     train_groups = train_groups_from_args(data_args, training_args)
     collator = CrossEncoderCollator(tokenizer, max_length=data_args.max_length,
-                                    # multiples of 8 tile tensor cores in half precision; on CPU they only add padding
-                                    pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+                                    pad_to_multiple_of=tensor_core_padding(training_args))
     logger.info("%d training groups of %d pairs; pair length %d", len(train_groups), train_groups.group_size,
                 data_args.max_length)
 
@@ -75,13 +68,9 @@ def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: Cross
 
     trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
                                   processing_class=tokenizer, model_args=model_args, data_args=data_args)
-    if trainer.is_world_process_zero():
-        save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
-    trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
-    if eval_pairs is not None:
-        evaluate_after_training(trainer, data_args, train_groups.data, collator, eval_pairs)
-    trainer.save_model()
-    return trainer
+    after_training = (None if eval_pairs is None else
+                      partial(evaluate_after_training, trainer, data_args, train_groups.data, collator, eval_pairs))
+    return fit_and_save(trainer, model_args, data_args, training_args, after_training=after_training)
 
 
 def evaluate_after_training(trainer, data_args: CrossEncoderDataArguments, data, collator, pairs) -> dict[str, float]:

@@ -22,15 +22,25 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_recipe(argv, (ModelArguments, DataArguments, DenseTrainingArguments), train_dense,
+                      prog="led train dense",
+                      description="Train a dense bi-encoder with the contrastive loss. CONFIG (JSON/YAML) holds any "
+                                  "option below; flags override it.")
+
+
+def run_recipe(argv: list[str] | None, dataclass_types: tuple, train, prog: str, description: str) -> int:
+    """The `main` of every `led train <method>` recipe: parse `[CONFIG] [--flag value ...]` (argv, default
+    sys.argv[1:]) into `dataclass_types` (model, data, training arguments), then `train(*parsed)`.
+
+    Returns 0 after training, or argparse's exit status for `--help` (0) and its own usage errors (2,
+    message already printed); LedError from a bad config or from training propagates to `led`'s dispatcher.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        model_args, data_args, training_args = parse_arguments(
-            (ModelArguments, DataArguments, DenseTrainingArguments), argv, prog="led train dense",
-            description="Train a dense bi-encoder with the contrastive loss. CONFIG (JSON/YAML) holds any "
-                        "option below; flags override it.")
+        parsed = parse_arguments(dataclass_types, argv, prog=prog, description=description)
     except SystemExit as done:  # --help, or argparse's own usage error (already printed)
         return int(done.code or 0)
-    train_dense(model_args, data_args, training_args)
+    train(*parsed)
     return 0
 
 
@@ -46,8 +56,7 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
     train_groups = train_groups_from_args(data_args, training_args)
     collator = TrainCollator(tokenizer, query_max_length=data_args.query_max_length,
                              passage_max_length=data_args.passage_max_length,
-                             # multiples of 8 tile tensor cores in half precision; on CPU they only add padding
-                             pad_to_multiple_of=8 if training_args.bf16 or training_args.fp16 else None)
+                             pad_to_multiple_of=tensor_core_padding(training_args))
     logger.info("%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
                 len(train_groups), train_groups.group_size, model.pooling, model.normalize, model.temperature)
 
@@ -59,14 +68,17 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
     return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
 
 
-def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None):
-    """The end of a bi-encoder recipe: save the resolved arguments, train (resuming as asked), evaluate by
-    retrieval when there is an evaluator (before saving, so that the card shows the metrics), save."""
+def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None, after_training=None):
+    """The end of every recipe: save the resolved arguments, train (resuming as asked), evaluate by
+    retrieval when there is an evaluator, run `after_training()` when given (e.g. the cross-encoder's
+    re-ranking evaluation), save. Evaluation comes before saving, so that the card shows the metrics."""
     if trainer.is_world_process_zero():
         save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
     trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
     if evaluator is not None:
         trainer.save_metrics("eval", trainer.evaluate())
+    if after_training is not None:
+        after_training()
     trainer.save_model()
     return trainer
 
@@ -78,6 +90,12 @@ def start_run(training_args) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
                         if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
+
+
+def tensor_core_padding(training_args) -> int | None:
+    """`pad_to_multiple_of` for a collator: 8 in half precision (bf16 / fp16), where multiples of 8 tile
+    tensor cores; None otherwise (on CPU or in fp32 they would only add padding)."""
+    return 8 if training_args.bf16 or training_args.fp16 else None
 
 
 def train_groups_from_args(data_args, training_args, groups_class=None, **extra):

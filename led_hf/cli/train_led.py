@@ -18,27 +18,20 @@ by several runs or when the teacher's forward dominates the step (a cross-encode
 from __future__ import annotations
 
 import logging
-import sys
 
 from led_hf.arguments import DataArguments, LEDTrainingArguments, ModelArguments
-from led_hf.config import parse_arguments
+from led_hf.cli.train_dense import run_recipe
 
 SUMMARY = "LED: dense student + frozen SPLADE teacher (rank consistency) [+ cross-encoder KL]"
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        model_args, data_args, training_args = parse_arguments(
-            (ModelArguments, DataArguments, LEDTrainingArguments), argv, prog="led train led",
-            description="Train a lexicon-enlightened dense retriever: contrastive loss + rank consistency with a "
-                        "frozen SPLADE teacher (+ KL to a frozen cross-encoder for LED w/ RT). CONFIG "
-                        "(JSON/YAML) holds any option below; flags override it.")
-    except SystemExit as done:  # --help, or argparse's own usage error (already printed)
-        return int(done.code or 0)
-    train_led(model_args, data_args, training_args)
-    return 0
+    return run_recipe(
+        argv, (ModelArguments, DataArguments, LEDTrainingArguments), train_led, prog="led train led",
+        description="Train a lexicon-enlightened dense retriever: contrastive loss + rank consistency with a "
+                    "frozen SPLADE teacher (+ KL to a frozen cross-encoder for LED w/ RT). CONFIG (JSON/YAML) "
+                    "holds any option below; flags override it.")
 
 
 def train_led(model_args: ModelArguments, data_args: DataArguments, training_args: LEDTrainingArguments):
@@ -48,6 +41,7 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
         fit_and_save,
         retrieval_evaluator_from_args,
         start_run,
+        tensor_core_padding,
         train_groups_from_args,
     )
     from led_hf.collators.led import LEDCollator
@@ -60,8 +54,7 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
     train_groups = train_groups_from_args(data_args, training_args, ScoredTrainGroups, score_tables=score_tables)
 
     teacher = cross_encoder = teacher_tokenizer = cross_encoder_collator = None
-    # multiples of 8 tile tensor cores in half precision; on CPU they only add padding
-    pad_to_multiple_of = 8 if training_args.bf16 or training_args.fp16 else None
+    pad_to_multiple_of = tensor_core_padding(training_args)
     if training_args.teacher_scores == "online":
         if training_args.rank_weight > 0:
             teacher, teacher_tokenizer = load_splade_teacher(training_args.teacher_model_name_or_path,

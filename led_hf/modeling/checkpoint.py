@@ -55,6 +55,17 @@ def write_led_config(path: str | os.PathLike, config: dict) -> None:
     (Path(path) / LED_CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
+def sub_state_dict(state_dict: dict | None, prefix: str) -> dict | None:
+    """The entries of a wrapper's `state_dict` (e.g. gathered by DeepSpeed ZeRO-3) under `prefix`, with the
+    prefix dropped, for the wrapped module's `save_pretrained`; None (save the live weights) stays None.
+
+        sub_state_dict({"model.w": a, "head.b": b}, "model.") -> {"w": a}
+    """
+    if state_dict is None:
+        return None
+    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+
+
 def load_model_kind(path: str | os.PathLike) -> str | None:
     """What a checkpoint folder holds: `led_config.json`'s "kind" ("dense", "splade", ...).
 

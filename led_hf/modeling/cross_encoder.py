@@ -37,7 +37,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
-from led_hf.modeling.checkpoint import read_led_config, write_led_config
+from led_hf.modeling.checkpoint import read_led_config, sub_state_dict, write_led_config
 
 logger = logging.getLogger(__name__)
 KIND = "cross-encoder"
@@ -147,9 +147,7 @@ class CrossEncoder(nn.Module):
         DeepSpeed ZeRO-3) replaces the live weights when given."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        sub_state = None if state_dict is None else \
-            {key[len("model."):]: value for key, value in state_dict.items() if key.startswith("model.")}
-        self.model.save_pretrained(path, state_dict=sub_state)
+        self.model.save_pretrained(path, state_dict=sub_state_dict(state_dict, "model."))
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
             if self.max_length:

@@ -28,7 +28,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
-from led_hf.modeling.checkpoint import read_led_config, write_led_config
+from led_hf.modeling.checkpoint import read_led_config, sub_state_dict, write_led_config
 from led_hf.modeling.pooling import POOLING_MODES, pool
 from led_hf.modeling.st_metadata import read_sentence_transformers_settings, write_sentence_transformers_files
 
@@ -186,9 +186,7 @@ class DenseEncoder(nn.Module):
         else:
             targets = [("encoder.", self.encoder, path)]
         for prefix, module, folder in targets:
-            sub_state = None if state_dict is None else \
-                {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
-            module.save_pretrained(folder, state_dict=sub_state)
+            module.save_pretrained(folder, state_dict=sub_state_dict(state_dict, prefix))
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder)
             write_sentence_transformers_files(folder, pooling=self.pooling, normalize=self.normalize,

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
 from led_hf.losses.splade import splade_pool, splade_scores
-from led_hf.modeling.checkpoint import LED_CONFIG_NAME, read_led_config, write_led_config
+from led_hf.modeling.checkpoint import LED_CONFIG_NAME, read_led_config, sub_state_dict, write_led_config
 
 
 @dataclass
@@ -141,9 +141,7 @@ class SpladeEncoder(nn.Module):
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        sub_state = None if state_dict is None else \
-            {key[len("model."):]: value for key, value in state_dict.items() if key.startswith("model.")}
-        self.model.save_pretrained(path, state_dict=sub_state)
+        self.model.save_pretrained(path, state_dict=sub_state_dict(state_dict, "model."))
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
         write_led_config(path, self.led_config())

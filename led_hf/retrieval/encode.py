@@ -31,11 +31,16 @@ import numpy as np
 import torch
 
 from led_hf.atomic import atomic_directory, atomic_file
-from led_hf.errors import InputError, LedError
+from led_hf.errors import LedError
+from led_hf.retrieval.encoding_files import (
+    EMBEDDINGS,
+    IDS,
+    MANIFEST,
+    read_manifest,
+    shard_dirname,
+    shard_folders,
+)
 
-MANIFEST = "manifest.json"
-EMBEDDINGS = "embeddings.npy"
-IDS = "ids.txt"
 # Manifest fields that must agree for a rerun to resume into an existing folder.
 IDENTITY_FIELDS = ("kind", "model", "data", "what", "split", "num_shards", "num_rows", "max_length", "dtype", "dim")
 
@@ -104,10 +109,6 @@ def shard_range(num_rows: int, shard_index: int, num_shards: int) -> range:
     if not 0 <= shard_index < num_shards:
         raise LedError(f"shard {shard_index} is out of range for {num_shards} shards")
     return range(shard_index * num_rows // num_shards, (shard_index + 1) * num_rows // num_shards)
-
-
-def shard_dirname(shard_index: int, num_shards: int) -> str:
-    return f"shard-{shard_index:05d}-of-{num_shards:05d}"
 
 
 def shard_is_complete(out: str | Path, shard_index: int, num_shards: int, num_rows: int, dim: int) -> bool:
@@ -235,16 +236,6 @@ def probe_dim(source: TextSource, collate: Collate, encode_fn: EncodeFn, device:
     return int(outputs.shape[1])
 
 
-def read_manifest(out: str | Path) -> dict | None:
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, err.lineno, f"not valid JSON ({err.msg})") from err
-
-
 def ensure_manifest(out: str | Path, manifest: dict) -> dict:
     """Write OUT/manifest.json, or check that the one there describes the same encoding (resume)."""
     out = Path(out)
@@ -262,6 +253,15 @@ def ensure_manifest(out: str | Path, manifest: dict) -> dict:
             raise LedError(f"{out / MANIFEST} was written for {field}={existing.get(field)!r}, this run has "
                            f"{field}={manifest.get(field)!r}; use another --output or --overwrite")
     return existing
+
+
+def ensure_source_manifest(out: str | Path, source: TextSource, num_shards: int, fields: dict,
+                           manifest: dict | None = None) -> dict:
+    """`ensure_manifest` for `num_shards` shards of `source`: {what, split, num_shards, num_rows} + the
+    encoding's `fields` (kind, dim / vocab_size, dtype) + the caller's identity `manifest` (model, data, ...).
+    Returns the manifest on disk."""
+    return ensure_manifest(out, {"what": source.what, "split": source.split, **fields, "num_shards": num_shards,
+                                 "num_rows": len(source), **(manifest or {})})
 
 
 def remove_output(out: str | Path) -> None:
@@ -286,15 +286,11 @@ def encode_to_folder(source: TextSource, out: str | Path, *, encode_fn: EncodeFn
     if num_shards < 1:
         raise LedError(f"--num-shards must be at least 1, got {num_shards}")
     dim = probe_dim(source, collate, encode_fn, device)
-    full = {"kind": "dense", "what": source.what, "split": source.split, "dim": dim, "dtype": dtype,
-            "num_shards": num_shards, "num_rows": len(source), **(manifest or {})}
-    ensure_manifest(out, full)
-    done = []
-    for shard_index in shard_indices:
-        if encode_shard(source, out, shard_index, num_shards, encode_fn=encode_fn, collate=collate, dim=dim,
-                        dtype=dtype, batch_size=batch_size, chunk_rows=chunk_rows, device=device, progress=progress):
-            done.append(shard_index)
-    return done
+    ensure_source_manifest(out, source, num_shards, {"kind": "dense", "dim": dim, "dtype": dtype}, manifest)
+    return [shard_index for shard_index in shard_indices
+            if encode_shard(source, out, shard_index, num_shards, encode_fn=encode_fn, collate=collate, dim=dim,
+                            dtype=dtype, batch_size=batch_size, chunk_rows=chunk_rows, device=device,
+                            progress=progress)]
 
 
 def load_embeddings(out: str | Path) -> tuple[list[str], np.ndarray]:
@@ -304,10 +300,7 @@ def load_embeddings(out: str | Path) -> tuple[list[str], np.ndarray]:
         raise LedError(f"{out} has no {MANIFEST}")
     ids: list[str] = []
     parts = []
-    for i in range(manifest["num_shards"]):
-        folder = Path(out) / shard_dirname(i, manifest["num_shards"])
-        if not folder.is_dir():
-            raise LedError(f"{folder} is missing: encoding is incomplete (rerun `led encode` to finish it)")
+    for folder in shard_folders(out, manifest):
         ids += (folder / IDS).read_text(encoding="utf-8").splitlines()
         parts.append(np.load(folder / EMBEDDINGS, allow_pickle=False))
     return ids, np.concatenate(parts) if parts else np.zeros((0, manifest["dim"]), dtype=manifest["dtype"])

@@ -17,7 +17,6 @@ scores. Scores are inner products s(q, p) = <e_q, e_p> in float32; the merge kee
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,10 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from led_hf.errors import InputError, LedError
+from led_hf.retrieval.encoding_files import EMBEDDINGS, IDS, MANIFEST, read_ids, read_manifest, shard_dirname
 
-MANIFEST = "manifest.json"
-EMBEDDINGS = "embeddings.npy"
-IDS = "ids.txt"
 GPU_MAX_K = 2048  # faiss GPU k-selection limit
 
 logger = logging.getLogger(__name__)
@@ -45,7 +42,7 @@ class EmbeddingShard:
         for path in (ids_path, emb_path):
             if not path.is_file():
                 raise LedError(f"{path} is missing (an incomplete `led encode` run?)")
-        self.ids = _read_ids(ids_path)
+        self.ids = read_ids(ids_path)
         try:
             self._embeddings = np.load(emb_path, mmap_mode="r", allow_pickle=False)
         except ValueError as err:
@@ -71,30 +68,13 @@ class EmbeddingShard:
         return np.ascontiguousarray(self._embeddings, dtype=np.float32)
 
 
-def _read_ids(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise InputError(path, None, f"not UTF-8 ({err.reason})") from None
-    ids = text.split("\n")
-    if ids and ids[-1] == "":
-        ids.pop()
-    for line_number, value in enumerate(ids, start=1):
-        if not value or value != value.strip() or any(c.isspace() for c in value):
-            raise InputError(path, line_number, f"id {value!r} is empty or contains whitespace")
-    return ids
-
-
 def open_embeddings(folder: str | Path) -> tuple[dict, list[EmbeddingShard]]:
     """Read ENC/manifest.json and its shard folders (checked: all present, same width, kind dense)."""
     folder = Path(folder)
     manifest_path = folder / MANIFEST
-    if not manifest_path.is_file():
+    manifest = read_manifest(folder)
+    if manifest is None:
         raise LedError(f"{folder} is not an embeddings folder (no {MANIFEST}; run `led encode`)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(manifest_path, err.lineno, f"not valid JSON ({err.msg})") from None
     if not isinstance(manifest, dict):
         raise InputError(manifest_path, None, "expected a JSON object")
     if manifest.get("kind", "dense") != "dense":
@@ -103,7 +83,7 @@ def open_embeddings(folder: str | Path) -> tuple[dict, list[EmbeddingShard]]:
     dim = manifest.get("dim")
     if not isinstance(num_shards, int) or num_shards < 1 or not isinstance(dim, int) or dim < 1:
         raise InputError(manifest_path, None, f"needs integer num_shards >= 1 and dim >= 1, has {num_shards}, {dim}")
-    shards = [EmbeddingShard(folder / f"shard-{i:05d}-of-{num_shards:05d}", dim) for i in range(num_shards)]
+    shards = [EmbeddingShard(folder / shard_dirname(i, num_shards), dim) for i in range(num_shards)]
     return manifest, shards
 
 

@@ -268,7 +268,8 @@ class _SparseRows:
     """Random access to the passage rows of a sparse vectors folder (memory-mapped, nothing loaded whole)."""
 
     def __init__(self, folder: Path | None, pid_index):
-        from led_hf.retrieval.sparse_vectors import read_ids, read_sparse_manifest, shard_folders
+        from led_hf.retrieval.encoding_files import read_ids, shard_folders
+        from led_hf.retrieval.sparse_vectors import read_sparse_manifest
 
         if folder is None or not Path(folder).is_dir():
             raise LedError(f"margin filters need the passage vectors the index was built from ({folder} is missing)")

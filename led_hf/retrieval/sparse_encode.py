@@ -34,12 +34,13 @@ from led_hf.retrieval.encode import (
     TextSource,
     _ids,
     encode_batches,
-    ensure_manifest,
+    ensure_source_manifest,
     probe_dim,
     read_manifest,
     shard_dirname,
     shard_range,
 )
+from led_hf.retrieval.encoding_files import shard_folders
 
 VOCAB = "vocab.txt"
 INDPTR, INDICES, VALUES = "indptr.npy", "indices.npy", "values.npy"
@@ -180,9 +181,8 @@ def encode_sparse_to_folder(source: TextSource, out: str | Path, *, encode_fn: E
     vocab_size = probe_dim(source, collate, encode_fn, device)
     if len(vocab) != vocab_size:
         raise LedError(f"the model gives {vocab_size} term weights but its vocabulary has {len(vocab)} entries")
-    full = {"kind": "sparse", "what": source.what, "split": source.split, "vocab_size": vocab_size,
-            "dtype": "float32", "num_shards": num_shards, "num_rows": len(source), **(manifest or {})}
-    written = ensure_manifest(out, full)
+    written = ensure_source_manifest(out, source, num_shards,
+                                     {"kind": "sparse", "vocab_size": vocab_size, "dtype": "float32"}, manifest)
     if written.get("vocab_size") != vocab_size:
         raise LedError(f"{Path(out) / MANIFEST} was written for vocab_size={written.get('vocab_size')}, "
                        f"this model has {vocab_size}; use another --output or --overwrite")
@@ -193,12 +193,9 @@ def encode_sparse_to_folder(source: TextSource, out: str | Path, *, encode_fn: E
             handle.write(text)
     elif vocab_file.read_text(encoding="utf-8") != text:
         raise LedError(f"{vocab_file} differs from this model's vocabulary; use another --output or --overwrite")
-    done = []
-    for shard_index in shard_indices:
-        if encode_sparse_shard(source, out, shard_index, num_shards, encode_fn=encode_fn, collate=collate,
-                               batch_size=batch_size, chunk_rows=chunk_rows, device=device, progress=progress):
-            done.append(shard_index)
-    return done
+    return [shard_index for shard_index in shard_indices
+            if encode_sparse_shard(source, out, shard_index, num_shards, encode_fn=encode_fn, collate=collate,
+                                   batch_size=batch_size, chunk_rows=chunk_rows, device=device, progress=progress)]
 
 
 def load_sparse(out: str | Path):
@@ -210,10 +207,7 @@ def load_sparse(out: str | Path):
         raise LedError(f"{out} is not a sparse encoding folder (no {MANIFEST} with kind 'sparse')")
     ids: list[str] = []
     blocks = []
-    for i in range(manifest["num_shards"]):
-        folder = Path(out) / shard_dirname(i, manifest["num_shards"])
-        if not folder.is_dir():
-            raise LedError(f"{folder} is missing: encoding is incomplete (rerun `led encode` to finish it)")
+    for folder in shard_folders(out, manifest):
         ids += (folder / IDS).read_text(encoding="utf-8").splitlines()
         try:
             arrays = [np.load(folder / name, allow_pickle=False) for name in (VALUES, INDICES, INDPTR)]
@@ -225,72 +219,3 @@ def load_sparse(out: str | Path):
         scipy.sparse.csr_matrix((0, manifest["vocab_size"]), dtype=np.float32)
     return ids, matrix.astype(np.float32)
 
-
-def encode_from_args(args) -> int:
-    """`led encode` for a SPLADE model (the parsed `led_hf.cli.encode` arguments): sparse shards in args.output.
-
-    Same sharding as the dense path: `--shard I/N` (one process) or shards r, r+W, ... per process.
-    Weights are always stored as float32 (SPLADE pooling runs in fp32 anyway).
-    """
-    from accelerate import PartialState
-    from transformers import AutoTokenizer
-
-    from led_hf.cli.encode import QUERIES_ALL, parse_shard
-    from led_hf.collators.encode import EncodeCollator
-    from led_hf.data.store import PreparedData
-    from led_hf.modeling.splade import SpladeEncoder
-    from led_hf.retrieval.encode import corpus_source, query_source, remove_output
-
-    state = PartialState()
-    world, rank = state.num_processes, state.process_index
-    if (args.fp16 or args.bf16) and state.device.type != "cuda":
-        raise LedError(f"--{'fp16' if args.fp16 else 'bf16'} needs a CUDA GPU; this run is on {state.device.type}")
-    if args.shard is not None:
-        if world > 1:
-            raise LedError("--shard I/N runs one process; under accelerate use --num-shards")
-        shard_index, num_shards = parse_shard(args.shard)
-        shard_indices = [shard_index]
-    else:
-        num_shards = world if args.num_shards is None else args.num_shards
-        if num_shards < 1:
-            raise LedError(f"--num-shards must be at least 1, got {num_shards}")
-        shard_indices = list(range(rank, num_shards, world))
-    data = PreparedData(args.data)
-    if args.corpus:
-        source, kind = corpus_source(data), "passage"
-    else:
-        source, kind = query_source(data, None if args.queries == QUERIES_ALL else args.queries), "query"
-    max_length = args.max_length or (128 if kind == "passage" else 32)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    model = SpladeEncoder.from_pretrained(args.model).to(state.device).eval()
-    # Half-precision weights under autocast; splade_pool casts the [N, V] result to fp32.
-    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
-
-    def encode_fn(batch):
-        with torch.autocast(state.device.type, dtype=dtype, enabled=dtype is not None):
-            return model.encode_passage(batch) if kind == "passage" else model.encode_query(batch)
-
-    collate = EncodeCollator(tokenizer, max_length=max_length, kind=kind,
-                             pad_to_multiple_of=8 if state.device.type == "cuda" else None)
-    if args.overwrite:
-        if state.is_main_process:
-            remove_output(args.output)
-        state.wait_for_everyone()
-    common = dict(encode_fn=encode_fn, collate=collate, vocab=vocabulary_strings(tokenizer, model.vocab_size),
-                  num_shards=num_shards, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
-                  device=state.device, progress=not args.no_progress,
-                  manifest={"model": str(Path(args.model).resolve()), "data": str(data.root.resolve()),
-                            "max_length": max_length})
-    # The main process writes (or checks) the manifest and vocab first so that the others only check them.
-    done: list[int] = []
-    if state.is_main_process:
-        done = encode_sparse_to_folder(source, args.output, shard_indices=shard_indices if world == 1 else [],
-                                       **common)
-    state.wait_for_everyone()
-    if world > 1:
-        done = encode_sparse_to_folder(source, args.output, shard_indices=shard_indices, **common)
-        state.wait_for_everyone()
-    skipped = len(shard_indices) - len(done)
-    print(f"encoded {len(done)} sparse shard(s) of {num_shards} into {args.output}"
-          + (f" ({skipped} already complete)" if skipped else ""), flush=True)
-    return 0

@@ -10,19 +10,15 @@ No torch import here, so the inverted index and the Lucene export stay light.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from led_hf.errors import InputError, LedError
+from led_hf.retrieval.encoding_files import IDS, MANIFEST, read_ids, read_manifest, shard_folders
 
-MANIFEST, VOCAB, IDS = "manifest.json", "vocab.txt", "ids.txt"
-
-
-def shard_dirname(shard_index: int, num_shards: int) -> str:
-    return f"shard-{shard_index:05d}-of-{num_shards:05d}"
+VOCAB = "vocab.txt"
 
 
 @dataclass
@@ -42,12 +38,9 @@ class SparseShard:
 def read_sparse_manifest(folder: str | Path) -> dict:
     """ENC/manifest.json, checked to describe a complete sparse encoding."""
     path = Path(folder) / MANIFEST
-    if not path.is_file():
+    manifest = read_manifest(folder)
+    if manifest is None:
         raise LedError(f"{folder} is not a sparse vectors folder (no {MANIFEST}; run `led encode` with a SPLADE model)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise InputError(path, err.lineno, f"not valid JSON ({err.msg})") from None
     if manifest.get("kind") != "sparse":
         raise InputError(path, None, f"kind is {manifest.get('kind')!r}, expected 'sparse' (SPLADE term weights)")
     for key in ("vocab_size", "num_shards"):
@@ -67,34 +60,6 @@ def read_vocabulary(folder: str | Path, vocab_size: int) -> list[str] | None:
     if len(tokens) != vocab_size:
         raise InputError(path, None, f"has {len(tokens)} tokens, the manifest says vocab_size={vocab_size}")
     return tokens
-
-
-def shard_folders(folder: str | Path, manifest: dict) -> list[Path]:
-    """The n shard folders in order; all must exist (a partial encoding is refused, not half-indexed)."""
-    folder = Path(folder)
-    n = manifest["num_shards"]
-    folders = [folder / shard_dirname(i, n) for i in range(n)]
-    missing = [f.name for f in folders if not f.is_dir()]
-    if missing:
-        raise LedError(f"{folder} is incomplete: {len(missing)} of {n} shards missing (first: {missing[0]}); "
-                       "finish `led encode` first")
-    return folders
-
-
-def read_ids(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(path, None, "missing") from None
-    except UnicodeDecodeError as err:
-        raise InputError(path, None, f"not UTF-8 ({err.reason})") from None
-    ids = text.split("\n")
-    if ids and ids[-1] == "":
-        ids.pop()
-    for line, value in enumerate(ids, start=1):
-        if not value or any(c.isspace() for c in value):
-            raise InputError(path, line, f"id {value!r} is empty or contains whitespace")
-    return ids
 
 
 def _load_npy(path: Path, dtype) -> np.ndarray:
