@@ -25,8 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "are contiguous row ranges; a complete shard is skipped on rerun (resumable). Under "
                     "`accelerate launch` process r encodes shards r, r+W, ... (W processes).",
         epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--model", required=True, help="dense model folder (a led-hf checkpoint or a "
-                        "sentence-transformers / plain HF folder; pooling is read from it)")
+    parser.add_argument("--model", required=True, help="model folder: a led-hf dense or SPLADE checkpoint, a "
+                        "sentence-transformers / plain HF folder (pooling is read from it), or bundled:NAME "
+                        "(bundled:all-minilm-l6-v2; bundled:splade-tiny with --kind splade)")
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--corpus", action="store_true", help="encode every passage (title + text)")
@@ -69,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.chunk_rows < 1:
         raise LedError("--batch-size and --chunk-rows must be positive")
+    from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.checkpoint import load_model_kind
 
+    args.model = resolve_model_path(args.model)  # bundled:all-minilm-l6-v2 / bundled:splade-tiny -> folder
     sparse = args.kind == "splade" or (args.kind == "auto" and Path(args.model).exists()
                                        and load_model_kind(args.model) == "splade")
     state, shard_indices, num_shards = process_shards(args)
