@@ -249,25 +249,33 @@ def test_cli_errors(data, tiny_bert_dir, tmp_path, capsys):
     assert exit_info.value.code == 0 and "--queries" in capsys.readouterr().out
 
 
-def _encode_two_ranks(model, data_root, out):
-    from accelerate.state import PartialState
+def _encode_rank(rank, port, model, data_root, out):
+    # a fresh (spawned) process per rank, as `accelerate launch` / torchrun would start them; spawning (not
+    # accelerate's notebook_launcher) keeps this independent of Accelerator state left by earlier tests
+    import torch
 
     from led_hf.cli.encode import main
 
-    # The forked child inherits the parent's single-process state from the tests above: start afresh.
-    PartialState._reset_state()
-
-    main(["--model", model, "--data", data_root, "--corpus", "--output", out, "--num-shards", "3",
-          "--max-length", "24", "--no-progress"])
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE="2", HF_HUB_OFFLINE="1")
+    torch.set_num_threads(1)
+    code = main(["--model", model, "--data", data_root, "--corpus", "--output", out, "--num-shards", "3",
+                 "--max-length", "24", "--no-progress"])
+    if code != 0:
+        raise RuntimeError(f"rank {rank} exited with {code}")
 
 
 @pytest.mark.slow
 def test_two_processes_split_shards(data, tiny_bert_dir, tmp_path):
-    from accelerate import notebook_launcher
+    import socket
 
-    os.environ.setdefault("MASTER_PORT", "29533")
-    notebook_launcher(_encode_two_ranks, (str(tiny_bert_dir), str(data.root), str(tmp_path / "ddp")),
-                      num_processes=2)
+    import torch
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(_encode_rank, args=(port, str(tiny_bert_dir), str(data.root), str(tmp_path / "ddp")),
+                                nprocs=2, join=True)
     assert cli("--model", tiny_bert_dir, "--data", data.root, "--corpus", "--output", tmp_path / "one",
                "--max-length", 24, "--no-progress") == 0
     ids, two = enc.load_embeddings(tmp_path / "ddp")
