@@ -78,6 +78,12 @@ class DataArguments:
                 raise LedError(f"{name} must be positive, got {getattr(self, name)}")
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @dataclass
 class DenseTrainingArguments(TrainingArguments):
     """`TrainingArguments` with retrieval-friendly defaults, plus the dense loss options.
@@ -90,7 +96,7 @@ class DenseTrainingArguments(TrainingArguments):
     freezes BERT's unused pooler; skipping the per-step graph search is faster),
     `prediction_loss_only=True` (evaluation reports the loss, not the embeddings),
     `per_device_eval_batch_size=64` (evaluation encodes, no backward pass),
-    `logging_steps=10`, `save_total_limit=3`.
+    `logging_steps=10`, `save_total_limit=3`, `dataloader_pin_memory` only when CUDA is present.
     """
 
     remove_unused_columns: bool = field(default=False, metadata={
@@ -107,6 +113,8 @@ class DenseTrainingArguments(TrainingArguments):
         "help": "Texts per forward pass when evaluating (encoding needs no backward pass: larger than training)."})
     logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps (or a ratio < 1)."})
     save_total_limit: int | None = field(default=3, metadata={"help": "Keep at most this many checkpoints."})
+    dataloader_pin_memory: bool = field(default_factory=_cuda_available, metadata={
+        "help": "Pin batches in page-locked memory (default: on only when CUDA is available; pointless on CPU)."})
     in_batch_negatives: bool = field(default=True, metadata={
         "help": "Score each query against every passage of the (global) batch; off: its own group only."})
     gather_across_devices: bool = field(default=True, metadata={
