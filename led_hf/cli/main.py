@@ -28,31 +28,41 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def usage_table(header: str, registry: dict[str, tuple[str, str]], heading: str, footer: list[str]) -> str:
+    """`header`, then one aligned line per registry entry (name, summary), then `footer` lines."""
+    width = max(map(len, registry))
+    lines = [header, "", heading]
+    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in registry.items()]
+    return "\n".join(lines + [""] + footer)
+
+
+def dispatch(argv: list[str], registry: dict[str, tuple[str, str]], usage: str, prog: str, what: str,
+             package: str = "") -> int:
+    """Run `registry[argv[0]]`'s module `main(argv[1:])`, importing it only now; usage on -h/--help or nothing."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in registry:
+        print(f"{prog}: error: unknown {what} {name!r}\n\n{usage}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(package + registry[name][0]).main(rest) or 0)
+
+
 def _usage() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"usage: led <command> [options]   (led-hf {__version__})", "", "commands:"]
-    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    lines += ["", "`led <command> --help` describes each command."]
-    return "\n".join(lines)
+    return usage_table(f"usage: led <command> [options]   (led-hf {__version__})", COMMANDS, "commands:",
+                       ["`led <command> --help` describes each command."])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    if argv[0] == "--version":
+    if argv[:1] == ["--version"]:
         print(__version__)
         return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"led: error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(f"led_hf.cli.{COMMANDS[name][0]}")
     try:
-        return int(module.main(rest) or 0)
+        return dispatch(argv, COMMANDS, _usage(), prog="led", what="command", package="led_hf.cli.")
     except LedError as err:
-        print(f"led {name}: error: {err}", file=sys.stderr)
+        print(f"led {argv[0]}: error: {err}", file=sys.stderr)
         return 1
 
 

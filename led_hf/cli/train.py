@@ -6,8 +6,9 @@ in `RECIPES`. `accelerate launch scripts/train_<method>.py ...` runs the same re
 
 from __future__ import annotations
 
-import importlib
 import sys
+
+from led_hf.cli.main import dispatch, usage_table
 
 # method -> (module, one-line summary)
 RECIPES: dict[str, tuple[str, str]] = {
@@ -19,21 +20,11 @@ RECIPES: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    width = max(map(len, RECIPES))
-    lines = ["usage: led train <method> [CONFIG.json|yaml] [--option value ...]", "", "methods:"]
-    lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in RECIPES.items()]
-    lines += ["", "Options given as flags override the config file; `led train <method> --help` lists them.",
-              "Multi-GPU: accelerate launch scripts/train_<method>.py CONFIG [--option value ...]"]
-    return "\n".join(lines)
+    return usage_table("usage: led train <method> [CONFIG.json|yaml] [--option value ...]", RECIPES, "methods:",
+                       ["Options given as flags override the config file; `led train <method> --help` lists them.",
+                        "Multi-GPU: accelerate launch scripts/train_<method>.py CONFIG [--option value ...]"])
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in RECIPES:
-        print(f"led train: error: unknown method {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    return int(importlib.import_module(RECIPES[name][0]).main(rest) or 0)
+    return dispatch(argv, RECIPES, _usage(), prog="led train", what="method")
