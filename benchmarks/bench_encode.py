@@ -1,14 +1,23 @@
-"""Passages/s of `led encode` vs sentence-transformers' `encode`: same model, same passages, same settings.
+"""Passages/s of `led encode` vs sentence-transformers' `encode`: same model, same passages, same batches.
 
     .venv/bin/python benchmarks/bench_encode.py                    # 1,000 SciFact passages, 2 rounds
     .venv/bin/python benchmarks/bench_encode.py --limit 200 --rounds 1 --threads 2
 
-Both sides: all-MiniLM-L6-v2 (bundled, mean pooling + L2 normalisation), the first `--limit` passages
-of SciFact as (title, text) pairs, `--max-length` tokens, `--batch-size`, fp32 on CPU, the same torch
-thread count, one process. The machine's speed drifts (other jobs share it), so the two sides run
-back to back and alternate each round; the ratio is total led time over total ST time, inverted.
-The led side is the whole `encode_to_folder` (token lengths, sorting, batching, writing the shard
-folder and manifest), not only the forward passes. Embeddings of both sides are compared too.
+Both tools: all-MiniLM-L6-v2 (bundled, mean pooling + L2 normalisation), the first `--limit` passages of
+SciFact as (title, text) pairs, `--max-length` tokens, `--batch-size`, the same torch thread count, one
+process on the CPU. Four sides, each tool out of the box and at matched precision:
+
+    sentence-transformers        `encode` as a user calls it: fp32
+    sentence-transformers bf16   its half-precision setting, bf16 weights (model_kwargs torch_dtype)
+    led                          `led encode` as a user calls it: --precision auto (bf16 autocast over fp32
+                                 weights on a CPU with native bf16, fp32 elsewhere; led_hf.precision)
+    led fp32                     --precision fp32
+
+The headline ratio is led over sentence-transformers, both as shipped; the matched ratios (fp32 over fp32,
+led auto over ST bf16 weights) are printed beside it, with each side's largest embedding difference from
+ST fp32. The machine's speed drifts (other jobs share it), so sides run back to back and rotate each round;
+a side's rate is all its passages over all its time. The led side is the whole `encode_to_folder` (token
+lengths, sorting, batching, writing the shard folder and manifest), not only the forward passes.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds (each runs both sides)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds; each runs every side, in rotated order")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -62,44 +71,66 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-encode-"))
     data = PreparedData(args.data or prepared_scifact(work / "scifact"))
     limit = min(args.limit, len(data.corpus))
-    source = TextSource(data.corpus, "pid", "passages", rows=np.arange(limit))
-    features = source.features(0, limit)
+    features = TextSource(data.corpus, "pid", "passages", rows=np.arange(limit)).features(0, limit)
     pairs = [[f.get("title") or "", f["text"]] for f in features]
 
-    st = SentenceTransformer(model_path, device="cpu")
-    st.max_seq_length = args.max_length
+    from led_hf.precision import resolve_precision, with_precision
+
+    st = {"sentence-transformers": SentenceTransformer(model_path, device="cpu"),
+          "sentence-transformers bf16": SentenceTransformer(model_path, device="cpu",
+                                                            model_kwargs={"torch_dtype": torch.bfloat16})}
+    for model in st.values():
+        model.max_seq_length = args.max_length
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = DenseEncoder.from_pretrained(model_path).eval()
     collate = EncodeCollator(tokenizer, max_length=args.max_length, kind="passage")
+    auto = resolve_precision("auto", "cpu")
 
-    def run_st() -> np.ndarray:
-        return st.encode(pairs, batch_size=args.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    def st_side(name):
+        def run(rows: int = limit) -> np.ndarray:
+            return st[name].encode(pairs[:rows], batch_size=args.batch_size, normalize_embeddings=True,
+                                   show_progress_bar=False, convert_to_tensor=True).float().numpy()
+        return run
 
-    def run_led() -> np.ndarray:
-        out = work / "emb"
-        shutil.rmtree(out, ignore_errors=True)
-        encode_to_folder(source, out, encode_fn=lambda batch: model.encode_passage(**batch), collate=collate,
-                         shard_indices=[0], num_shards=1, batch_size=args.batch_size, progress=False,
-                         manifest={"model": model_path, "data": str(data.root), "max_length": args.max_length})
-        return load_embeddings(out)[1]
+    def led_side(precision):
+        encode = with_precision(model.encode_passage, "cpu", precision)
 
-    run_st(), run_led()  # warm-up (first calls allocate and load kernels); not timed
-    seconds = {"sentence-transformers": [], "led": []}
+        def run(rows: int = limit) -> np.ndarray:
+            out = work / "emb"
+            shutil.rmtree(out, ignore_errors=True)
+            part = TextSource(data.corpus, "pid", "passages", rows=np.arange(rows))
+            encode_to_folder(part, out, encode_fn=lambda batch: encode(**batch), collate=collate,
+                             shard_indices=[0], num_shards=1, batch_size=args.batch_size, progress=False,
+                             manifest={"model": model_path, "data": str(data.root), "max_length": args.max_length,
+                                       "precision": precision})
+            return load_embeddings(out)[1]
+        return run
+
+    sides = {"sentence-transformers": st_side("sentence-transformers"),
+             "sentence-transformers bf16": st_side("sentence-transformers bf16"),
+             "led": led_side(auto), "led fp32": led_side("fp32")}
+    for fn in sides.values():  # warm-up (first calls allocate and pick kernels); not timed
+        fn(2 * args.batch_size)
+    seconds = {name: [] for name in sides}
     outputs = {}
+    names = list(sides)
     for round_index in range(args.rounds):
-        order = [("sentence-transformers", run_st), ("led", run_led)]
-        for name, fn in order if round_index % 2 == 0 else order[::-1]:
+        for name in names[round_index % len(names):] + names[:round_index % len(names)]:
             start = time.perf_counter()
-            outputs[name] = fn()
+            outputs[name] = sides[name]()
             seconds[name].append(time.perf_counter() - start)
-            print(f"round {round_index + 1} {name:>22}: {limit / seconds[name][-1]:7.1f} passages/s", flush=True)
+            print(f"round {round_index + 1} {name:>26}: {limit / seconds[name][-1]:7.1f} passages/s", flush=True)
 
     rate = {name: limit * len(times) / sum(times) for name, times in seconds.items()}
-    difference = float(np.abs(outputs["led"] - outputs["sentence-transformers"]).max())
+    reference = outputs["sentence-transformers"]
     result = {"passages": limit, "max_length": args.max_length, "batch_size": args.batch_size,
-              "threads": args.threads, "rounds": args.rounds, "passages_per_s": rate,
+              "threads": args.threads, "rounds": args.rounds, "led_auto_precision": auto,
+              "passages_per_s": rate,
               "ratio_led_over_st": rate["led"] / rate["sentence-transformers"],
-              "max_abs_embedding_difference": difference}
+              "ratio_led_fp32_over_st_fp32": rate["led fp32"] / rate["sentence-transformers"],
+              "ratio_led_over_st_bf16": rate["led"] / rate["sentence-transformers bf16"],
+              "max_abs_difference_from_st_fp32": {name: float(np.abs(out - reference).max())
+                                                  for name, out in outputs.items()}}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

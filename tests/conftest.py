@@ -11,6 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
+# `--precision auto` would pick bf16 on CPUs with native bf16 and fp32 elsewhere: pin it to fp32 so that the
+# suite (and the processes it spawns) computes the same on every machine. test_precision covers bf16.
+os.environ["LED_HF_CPU_BF16"] = "0"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -229,8 +229,8 @@ def test_cli_corpus_and_queries(data, tiny_bert_dir, model_parts, tmp_path, caps
 
 def test_cli_errors(data, tiny_bert_dir, tmp_path, capsys):
     base = ["--model", tiny_bert_dir, "--data", data.root, "--no-progress"]
-    assert cli(*base, "--corpus", "--output", tmp_path / "a", "--fp16") == 1
-    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert cli(*base, "--corpus", "--output", tmp_path / "a", "--kind", "splade", "--store-fp16") == 1
+    assert "--store-fp16 is for dense embeddings" in capsys.readouterr().err
     assert cli(*base, "--corpus", "--output", tmp_path / "a", "--shard", "3/2") == 1
     assert cli(*base, "--queries", "nope", "--output", tmp_path / "a") == 1
     assert "no qrels split 'nope'" in capsys.readouterr().err

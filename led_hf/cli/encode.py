@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 
 from led_hf.errors import LedError
+from led_hf.precision import add_precision_argument
 
 QUERIES_ALL = "\0all"  # `--queries` with no split: every query of the table
 
@@ -42,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="split the rows into this many shards (default: number of processes)")
     shards.add_argument("--shard", default=None, metavar="I/N",
                         help="encode only shard I of N (0-based), e.g. 3/8; single process")
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_true", help="fp16 weights on GPU; embeddings stored as float16")
-    precision.add_argument("--bf16", action="store_true", help="bf16 weights on GPU; embeddings stored as float32")
+    add_precision_argument(parser)
+    parser.add_argument("--store-fp16", action="store_true",
+                        help="store dense embeddings as float16 (half the disk; search reads them as float32)")
     parser.add_argument("--chunk-rows", type=int, default=16384,
                         help="rows read and length-sorted together (bounds memory; default 16384)")
     parser.add_argument("--overwrite", action="store_true", help="delete an existing embeddings folder first")
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from led_hf.collators.encode import EncodeCollator
     from led_hf.data.store import PreparedData
+    from led_hf.precision import resolve_precision
     from led_hf.retrieval.encode import corpus_source, query_source, remove_output
 
     data = PreparedData(args.data)
@@ -96,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     # Multiples of 8 let fp16/bf16 tensor cores tile evenly; on CPU they only add padded tokens.
     collate = EncodeCollator(tokenizer, max_length=max_length, kind=kind,
                              pad_to_multiple_of=8 if state.device.type == "cuda" else None)
+    precision = resolve_precision(args.precision, state.device)
     common = dict(collate=collate, num_shards=num_shards, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
                   device=state.device, progress=not args.no_progress,
                   manifest={"model": str(Path(args.model).resolve()), "data": str(data.root.resolve()),
-                            "max_length": max_length})
+                            "max_length": max_length, "precision": precision})
     if sparse:
-        encode_folder = sparse_folder_encoder(args, state.device, kind, tokenizer, source, common)
+        encode_folder = sparse_folder_encoder(args, state.device, precision, kind, tokenizer, source, common)
     else:
-        encode_folder = dense_folder_encoder(args, state.device, kind, max_length, source, common)
+        encode_folder = dense_folder_encoder(args, state.device, precision, kind, max_length, source, common)
 
     if args.overwrite:
         if state.is_main_process:
@@ -128,7 +131,7 @@ def process_shards(args):
     """(accelerate PartialState, shard indices this process encodes, number of shards) for `led encode`.
 
     `--shard I/N` -> [I] of N (one process); otherwise process r of W encodes shards r, r+W, ... of
-    `--num-shards` (default W). Half precision is refused off CUDA.
+    `--num-shards` (default W).
     """
     import os
 
@@ -142,9 +145,6 @@ def process_shards(args):
     if state.num_processes != launched_world:
         raise LedError(f"launched as {launched_world} processes but accelerate sees {state.num_processes}")
     world, rank = state.num_processes, state.process_index
-    if (args.fp16 or args.bf16) and state.device.type != "cuda":
-        raise LedError(f"--{'fp16' if args.fp16 else 'bf16'} needs a CUDA GPU; this run is on {state.device.type} "
-                       "(encode in fp32 there: half precision on CPU is slower and less accurate)")
     if args.shard is not None:
         if world > 1:
             raise LedError("--shard I/N runs one process; under accelerate use --num-shards")
@@ -156,43 +156,38 @@ def process_shards(args):
     return state, list(range(rank, num_shards, world)), num_shards
 
 
-def dense_folder_encoder(args, device, kind: str, max_length: int, source, common: dict):
-    """`encode_folder(shard_indices=...)` writing dense embeddings (`encode_to_folder`) with a `DenseEncoder`."""
+def dense_folder_encoder(args, device, precision: str, kind: str, max_length: int, source, common: dict):
+    """`encode_folder(shard_indices=...)` writing dense embeddings (`encode_to_folder`) with a `DenseEncoder`
+    computing in `precision` (autocast over fp32 weights)."""
     from functools import partial
 
-    import torch
-
     from led_hf.modeling.dense import DenseEncoder
+    from led_hf.precision import with_precision
     from led_hf.retrieval.encode import encode_to_folder
 
     model = DenseEncoder.from_pretrained(args.model)
     positions = getattr(model.config, "max_position_embeddings", None)
     if positions and max_length > positions:
         raise LedError(f"--max-length {max_length} exceeds the model's {positions} positions")
-    compute_dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else torch.float32
-    model.to(device=device, dtype=compute_dtype).eval()
-    encode_fn = model.encode_passage if kind == "passage" else model.encode_query
-    return partial(encode_to_folder, source, args.output, encode_fn=lambda batch: encode_fn(**batch),
-                   dtype="float16" if args.fp16 else "float32", **common)
+    model.to(device).eval()
+    encode = with_precision(model.encode_passage if kind == "passage" else model.encode_query, device, precision)
+    return partial(encode_to_folder, source, args.output, encode_fn=lambda batch: encode(**batch),
+                   dtype="float16" if args.store_fp16 else "float32", **common)
 
 
-def sparse_folder_encoder(args, device, kind: str, tokenizer, source, common: dict):
+def sparse_folder_encoder(args, device, precision: str, kind: str, tokenizer, source, common: dict):
     """`encode_folder(shard_indices=...)` writing sparse CSR shards (`encode_sparse_to_folder`) with a
-    `SpladeEncoder`; weights are always stored as float32 (SPLADE pooling runs in fp32 anyway)."""
+    `SpladeEncoder` computing in `precision`; weights are always stored as float32 (SPLADE pooling runs in
+    fp32 under autocast)."""
     from functools import partial
 
-    import torch
-
     from led_hf.modeling.splade import SpladeEncoder
+    from led_hf.precision import with_precision
     from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
 
+    if args.store_fp16:
+        raise LedError("--store-fp16 is for dense embeddings; SPLADE term weights are stored as float32")
     model = SpladeEncoder.from_pretrained(args.model).to(device).eval()
-    # Half-precision weights under autocast; splade_pool casts the [N, V] result to fp32.
-    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
-
-    def encode_fn(batch):
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return model.encode_passage(batch) if kind == "passage" else model.encode_query(batch)
-
-    return partial(encode_sparse_to_folder, source, args.output, encode_fn=encode_fn,
+    encode = with_precision(model.encode_passage if kind == "passage" else model.encode_query, device, precision)
+    return partial(encode_sparse_to_folder, source, args.output, encode_fn=encode,
                    vocab=vocabulary_strings(tokenizer, model.vocab_size), **common)

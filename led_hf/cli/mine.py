@@ -20,6 +20,7 @@ import os
 import sys
 
 from led_hf.errors import LedError
+from led_hf.precision import add_precision_argument
 
 
 def parse_rank_range(text: str) -> tuple[int, int]:
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--query-max-length", type=int, default=32, help="query tokens (default 32)")
     parser.add_argument("--passage-max-length", type=int, default=128, help="passage tokens (default 128)")
     parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    add_precision_argument(parser, "query and passage encoders")
     parser.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
     parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
     parser.add_argument("--overwrite", action="store_true",
@@ -98,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                     backend=args.backend, depth=args.depth, filters=filters, corpus_embeddings=args.corpus_embeddings,
                     index=args.index, work_dir=args.work_dir, num_shards=args.num_shards,
                     corpus_shards=args.corpus_shards, query_max_length=args.query_max_length,
-                    passage_max_length=args.passage_max_length, batch_size=args.batch_size, k1=args.k1, b=args.b,
+                    passage_max_length=args.passage_max_length, batch_size=args.batch_size,
+                    precision=args.precision, k1=args.k1, b=args.b,
                     overwrite=args.overwrite, keep_work=args.keep_work, progress=not args.no_progress)
 
     import torch

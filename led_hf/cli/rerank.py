@@ -15,6 +15,7 @@ import sys
 import time
 
 from led_hf.errors import LedError
+from led_hf.precision import add_precision_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pair tokens, special tokens included (default: the model's training length, else 256)")
     parser.add_argument("--tag", default="rerank", help="run tag, the last column of the run (default rerank)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU; scores stay fp32)")
+    add_precision_argument(parser, "cross-encoder (scores stay fp32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from led_hf.evaluation.runs import read_run, write_run
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.cross_encoder import CrossEncoder
+    from led_hf.precision import autocast_dtype, resolve_precision
     from led_hf.retrieval.rerank import lookup_pairs, rerank_pairs, top_candidates
 
     data = PreparedData(args.data)
@@ -78,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     collator = CrossEncoderCollator(tokenizer, max_length=args.max_length or model.max_length or 256)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
+    precision = resolve_precision(args.precision, device)
 
     started = time.perf_counter()
     results = rerank_pairs(model, collator, data, pairs, batch_size=args.batch_size, device=device,
-                           autocast_dtype=torch.bfloat16 if args.bf16 else None, progress=not args.no_progress)
+                           autocast_dtype=autocast_dtype(precision), progress=not args.no_progress)
     seconds = time.perf_counter() - started
     lines = write_run(args.output, results, tag=args.tag)
     print(f"re-ranked {lines} pairs of {len(results)} queries in {seconds:.1f}s ({lines / max(seconds, 1e-9):.1f} "
-          f"pairs/s, max length {collator.max_length}); wrote {args.output}", file=sys.stderr)
+          f"pairs/s, max length {collator.max_length}, {precision}); wrote {args.output}", file=sys.stderr)
     return 0

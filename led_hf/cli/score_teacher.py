@@ -13,6 +13,7 @@ import argparse
 import json
 
 from led_hf.errors import LedError
+from led_hf.precision import add_precision_argument
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--queries-per-chunk", type=int, default=64,
                         help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU); scores are kept in fp32")
+    add_precision_argument(parser, "teacher (scores are kept in fp32)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DATA/teacher_scores/NAME")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.teacher, args.name, split=args.split, negs_sources=args.negs_sources,
         num_negs_per_system=args.num_negs_per_system, kind=args.kind, query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length, max_length=args.max_length, batch_size=args.batch_size,
-        queries_per_chunk=args.queries_per_chunk, device=args.device, bf16=args.bf16, overwrite=args.overwrite,
+        queries_per_chunk=args.queries_per_chunk, device=args.device, precision=args.precision, overwrite=args.overwrite,
         progress=not args.no_progress)
     print(json.dumps(metadata))
     return 0

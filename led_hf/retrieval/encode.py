@@ -4,7 +4,8 @@ Folder contract (one encoding run)::
 
     OUT/manifest.json                      {"kind": "dense", "dim": H, "num_shards": n, "dtype": "float32",
                                             "model": ..., "what": "passages"|"queries", "data": DATA,
-                                            "split": null|SPLIT, "max_length": L, "num_rows": N, ...}
+                                            "split": null|SPLIT, "max_length": L, "num_rows": N,
+                                            "precision": "fp32"|"bf16"|"fp16", ...}
     OUT/shard-00000-of-00004/embeddings.npy  float [N_0, H]   (row r = the passage/query on line r of ids.txt)
     OUT/shard-00000-of-00004/ids.txt         one id per line, UTF-8
 
@@ -42,7 +43,8 @@ from led_hf.retrieval.encoding_files import (
 )
 
 # Manifest fields that must agree for a rerun to resume into an existing folder.
-IDENTITY_FIELDS = ("kind", "model", "data", "what", "split", "num_shards", "num_rows", "max_length", "dtype", "dim")
+IDENTITY_FIELDS = ("kind", "model", "data", "what", "split", "num_shards", "num_rows", "max_length", "dtype", "dim",
+                   "precision")
 
 Collate = Callable[[list[dict]], dict]  # features -> {"ids": list[str], "batch": BatchEncoding}
 EncodeFn = Callable[[dict], torch.Tensor]  # BatchEncoding (on device) -> [B, H]

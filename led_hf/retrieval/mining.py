@@ -107,6 +107,7 @@ class MiningJob:
     query_max_length: int = 32
     passage_max_length: int = 128
     batch_size: int = 64
+    precision: str = "auto"  # encoder compute precision (led_hf.precision)
     k1: float = 0.9
     b: float = 0.4
     overwrite: bool = False
@@ -176,6 +177,7 @@ class MiningJob:
                 "backend": self.backend, "split": self.split, "depth": self.depth, "filters": self.filters.to_dict(),
                 "num_shards": num_shards, "corpus_shards": corpus_shards, "num_queries": num_queries,
                 "query_max_length": self.query_max_length, "passage_max_length": self.passage_max_length,
+                "precision": self.precision if self.model else None,
                 "bm25": {"k1": self.k1, "b": self.b} if self.kind == "bm25" else None,
                 "corpus_embeddings": str(Path(self.corpus_embeddings).resolve()) if self.corpus_embeddings else None,
                 "index": str(Path(self.index).resolve()) if self.index else None, "inputs": inputs}

@@ -75,6 +75,7 @@ class _ModelSearcher:
         from transformers import AutoTokenizer
 
         from led_hf.collators.encode import EncodeCollator
+        from led_hf.precision import resolve_precision
 
         self.job, self.plan = job, plan
         self.device = state.device if state is not None else torch.device("cpu")
@@ -82,13 +83,17 @@ class _ModelSearcher:
         self.collate = {kind: EncodeCollator(self.tokenizer, max_length=length, kind=kind)
                         for kind, length in (("query", job.query_max_length), ("passage", job.passage_max_length))}
         self.model = self._load_model().to(self.device).eval()
-        self.manifest = {"model": str(Path(job.model).resolve()), "data": str(job.data.root.resolve())}
+        self.precision = resolve_precision(job.precision, self.device)
+        self.manifest = {"model": str(Path(job.model).resolve()), "data": str(job.data.root.resolve()),
+                         "precision": self.precision}
 
     def _encode(self, source, out: Path, kind: str, shard_indices, num_shards: int) -> None:
+        from led_hf.precision import with_precision
         from led_hf.retrieval.encode import encode_to_folder
         from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
 
-        encode = self.model.encode_query if kind == "query" else self.model.encode_passage
+        encode = with_precision(self.model.encode_query if kind == "query" else self.model.encode_passage,
+                                self.device, self.precision)
         common = dict(collate=self.collate[kind], shard_indices=list(shard_indices), num_shards=num_shards,
                       manifest={**self.manifest, "max_length": self.collate[kind].max_length},
                       batch_size=self.job.batch_size, device=self.device, progress=self.job.progress)

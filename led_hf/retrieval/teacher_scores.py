@@ -29,6 +29,7 @@ from led_hf.atomic import atomic_directory
 from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
 from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
 from led_hf.errors import LedError
+from led_hf.precision import autocast, resolve_precision
 from led_hf.retrieval.encode import TextSource, encode_batches
 
 TEACHER_KINDS = ("splade", "cross-encoder")
@@ -37,13 +38,14 @@ TEACHER_KINDS = ("splade", "cross-encoder")
 def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_sources=("bm25",),
                   num_negs_per_system: int = 200, kind: str | None = None, query_max_length: int = 32,
                   passage_max_length: int = 128, max_length: int | None = None, batch_size: int = 64,
-                  queries_per_chunk: int = 64, device: str | None = None, bf16: bool = False,
+                  queries_per_chunk: int = 64, device: str | None = None, precision: str = "auto",
                   overwrite: bool = False, progress: bool = True) -> dict:
     """Write ``DATA/teacher_scores/<name>``; returns its metadata (also saved as led_teacher_scores.json).
 
     `teacher` is a checkpoint folder (or `bundled:splade-tiny`); `kind` defaults to its led_config.json.
     `query_max_length`/`passage_max_length` are the SPLADE teacher's token limits, `max_length` the
-    cross-encoder's pair limit (default: the length it was trained with, else 256).
+    cross-encoder's pair limit (default: the length it was trained with, else 256). `precision` is the
+    teacher's compute precision (led_hf.precision; scores are fp32).
     """
     from transformers import AutoTokenizer
 
@@ -60,6 +62,7 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
     if kind not in TEACHER_KINDS:
         raise LedError(f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = resolve_precision(precision, device)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if kind == "splade":
         scorer = _SpladeScorer(path, tokenizer, query_max_length, passage_max_length, batch_size, device)
@@ -77,7 +80,7 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
         for start in tqdm(chunks, desc=f"scoring with {kind} teacher", unit="chunk", disable=not progress):
             queries = range(start, min(start + queries_per_chunk, groups.num_queries))
             candidates = [groups.scoring_candidates(q) for q in queries]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            with autocast(device, precision):
                 scores = scorer.score(groups.data, query_rows[list(queries)], candidates)
             for query, rows, values in zip(queries, candidates, scores):
                 writer.add(qids[query], corpus_pids.take(rows).to_pylist(), values.tolist())
@@ -85,7 +88,7 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
         writer.close()
         metadata = {"teacher": teacher, "kind": kind, "data": str(groups.data.root), "split": split,
                     "negs_sources": list(groups.negs_sources), "num_negs_per_system": num_negs_per_system,
-                    **lengths, "num_queries": groups.num_queries, "num_pairs": num_pairs,
+                    **lengths, "precision": precision, "num_queries": groups.num_queries, "num_pairs": num_pairs,
                     "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit"}
         (Path(staging) / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
     return metadata
