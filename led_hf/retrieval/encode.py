@@ -27,6 +27,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -189,35 +190,56 @@ class DenseShardWriter:
         del self.embeddings
 
 
-def encode_shard(source: TextSource, out: str | Path, shard_index: int, num_shards: int, *, encode_fn: EncodeFn,
-                 collate: Collate, dim: int, dtype: str = "float32", batch_size: int = 64, chunk_rows: int = 16384,
-                 device: torch.device | str = "cpu", progress: bool = True) -> bool:
-    """Encode shard `shard_index` of `num_shards` into OUT/shard-i-of-n/ unless it is complete already.
+class ShardWriter(Protocol):
+    """Receives a shard's outputs batch by batch (rows in any order); `close` completes the staging folder."""
 
-    Returns True when the shard was encoded now, False when it was skipped (complete from an earlier run).
-    A leftover temporary folder of this shard (a killed run) is removed first: one process owns a shard.
+    def write(self, rows: np.ndarray, outputs: torch.Tensor) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def write_shard(source: TextSource, out: str | Path, shard_index: int, num_shards: int, *,
+                make_writer: Callable[[Path, list[str]], ShardWriter], encode_fn: EncodeFn, collate: Collate,
+                batch_size: int = 64, chunk_rows: int = 16384, device: torch.device | str = "cpu",
+                progress: bool = True) -> None:
+    """Encode the rows of shard `shard_index` of `num_shards` into OUT/shard-i-of-n/ through a writer.
+
+    The shard appears only when complete (staged, then renamed). A leftover temporary folder of this shard
+    (a killed run) is removed first: one process owns a shard. Callers check completeness before.
     """
     from tqdm.auto import tqdm
 
     out = Path(out)
-    if shard_is_complete(out, shard_index, num_shards, len(source), dim):
-        return False
     name = shard_dirname(shard_index, num_shards)
     for stale in out.glob(f".{name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     rows = shard_range(len(source), shard_index, num_shards)
     with atomic_directory(out / name) as staging:
-        ids = _ids(source, rows)
-        writer = DenseShardWriter(staging, ids, dim, dtype)
+        writer = make_writer(staging, _ids(source, rows))
         bar = tqdm(total=len(rows), desc=f"{source.what} {name}", unit=source.what[:-1], disable=not progress)
-        for chunk_start in range(rows.start, rows.stop, chunk_rows):
-            chunk_stop = min(chunk_start + chunk_rows, rows.stop)
-            features = source.features(chunk_start, chunk_stop)
-            for positions, outputs in encode_batches(features, collate, encode_fn, batch_size, device):
-                writer.write(positions + (chunk_start - rows.start), outputs)
-                bar.update(len(positions))
-        bar.close()
+        try:
+            for chunk_start in range(rows.start, rows.stop, chunk_rows):
+                features = source.features(chunk_start, min(chunk_start + chunk_rows, rows.stop))
+                for positions, outputs in encode_batches(features, collate, encode_fn, batch_size, device):
+                    writer.write(positions + (chunk_start - rows.start), outputs)
+                    bar.update(len(positions))
+        finally:
+            bar.close()
         writer.close()
+
+
+def encode_shard(source: TextSource, out: str | Path, shard_index: int, num_shards: int, *, encode_fn: EncodeFn,
+                 collate: Collate, dim: int, dtype: str = "float32", batch_size: int = 64, chunk_rows: int = 16384,
+                 device: torch.device | str = "cpu", progress: bool = True) -> bool:
+    """Encode dense shard `shard_index` of `num_shards` into OUT/shard-i-of-n/ unless it is complete already.
+
+    Returns True when the shard was encoded now, False when it was skipped (complete from an earlier run).
+    """
+    if shard_is_complete(out, shard_index, num_shards, len(source), dim):
+        return False
+    write_shard(source, out, shard_index, num_shards, make_writer=lambda folder, ids: DenseShardWriter(
+        folder, ids, dim, dtype), encode_fn=encode_fn, collate=collate, batch_size=batch_size,
+        chunk_rows=chunk_rows, device=device, progress=progress)
     return True
 
 

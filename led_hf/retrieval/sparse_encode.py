@@ -17,14 +17,13 @@ holds the contiguous rows [floor(i*N/n), floor((i+1)*N/n)); a shard folder only 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from led_hf.atomic import atomic_directory, atomic_file
+from led_hf.atomic import atomic_file
 from led_hf.errors import LedError
 from led_hf.retrieval.encode import (
     IDS,
@@ -32,13 +31,12 @@ from led_hf.retrieval.encode import (
     Collate,
     EncodeFn,
     TextSource,
-    _ids,
-    encode_batches,
     ensure_source_manifest,
     probe_dim,
     read_manifest,
     shard_dirname,
     shard_range,
+    write_shard,
 )
 from led_hf.retrieval.encoding_files import shard_folders
 
@@ -144,27 +142,10 @@ def encode_sparse_shard(source: TextSource, out: str | Path, shard_index: int, n
 
     Returns True when encoded now, False when skipped. Leftover temporary folders of the shard are removed.
     """
-    from tqdm.auto import tqdm
-
-    out = Path(out)
     if shard_is_complete(out, shard_index, num_shards, len(source)):
         return False
-    name = shard_dirname(shard_index, num_shards)
-    for stale in out.glob(f".{name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    rows = shard_range(len(source), shard_index, num_shards)
-    with atomic_directory(out / name) as staging:
-        writer = SparseShardWriter(staging, _ids(source, rows))
-        bar = tqdm(total=len(rows), desc=f"{source.what} {name}", unit=source.what[:-1], disable=not progress)
-        try:
-            for chunk_start in range(rows.start, rows.stop, chunk_rows):
-                features = source.features(chunk_start, min(chunk_start + chunk_rows, rows.stop))
-                for positions, weights in encode_batches(features, collate, encode_fn, batch_size, device):
-                    writer.write(positions + (chunk_start - rows.start), weights)
-                    bar.update(len(positions))
-        finally:
-            bar.close()
-        writer.close()
+    write_shard(source, out, shard_index, num_shards, make_writer=SparseShardWriter, encode_fn=encode_fn,
+                collate=collate, batch_size=batch_size, chunk_rows=chunk_rows, device=device, progress=progress)
     return True
 
 
