@@ -207,6 +207,40 @@ def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored
                           score_tables={"teacher_scores": "missing"})
 
 
+def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, monkeypatch):
+    from datasets import load_from_disk
+
+    from led_hf.retrieval import teacher_scores as ts
+
+    options = dict(negs_sources="bm25", query_max_length=16, passage_max_length=32, batch_size=3, part_queries=2,
+                   precision="fp32", progress=False)
+    reference = ts.score_teacher(scored_data, str(teacher_dir), "whole", **options)
+    real, scored = ts._score_part, []
+
+    def killed_in_part_1(*args):  # (groups, scorer, queries, queries_per_chunk, device, precision, work, index, bar)
+        scored.append(args[7])
+        if args[7] == 1:
+            raise RuntimeError("killed")
+        return real(*args)
+
+    monkeypatch.setattr(ts, "_score_part", killed_in_part_1)
+    with pytest.raises(RuntimeError, match="killed"):
+        ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
+    work = scored_data / "teacher_scores" / ".work-resumed"
+    assert [p.name for p in sorted(work.glob("part-*"))] == ["part-00000.arrow"]  # 5 queries: parts of 2, 2, 1
+    assert not (scored_data / "teacher_scores" / "resumed").exists()
+    with pytest.raises(LedError, match="part_queries differs"):  # other options: the work is not reused
+        ts.score_teacher(scored_data, str(teacher_dir), "resumed", **{**options, "part_queries": 3})
+
+    scored.clear()
+    monkeypatch.setattr(ts, "_score_part", lambda *args: (scored.append(args[7]), real(*args)))
+    metadata = ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
+    assert scored == [1, 2] and not work.exists()
+    assert metadata == reference
+    tables = [load_from_disk(str(scored_data / "teacher_scores" / name)).to_dict() for name in ("whole", "resumed")]
+    assert tables[0] == tables[1] and tables[0]["qid"] == ["100", "101", "102", "103", "104"]
+
+
 def test_cross_encoder_kl_path(student_dir, teacher_dir, cross_encoder_dir, scored_data, tmp_path):
     overrides = dict(rank_weight=1.2, kl_weight=1.5, kl_temperature=3.0, rank_include_positive=False, max_steps=2)
     trainer = _trainer(student_dir, scored_data, tmp_path / "rt", teacher_dir, cross_encoder=cross_encoder_dir,

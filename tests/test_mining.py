@@ -223,7 +223,7 @@ def test_refusals_and_overwrite(data, dense_model, capsys):
     plan = json.loads((data / ".mine-x" / "plan.json").read_text())
     assert plan["depth"] == 5
     assert mine(data, "--name", "y", "--model", dense_model, "--depth", 4, "--work-dir", data / ".mine-x") == 1
-    assert "holds work for another run" in capsys.readouterr().err
+    assert "holds mining work for another run" in capsys.readouterr().err
     assert mine(data, "--name", "z", "--bm25", "--absolute-margin", 0.1) == 1
     assert "margin" in capsys.readouterr().err
     for bad in (["--name", "../evil", "--bm25"], ["--name", "k", "--bm25", "--keep", "0"],

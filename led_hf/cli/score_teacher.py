@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="texts or pairs per forward pass (64)")
     parser.add_argument("--queries-per-chunk", type=int, default=64,
                         help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)")
+    parser.add_argument("--part-queries", type=int, default=4096,
+                        help="queries per resumable part: a rerun after a kill scores only missing parts (4096)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     add_precision_argument(parser, "teacher (scores are kept in fp32)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DATA/teacher_scores/NAME")
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("num_negs_per_system", "query_max_length", "passage_max_length", "batch_size", "queries_per_chunk"):
+    for name in ("num_negs_per_system", "query_max_length", "passage_max_length", "batch_size", "queries_per_chunk",
+                 "part_queries"):
         if getattr(args, name) < 1:
             raise LedError(f"--{name.replace('_', '-')} must be positive")
     from led_hf.retrieval.teacher_scores import score_teacher
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.teacher, args.name, split=args.split, negs_sources=args.negs_sources,
         num_negs_per_system=args.num_negs_per_system, kind=args.kind, query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length, max_length=args.max_length, batch_size=args.batch_size,
-        queries_per_chunk=args.queries_per_chunk, device=args.device, precision=args.precision, overwrite=args.overwrite,
+        queries_per_chunk=args.queries_per_chunk, part_queries=args.part_queries, device=args.device, precision=args.precision, overwrite=args.overwrite,
         progress=not args.no_progress)
     print(json.dumps(metadata))
     return 0

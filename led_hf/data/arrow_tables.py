@@ -97,6 +97,12 @@ class TableWriter:
         if self.rows % self.batch_size == 0:
             self._flush()
 
+    def add_batch(self, batch: pa.RecordBatch) -> None:
+        """Append a record batch of the same features (e.g. read back from another TableWriter's file)."""
+        self._flush()
+        self._writer.write_table(pa.Table.from_batches([batch]))
+        self.rows += batch.num_rows
+
     def _flush(self) -> None:
         if next(iter(self._columns.values())):
             self._writer.write_table(pa.Table.from_pydict(self._columns, schema=self._schema))

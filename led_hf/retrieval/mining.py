@@ -32,7 +32,6 @@ Test-only hook: with LED_TEST_KILL_AFTER_SHARDS=k a process SIGKILLs itself afte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -43,29 +42,17 @@ from pathlib import Path
 
 import numpy as np
 
-from led_hf.atomic import atomic_directory, atomic_file
+from led_hf.atomic import atomic_directory
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.retrieval.encode import _ids, shard_dirname, shard_range
 from led_hf.retrieval.negative_filters import NegativeFilters, select_negatives, to_csr
+from led_hf.work_folder import start_work_folder, tree_sha256
 
 KILL_HOOK = "LED_TEST_KILL_AFTER_SHARDS"
 BACKENDS = ("auto", "faiss", "inverted", "lucene")
 DEFAULT_QUERY_SHARD_SIZE = 5_000
 DEFAULT_CORPUS_SHARD_SIZE = 100_000
-
-
-def tree_sha256(path: str | Path) -> str:
-    """sha256 over the sorted relative names and contents of every file under `path` (or of one file)."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def model_kind(path: str, kind: str = "auto") -> str:
@@ -182,24 +169,6 @@ class MiningJob:
                 "corpus_embeddings": str(Path(self.corpus_embeddings).resolve()) if self.corpus_embeddings else None,
                 "index": str(Path(self.index).resolve()) if self.index else None, "inputs": inputs}
 
-    def _start_work(self, plan: dict) -> None:
-        """Main process: create the work folder with plan.json, or check that the one there matches."""
-        path = self.work / "plan.json"
-        if path.is_file():
-            existing = json.loads(path.read_text(encoding="utf-8"))
-            if existing == plan:
-                return
-            differs = next(key for key in sorted(set(plan) | set(existing)) if plan.get(key) != existing.get(key))
-            if not self.overwrite:
-                raise LedError(f"{self.work} holds work for another run ({differs} differs); pass --overwrite to "
-                               "discard it, or --work-dir to use another folder")
-            shutil.rmtree(self.work)
-        elif self.work.exists() and any(self.work.iterdir()):
-            raise LedError(f"{self.work} exists and is not a mining work folder (no plan.json)")
-        self.work.mkdir(parents=True, exist_ok=True)
-        with atomic_file(path) as handle:
-            json.dump(plan, handle, indent=2, sort_keys=True)
-
     # ------------------------------------------------------------------ run
     def run(self, state=None) -> dict | None:
         """This process's share of the run; returns the manifest on the main process, None elsewhere.
@@ -217,7 +186,7 @@ class MiningJob:
         queries = query_source(self.data, self.split)
         plan = self.plan(len(queries))
         if is_main:
-            self._start_work(plan)
+            start_work_folder(self.work, plan, self.overwrite, "mining work")
         barrier()
         from led_hf.retrieval.mining_search import make_searcher
 

@@ -7,6 +7,8 @@ scored once): every passage `TrainGroups` can draw for it. The result is the fol
 
     DATA/teacher_scores/<name>/   one row per query {qid, pids, scores}, + led_teacher_scores.json
 
+A killed run resumes from its work folder DATA/teacher_scores/.work-<name>/ (parts of `part_queries`).
+
 Teachers:
 - SPLADE (`led_config.json` kind "splade"): queries are chunked; in each chunk every distinct candidate
   passage is encoded once (length-sorted batches) and dotted with the chunk's queries on the device,
@@ -19,9 +21,12 @@ The scores equal what the online teacher computes in training for the same lengt
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
 
@@ -31,6 +36,7 @@ from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_
 from led_hf.errors import LedError
 from led_hf.precision import autocast, resolve_precision
 from led_hf.retrieval.encode import TextSource, encode_batches
+from led_hf.work_folder import start_work_folder, tree_sha256
 
 TEACHER_KINDS = ("splade", "cross-encoder")
 
@@ -38,20 +44,26 @@ TEACHER_KINDS = ("splade", "cross-encoder")
 def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_sources=("bm25",),
                   num_negs_per_system: int = 200, kind: str | None = None, query_max_length: int = 32,
                   passage_max_length: int = 128, max_length: int | None = None, batch_size: int = 64,
-                  queries_per_chunk: int = 64, device: str | None = None, precision: str = "auto",
-                  overwrite: bool = False, progress: bool = True) -> dict:
+                  queries_per_chunk: int = 64, part_queries: int = 4096, device: str | None = None,
+                  precision: str = "auto", overwrite: bool = False, progress: bool = True) -> dict:
     """Write ``DATA/teacher_scores/<name>``; returns its metadata (also saved as led_teacher_scores.json).
 
     `teacher` is a checkpoint folder (or `bundled:splade-tiny`); `kind` defaults to its led_config.json.
     `query_max_length`/`passage_max_length` are the SPLADE teacher's token limits, `max_length` the
     cross-encoder's pair limit (default: the length it was trained with, else 256). `precision` is the
     teacher's compute precision (led_hf.precision; scores are fp32).
+
+    Resumable: queries are scored in parts of `part_queries` into ``DATA/teacher_scores/.work-<name>/``
+    (led_hf.work_folder: plan.json + part-NNNNN.arrow, each renamed when complete); a rerun with the same
+    inputs and options scores only the missing parts, then the parts are joined into the final table.
     """
     from transformers import AutoTokenizer
 
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.checkpoint import load_model_kind
 
+    if part_queries < 1 or queries_per_chunk < 1:
+        raise LedError("part_queries and queries_per_chunk must be positive")
     groups = ScoredTrainGroups(data, split=split, negs_sources=negs_sources, num_negs_per_system=num_negs_per_system,
                                num_negatives=1, show_progress=progress)
     out = teacher_scores_path(groups.data.root, name)
@@ -70,28 +82,66 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
     else:
         scorer = _CrossEncoderScorer(path, tokenizer, max_length, batch_size, device)
         lengths = {"max_length": scorer.collator.max_length}
+    metadata = {"teacher": teacher, "kind": kind, "data": str(groups.data.root), "split": split,
+                "negs_sources": list(groups.negs_sources), "num_negs_per_system": num_negs_per_system,
+                **lengths, "precision": precision, "num_queries": groups.num_queries,
+                "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit"}
 
-    corpus_pids = groups.data.corpus.data.column("pid")
-    query_rows, qids = groups.query_table_rows(), groups.query_ids()
-    num_pairs = 0
+    work = out.with_name(f".work-{name}")
+    root = groups.data.root
+    inputs = {what: tree_sha256(root / what) for what in ("corpus", "queries", f"qrels/{split}")}
+    inputs.update({f"negatives/{source}": tree_sha256(root / "negatives" / source) for source in groups.negs_sources})
+    start_work_folder(work, {**metadata, "teacher": str(Path(path).resolve()), "inputs": inputs,
+                             "teacher_sha256": tree_sha256(path), "part_queries": part_queries},
+                      overwrite, "teacher-score work")
+    parts = [range(start, min(start + part_queries, groups.num_queries))
+             for start in range(0, groups.num_queries, part_queries)]
+    done = [i for i in range(len(parts)) if _part_path(work, i).is_file()]
+    bar = tqdm(total=groups.num_queries, initial=sum(len(parts[i]) for i in done), unit="query",
+               desc=f"scoring with {kind} teacher", disable=not progress)
+    for index, queries in enumerate(parts):
+        if index not in done:
+            _score_part(groups, scorer, queries, queries_per_chunk, device, precision, work, index, bar)
+    bar.close()
     with atomic_directory(out, overwrite=overwrite) as staging:
         writer = TableWriter(staging.parent, staging.name, NEGATIVES_FEATURES, batch_size=1000)
-        chunks = range(0, groups.num_queries, queries_per_chunk)
-        for start in tqdm(chunks, desc=f"scoring with {kind} teacher", unit="chunk", disable=not progress):
-            queries = range(start, min(start + queries_per_chunk, groups.num_queries))
-            candidates = [groups.scoring_candidates(q) for q in queries]
-            with autocast(device, precision):
-                scores = scorer.score(groups.data, query_rows[list(queries)], candidates)
-            for query, rows, values in zip(queries, candidates, scores):
-                writer.add(qids[query], corpus_pids.take(rows).to_pylist(), values.tolist())
-                num_pairs += len(rows)
+        num_pairs = 0
+        for index in range(len(parts)):
+            for batch in _read_part(_part_path(work, index)):
+                writer.add_batch(batch)
+                num_pairs += int(pc.sum(pc.list_value_length(batch.column("pids"))).as_py() or 0)
         writer.close()
-        metadata = {"teacher": teacher, "kind": kind, "data": str(groups.data.root), "split": split,
-                    "negs_sources": list(groups.negs_sources), "num_negs_per_system": num_negs_per_system,
-                    **lengths, "precision": precision, "num_queries": groups.num_queries, "num_pairs": num_pairs,
-                    "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit"}
+        metadata["num_pairs"] = num_pairs
         (Path(staging) / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(work, ignore_errors=True)
     return metadata
+
+
+def _part_path(work: Path, index: int) -> Path:
+    return work / f"part-{index:05d}.arrow"
+
+
+def _read_part(path: Path):
+    """Record batches of a part (an Arrow IPC stream, memory-mapped)."""
+    with pa.memory_map(str(path)) as source:
+        yield from pa.ipc.open_stream(source)
+
+
+def _score_part(groups, scorer, queries: range, queries_per_chunk: int, device, precision: str, work: Path,
+                index: int, bar) -> None:
+    """Score `queries` in chunks into WORK/part-<index>.arrow (staged in WORK/.build, renamed when whole)."""
+    corpus_pids = groups.data.corpus.data.column("pid")
+    query_rows, qids = groups.query_table_rows(), groups.query_ids()
+    writer = TableWriter(work, _part_path(work, index).stem, NEGATIVES_FEATURES, batch_size=1000, scratch=True)
+    for start in range(queries.start, queries.stop, queries_per_chunk):
+        chunk = range(start, min(start + queries_per_chunk, queries.stop))
+        candidates = [groups.scoring_candidates(q) for q in chunk]
+        with autocast(device, precision):
+            scores = scorer.score(groups.data, query_rows[list(chunk)], candidates)
+        for query, rows, values in zip(chunk, candidates, scores):
+            writer.add(qids[query], corpus_pids.take(rows).to_pylist(), values.tolist())
+        bar.update(len(chunk))
+    writer.finish().rename(_part_path(work, index))
 
 
 def _kind_from_architecture(path: str) -> str | None:
