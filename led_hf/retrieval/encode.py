@@ -216,7 +216,8 @@ def write_shard(source: TextSource, out: str | Path, shard_index: int, num_shard
     rows = shard_range(len(source), shard_index, num_shards)
     with atomic_directory(out / name) as staging:
         writer = make_writer(staging, _ids(source, rows))
-        bar = tqdm(total=len(rows), desc=f"{source.what} {name}", unit="query" if source.what == "queries" else "passage", disable=not progress)
+        unit = "query" if source.what == "queries" else "passage"
+        bar = tqdm(total=len(rows), desc=f"{source.what} {name}", unit=unit, disable=not progress)
         try:
             for chunk_start in range(rows.start, rows.stop, chunk_rows):
                 features = source.features(chunk_start, min(chunk_start + chunk_rows, rows.stop))
