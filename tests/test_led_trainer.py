@@ -241,6 +241,27 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
     assert tables[0] == tables[1] and tables[0]["qid"] == ["100", "101", "102", "103", "104"]
 
 
+def test_score_teacher_looks_up_the_teachers_corpus_vectors(teacher_dir, scored_data, capsys):
+    from datasets import load_from_disk
+
+    common = ["score-teacher", "--data", str(scored_data), "--teacher", str(teacher_dir), "--negs-sources", "bm25",
+              "--query-max-length", "16", "--passage-max-length", "32", "--no-progress"]
+    encode = ["encode", "--model", str(teacher_dir), "--data", str(scored_data), "--corpus", "--no-progress"]
+    assert led_main([*encode, "--max-length", "32", "--output", str(scored_data / "enc32")]) == 0
+    assert led_main([*encode, "--max-length", "24", "--output", str(scored_data / "enc24")]) == 0
+    assert led_main([*common, "--name", "encoded"]) == 0
+    assert led_main([*common, "--name", "looked-up", "--corpus-vectors", str(scored_data / "enc32")]) == 0
+    capsys.readouterr()
+    encoded, looked_up = (load_from_disk(str(scored_data / "teacher_scores" / name)).to_dict()
+                          for name in ("encoded", "looked-up"))
+    assert encoded["pids"] == looked_up["pids"]
+    for a, b in zip(encoded["scores"], looked_up["scores"]):
+        assert b == pytest.approx(a, rel=1e-5, abs=1e-5)
+    # passages encoded at another length would give other scores: refused, naming the field
+    assert led_main([*common, "--name", "bad", "--corpus-vectors", str(scored_data / "enc24")]) == 1
+    assert "max_length=24" in capsys.readouterr().err
+
+
 def test_cross_encoder_kl_path(student_dir, teacher_dir, cross_encoder_dir, scored_data, tmp_path):
     overrides = dict(rank_weight=1.2, kl_weight=1.5, kl_temperature=3.0, rank_include_positive=False, max_steps=2)
     trainer = _trainer(student_dir, scored_data, tmp_path / "rt", teacher_dir, cross_encoder=cross_encoder_dir,

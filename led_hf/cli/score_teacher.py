@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=64, help="texts or pairs per forward pass (64)")
     parser.add_argument("--queries-per-chunk", type=int, default=64,
                         help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)")
+    parser.add_argument("--corpus-vectors", metavar="ENC", default=None,
+                        help="SPLADE teacher: its `led encode --corpus` folder (same --passage-max-length); passages "
+                             "are looked up instead of encoded again (the fast path for small corpora)")
     parser.add_argument("--part-queries", type=int, default=4096,
                         help="queries per resumable part: a rerun after a kill scores only missing parts (4096)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         args.data, args.teacher, args.name, split=args.split, negs_sources=args.negs_sources,
         num_negs_per_system=args.num_negs_per_system, kind=args.kind, query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length, max_length=args.max_length, batch_size=args.batch_size,
-        queries_per_chunk=args.queries_per_chunk, part_queries=args.part_queries, device=args.device, precision=args.precision, overwrite=args.overwrite,
+        queries_per_chunk=args.queries_per_chunk, part_queries=args.part_queries,
+        corpus_vectors=args.corpus_vectors, device=args.device, precision=args.precision, overwrite=args.overwrite,
         progress=not args.no_progress)
     print(json.dumps(metadata))
     return 0

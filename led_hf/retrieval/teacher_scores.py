@@ -45,13 +45,15 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
                   num_negs_per_system: int = 200, kind: str | None = None, query_max_length: int = 32,
                   passage_max_length: int = 128, max_length: int | None = None, batch_size: int = 64,
                   queries_per_chunk: int = 64, part_queries: int = 4096, device: str | None = None,
-                  precision: str = "auto", overwrite: bool = False, progress: bool = True) -> dict:
+                  precision: str = "auto", corpus_vectors: str | Path | None = None, overwrite: bool = False,
+                  progress: bool = True) -> dict:
     """Write ``DATA/teacher_scores/<name>``; returns its metadata (also saved as led_teacher_scores.json).
 
     `teacher` is a checkpoint folder (or `bundled:splade-tiny`); `kind` defaults to its led_config.json.
     `query_max_length`/`passage_max_length` are the SPLADE teacher's token limits, `max_length` the
     cross-encoder's pair limit (default: the length it was trained with, else 256). `precision` is the
-    teacher's compute precision (led_hf.precision; scores are fp32).
+    teacher's compute precision (led_hf.precision; scores are fp32). `corpus_vectors` (SPLADE teacher) is
+    the teacher's own `led encode --corpus` folder: passages are then looked up, not encoded again.
 
     Resumable: queries are scored in parts of `part_queries` into ``DATA/teacher_scores/.work-<name>/``
     (led_hf.work_folder: plan.json + part-NNNNN.arrow, each renamed when complete); a rerun with the same
@@ -76,8 +78,13 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(precision, device)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if corpus_vectors is not None and kind != "splade":
+        raise LedError("--corpus-vectors holds SPLADE term weights; a cross-encoder teacher scores pairs")
     if kind == "splade":
         scorer = _SpladeScorer(path, tokenizer, query_max_length, passage_max_length, batch_size, device)
+        if corpus_vectors is not None:
+            scorer.passage_matrix = load_corpus_vectors(corpus_vectors, groups.data, path, passage_max_length,
+                                                        scorer.model.vocab_size)
         lengths = {"query_max_length": query_max_length, "passage_max_length": passage_max_length}
     else:
         scorer = _CrossEncoderScorer(path, tokenizer, max_length, batch_size, device)
@@ -85,12 +92,15 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
     metadata = {"teacher": teacher, "kind": kind, "data": str(groups.data.root), "split": split,
                 "negs_sources": list(groups.negs_sources), "num_negs_per_system": num_negs_per_system,
                 **lengths, "precision": precision, "num_queries": groups.num_queries,
+                "corpus_vectors": str(Path(corpus_vectors).resolve()) if corpus_vectors is not None else None,
                 "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit"}
 
     work = out.with_name(f".work-{name}")
     root = groups.data.root
     inputs = {what: tree_sha256(root / what) for what in ("corpus", "queries", f"qrels/{split}")}
     inputs.update({f"negatives/{source}": tree_sha256(root / "negatives" / source) for source in groups.negs_sources})
+    if corpus_vectors is not None:
+        inputs["corpus_vectors"] = tree_sha256(Path(corpus_vectors) / "manifest.json")
     start_work_folder(work, {**metadata, "teacher": str(Path(path).resolve()), "inputs": inputs,
                              "teacher_sha256": tree_sha256(path), "part_queries": part_queries},
                       overwrite, "teacher-score work")
@@ -167,6 +177,7 @@ class _SpladeScorer:
         self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
         self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
         self.batch_size, self.device = batch_size, device
+        self.passage_matrix = None  # scipy CSR [corpus, V] of precomputed passage weights (load_corpus_vectors)
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """Scores of each query's candidates (fp32), each distinct passage encoded once."""
@@ -179,6 +190,10 @@ class _SpladeScorer:
             query_weights[torch.as_tensor(positions)] = weights.float()
         query_weights = query_weights.to(self.device)
         unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
+        if self.passage_matrix is not None:  # looked up: [u, V] sparse x [V, n] dense
+            block = np.asarray(self.passage_matrix[unique] @ query_weights.cpu().numpy().T, dtype=np.float32).T
+            return [block[i, inverse[offsets[i]:offsets[i + 1]]] for i in range(len(candidates))]
         passage_features = TextSource(data.corpus, "pid", "passages", rows=unique).features(0, len(unique))
         block = np.zeros((len(query_rows), len(unique)), dtype=np.float32)  # scores of every chunk pair
 
@@ -190,8 +205,29 @@ class _SpladeScorer:
         for positions, scores in encode_batches(passage_features, self.passages, passage_scores, self.batch_size,
                                                 self.device):
             block[:, positions] = scores.numpy().T
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
         return [block[i, inverse[offsets[i]:offsets[i + 1]]] for i in range(len(candidates))]
+
+
+def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_length: int, vocab_size: int):
+    """A SPLADE teacher's `led encode --corpus` folder as one scipy CSR [corpus rows, V] (in memory), after
+    checking that it encodes this dataset's corpus, in order, with this teacher and passage length."""
+    import scipy.sparse
+
+    from led_hf.retrieval.sparse_vectors import load_sparse_vectors
+
+    manifest, vectors = load_sparse_vectors(folder)
+    expected = {"what": "passages", "split": None, "num_rows": len(data.corpus), "vocab_size": vocab_size,
+                "max_length": passage_max_length, "data": str(data.root.resolve()),
+                "model": str(Path(teacher).resolve())}
+    for field, value in expected.items():
+        if manifest.get(field) != value:
+            raise LedError(f"--corpus-vectors {folder} was encoded with {field}={manifest.get(field)!r}; this run "
+                           f"needs {value!r} (`led encode --model TEACHER --data DATA --corpus --max-length "
+                           f"{passage_max_length}`)")
+    if vectors.ids != data.corpus.data.column("pid").to_pylist():
+        raise LedError(f"--corpus-vectors {folder}: its ids are not the corpus pids in order")
+    return scipy.sparse.csr_matrix((vectors.values, vectors.indices, vectors.indptr),
+                                   shape=(len(vectors.ids), vocab_size))
 
 
 class _CrossEncoderScorer:
