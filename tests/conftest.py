@@ -74,6 +74,18 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def no_dropout_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """The tiny BERT without dropout: a train-mode forward is then deterministic (for gradient comparisons)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    directory = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    config = BertConfig.from_pretrained(tiny_bert_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    BertModel.from_pretrained(tiny_bert_dir, config=config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
 def tiny_bert_mlm_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BertForMaskedLM (SPLADE-style backbone) with the fixture tokenizer."""
     import torch

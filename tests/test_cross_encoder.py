@@ -11,8 +11,6 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    BertConfig,
-    BertModel,
     TrainerCallback,
 )
 
@@ -81,15 +79,6 @@ def tiny_ce_dir(tmp_path_factory, tiny_bert_dir):
     model = CrossEncoder.from_pretrained(tiny_bert_dir)
     model.max_length = 48
     model.save_pretrained(directory, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir))
-    return directory
-
-
-@pytest.fixture(scope="module")
-def no_dropout_bert_dir(tmp_path_factory, tiny_bert_dir):
-    directory = tmp_path_factory.mktemp("tiny-bert-no-dropout-ce")
-    config = BertConfig.from_pretrained(tiny_bert_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertModel.from_pretrained(tiny_bert_dir, config=config).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
     return directory
 
 

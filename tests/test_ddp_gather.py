@@ -120,7 +120,7 @@ def _trainer_worker(rank: int, port: int, model_dir: str, data_dir: str, out_dir
 
 
 @pytest.mark.slow
-def test_dense_trainer_under_ddp_matches_one_process(tmp_path, tiny_bert_dir, prepared_msmarco):
+def test_dense_trainer_under_ddp_matches_one_process(tmp_path, no_dropout_bert_dir, prepared_msmarco):
     """The whole DenseTrainer path (Accelerate DDP, sharded batches, gather, loss): 2 x 2 == 1 x 4."""
     import socket
 
@@ -130,12 +130,7 @@ def test_dense_trainer_under_ddp_matches_one_process(tmp_path, tiny_bert_dir, pr
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    model_dir = tmp_path / "no-dropout"
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    config = BertConfig.from_pretrained(tiny_bert_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertModel.from_pretrained(tiny_bert_dir, config=config).save_pretrained(model_dir)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(model_dir)
+    model_dir = no_dropout_bert_dir
     torch.multiprocessing.spawn(_trainer_worker, args=(port, str(model_dir), str(prepared_msmarco), str(tmp_path)),
                                 nprocs=WORLD, join=True)
     reference, _ = _first_step_grads(model_dir, prepared_msmarco, tmp_path / "single", 4, 1, in_batch=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel, TrainerCallback
+from transformers import AutoModel, AutoTokenizer, TrainerCallback
 
 from led_hf.arguments import DenseTrainingArguments
 from led_hf.cli.train import main as train_main
@@ -15,17 +15,6 @@ from led_hf.data.groups import TrainGroups
 from led_hf.losses import contrastive_loss
 from led_hf.modeling import DenseEncoder
 from led_hf.trainers.dense import DenseTrainer
-
-
-@pytest.fixture(scope="module")
-def no_dropout_bert_dir(tmp_path_factory, tiny_bert_dir):
-    """The tiny BERT without dropout: a train-mode forward is then deterministic (for gradient comparisons)."""
-    directory = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    config = BertConfig.from_pretrained(tiny_bert_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    model = BertModel.from_pretrained(tiny_bert_dir, config=config)
-    model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
-    return directory
 
 
 def _trainer(model_dir, data_dir, output_dir, callbacks=(), num_negatives=2, model_settings=None,
