@@ -211,11 +211,11 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
     reference = ts.score_teacher(scored_data, str(teacher_dir), "whole", **options)
     real, scored = ts._score_part, []
 
-    def killed_in_part_1(*args):  # (groups, scorer, queries, queries_per_chunk, device, precision, work, index, bar)
+    def killed_in_part_1(*args, **kwargs):  # (groups, scorer, queries, per_chunk, device, precision, work, index, ...)
         scored.append(args[7])
         if args[7] == 1:
             raise RuntimeError("killed")
-        return real(*args)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(ts, "_score_part", killed_in_part_1)
     with pytest.raises(RuntimeError, match="killed"):
@@ -227,7 +227,7 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
         ts.score_teacher(scored_data, str(teacher_dir), "resumed", **{**options, "part_queries": 3})
 
     scored.clear()
-    monkeypatch.setattr(ts, "_score_part", lambda *args: (scored.append(args[7]), real(*args)))
+    monkeypatch.setattr(ts, "_score_part", lambda *args, **kwargs: (scored.append(args[7]), real(*args, **kwargs)))
     metadata = ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
     assert scored == [1, 2] and not work.exists()
     assert metadata == reference

@@ -109,9 +109,11 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
     done = [i for i in range(len(parts)) if _part_path(work, i).is_file()]
     bar = tqdm(total=groups.num_queries, initial=sum(len(parts[i]) for i in done), unit="query",
                desc=f"scoring with {kind} teacher", disable=not progress)
+    query_rows, qids = groups.query_table_rows(), groups.query_ids()  # once, not per part
     for index, queries in enumerate(parts):
         if index not in done:
-            _score_part(groups, scorer, queries, queries_per_chunk, device, precision, work, index, bar)
+            _score_part(groups, scorer, queries, queries_per_chunk, device, precision, work, index, bar,
+                        query_rows=query_rows, qids=qids)
     bar.close()
     with atomic_directory(out, overwrite=overwrite) as staging:
         writer = TableWriter(staging.parent, staging.name, NEGATIVES_FEATURES, batch_size=1000)
@@ -138,10 +140,9 @@ def _read_part(path: Path):
 
 
 def _score_part(groups, scorer, queries: range, queries_per_chunk: int, device, precision: str, work: Path,
-                index: int, bar) -> None:
+                index: int, bar, *, query_rows: np.ndarray, qids: list[str]) -> None:
     """Score `queries` in chunks into WORK/part-<index>.arrow (staged in WORK/.build, renamed when whole)."""
     corpus_pids = groups.data.corpus.data.column("pid")
-    query_rows, qids = groups.query_table_rows(), groups.query_ids()
     writer = TableWriter(work, _part_path(work, index).stem, NEGATIVES_FEATURES, batch_size=1000, scratch=True)
     for start in range(queries.start, queries.stop, queries_per_chunk):
         chunk = range(start, min(start + queries_per_chunk, queries.stop))
