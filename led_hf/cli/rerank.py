@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from led_hf.evaluation.runs import read_run, write_run
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.cross_encoder import CrossEncoder
-    from led_hf.precision import autocast_dtype, resolve_precision
+    from led_hf.precision import resolve_precision
     from led_hf.retrieval.rerank import lookup_pairs, rerank_pairs, top_candidates
 
     data = PreparedData(args.data)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     results = rerank_pairs(model, collator, data, pairs, batch_size=args.batch_size, device=device,
-                           autocast_dtype=autocast_dtype(precision), progress=not args.no_progress)
+                           precision=precision, progress=not args.no_progress)
     seconds = time.perf_counter() - started
     lines = write_run(args.output, results, tag=args.tag)
     print(f"re-ranked {lines} pairs of {len(results)} queries in {seconds:.1f}s ({lines / max(seconds, 1e-9):.1f} "

@@ -76,7 +76,6 @@ def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: Cross
 def evaluate_after_training(trainer, data_args: CrossEncoderDataArguments, data, collator, pairs) -> dict[str, float]:
     """Re-rank `pairs` (eval_run's top eval_depth on eval_split; main process), log and save the metrics as
     eval_*; called before saving the model, so that the card shows them."""
-    import torch
 
     from led_hf.retrieval.rerank import evaluate_reranking
 
@@ -84,10 +83,10 @@ def evaluate_after_training(trainer, data_args: CrossEncoderDataArguments, data,
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)
         args = trainer.args
-        autocast = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+        precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
         found = evaluate_reranking(model, collator, data, data_args.eval_split, pairs,
                                    depth=data_args.eval_depth, batch_size=args.per_device_eval_batch_size,
-                                   device=args.device, autocast_dtype=autocast, progress=args.should_log)
+                                   device=args.device, precision=precision, progress=args.should_log)
         metrics = {f"eval_{name}": float(value) for name, value in found.items()}
         trainer.log(metrics)
         trainer.save_metrics("eval", metrics)

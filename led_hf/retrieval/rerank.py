@@ -11,7 +11,6 @@ chunk they are sorted by text length and batched (little padding), and the score
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,19 +22,19 @@ from tqdm.auto import tqdm
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.runs import rank_passages
+from led_hf.precision import autocast
 from led_hf.retrieval.encode import length_batches
 
 logger = logging.getLogger(__name__)
 
 
 def score_pairs(model, collator, features: Sequence[dict], batch_size: int = 32,
-                device: torch.device | str = "cpu", autocast_dtype: torch.dtype | None = None,
-                progress_bar=None) -> np.ndarray:
+                device: torch.device | str = "cpu", precision: str = "fp32", progress_bar=None) -> np.ndarray:
     """Cross-encoder logits [N] (float32) of `features` ({"qid", "pid", "query", "title", "text"}), in order.
 
     `model` is a `CrossEncoder` (put in eval mode here), `collator` a `CrossEncoderCollator`. Batches
-    are formed by character length, a cheap proxy of token length. `autocast_dtype` (e.g. bf16 on GPU)
-    runs the encoder under autocast; the logits stay fp32.
+    are formed by character length, a cheap proxy of token length. `precision` ("bf16"/"fp16", see
+    led_hf.precision) runs the encoder under autocast; the logits stay fp32.
     """
     if batch_size < 1:
         raise LedError(f"batch size must be at least 1, got {batch_size}")
@@ -44,8 +43,7 @@ def score_pairs(model, collator, features: Sequence[dict], batch_size: int = 32,
     lengths = np.fromiter((len(f["query"]) + len(f.get("title") or "") + len(f["text"]) for f in features),
                           dtype=np.int64, count=len(features))
     scores = np.empty(len(features), dtype=np.float32)
-    autocast = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast(device, precision):
         for positions in length_batches(lengths, batch_size):
             pairs = collator([features[p] for p in positions])["pairs"].to(device)
             scores[positions] = model.score(**pairs).float().cpu().numpy()
@@ -86,7 +84,7 @@ def lookup_pairs(data: PreparedData, candidates: Mapping[str, Sequence[str]], so
 
 
 def rerank_pairs(model, collator, data: PreparedData, pairs: PairList, batch_size: int = 32,
-                 device: torch.device | str = "cpu", autocast_dtype=None, chunk_pairs: int = 16384,
+                 device: torch.device | str = "cpu", precision: str = "fp32", chunk_pairs: int = 16384,
                  progress: bool = True) -> dict[str, list[tuple[str, float]]]:
     """Score every pair -> {qid: [(pid, logit), ...]} in candidate order (`write_run` sorts)."""
     scores = np.empty(len(pairs), dtype=np.float32)
@@ -98,7 +96,7 @@ def rerank_pairs(model, collator, data: PreparedData, pairs: PairList, batch_siz
             features = [{"qid": pairs.qids[i], "pid": pairs.pids[i], "query": pairs.query_texts[pairs.qids[i]],
                          "title": titles[i - start] or "", "text": passages["text"][i - start] or ""}
                         for i in range(start, stop)]
-            scores[start:stop] = score_pairs(model, collator, features, batch_size, device, autocast_dtype, bar)
+            scores[start:stop] = score_pairs(model, collator, features, batch_size, device, precision, bar)
     results: dict[str, list[tuple[str, float]]] = {}
     for qid, pid, score in zip(pairs.qids, pairs.pids, scores.tolist()):
         results.setdefault(qid, []).append((pid, score))
@@ -129,14 +127,14 @@ def evaluation_pairs(data: PreparedData, split: str, run, depth: int = 100, sour
 
 
 def evaluate_reranking(model, collator, data: PreparedData, split: str, pairs: PairList, depth: int = 100,
-                       batch_size: int = 32, device: torch.device | str = "cpu", autocast_dtype=None,
+                       batch_size: int = 32, device: torch.device | str = "cpu", precision: str = "fp32",
                        progress: bool = True) -> dict[str, float]:
     """Re-rank `pairs` (from `evaluation_pairs`) and score the result against qrels `split` with
     `led_hf.evaluation.metrics.evaluate_run`: mrr@10, ndcg@10, recall@50 and @depth, over all qrels queries."""
     from led_hf.evaluation.metrics import evaluate_run
 
     results = rerank_pairs(model, collator, data, pairs, batch_size=batch_size, device=device,
-                           autocast_dtype=autocast_dtype, progress=progress)
+                           precision=precision, progress=progress)
     recall_depths = tuple(sorted({50, depth}))
     return evaluate_run({qid: dict(items) for qid, items in results.items()}, data.qrels_dict(split),
                         recall_depths=recall_depths)
