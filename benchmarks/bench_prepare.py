@@ -28,11 +28,14 @@ from synthetic import generate_msmarco  # noqa: E402
 def _child(args: list[str]) -> tuple[float, float]:
     """Run `python args...` alone in a fresh process; return (wall seconds, peak RSS in MiB)."""
     # a fresh runner process per measurement: RUSAGE_CHILDREN keeps the maximum over all children so far
-    runner = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-              "subprocess.run(sys.argv[1:], check=True); w = time.perf_counter() - t; "
-              "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
-    out = subprocess.run([sys.executable, "-c", runner, sys.executable, *args], check=True,
-                         capture_output=True, text=True).stdout.split()
+    runner = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "subprocess.run(sys.argv[1:], check=True); w = time.perf_counter() - t; "
+        "print(w, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", runner, sys.executable, *args], check=True, capture_output=True, text=True
+    ).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -60,12 +63,16 @@ else:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=100_000)
     parser.add_argument("--negatives", type=int, default=30, help="pids per train.negatives.tsv line")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", help="keep the generated folder and output here (default: a temp folder)")
+    parser.add_argument(
+        "--workdir", help="keep the generated folder and output here (default: a temp folder)"
+    )
     parser.add_argument("--compare-writers", action="store_true")
     args = parser.parse_args(argv)
 
@@ -76,15 +83,32 @@ def main(argv: list[str] | None = None) -> int:
         if not (source / "collection.tsv").exists():
             generate_msmarco(source, args.passages, args.queries, args.negatives, args.seed)
         size = sum(p.stat().st_size for p in source.iterdir())
-        print(f"generated {args.passages:,} passages, {args.queries:,} train queries, {args.negatives} "
-              f"negatives/query: {size / 2**20:,.0f} MiB of tsv in {time.perf_counter() - started:.1f} s")
+        print(
+            f"generated {args.passages:,} passages, {args.queries:,} train queries, {args.negatives} "
+            f"negatives/query: {size / 2**20:,.0f} MiB of tsv in {time.perf_counter() - started:.1f} s"
+        )
 
-        wall, peak = _child(["-m", "led_hf", "prepare", "--format", "msmarco", "--input", str(source),
-                             "--output", str(output), "--overwrite", "--quiet"])
+        wall, peak = _child(
+            [
+                "-m",
+                "led_hf",
+                "prepare",
+                "--format",
+                "msmarco",
+                "--input",
+                str(source),
+                "--output",
+                str(output),
+                "--overwrite",
+                "--quiet",
+            ]
+        )
         manifest = json.loads((output / "manifest.json").read_text())
         arrow = sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
-        print(f"led prepare: wall {wall:.1f} s, peak RSS {peak:,.0f} MiB, output {arrow / 2**20:,.0f} MiB, "
-              f"{args.passages / wall:,.0f} passages/s")
+        print(
+            f"led prepare: wall {wall:.1f} s, peak RSS {peak:,.0f} MiB, output {arrow / 2**20:,.0f} MiB, "
+            f"{args.passages / wall:,.0f} passages/s"
+        )
         print(f"  counts: {manifest['counts']}")
         print(f"  notes: {manifest['notes']}")
 
@@ -93,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
                 target = workdir / f"writer-{kind}"
                 shutil.rmtree(target, ignore_errors=True)
                 target.mkdir()
-                wall, peak = _child(["-c", _WRITER_VARIANT, kind, str(source / "collection.tsv"), str(target)])
+                wall, peak = _child(
+                    ["-c", _WRITER_VARIANT, kind, str(source / "collection.tsv"), str(target)]
+                )
                 print(f"corpus only via {kind:<15}: wall {wall:.1f} s, peak RSS {peak:,.0f} MiB")
     finally:
         if not args.workdir:

@@ -36,21 +36,33 @@ SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
 # ----------------------------------------------------------------------------- vectors
-def write_vectors(folder: Path, indptr, indices, values, ids, vocab, what: str, num_shards: int = 1, model=""):
+def write_vectors(
+    folder: Path, indptr, indices, values, ids, vocab, what: str, num_shards: int = 1, model=""
+):
     """The `led encode` sparse layout (contiguous row shards)."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     n = len(ids)
-    (tmp / "manifest.json").write_text(json.dumps({"kind": "sparse", "vocab_size": len(vocab), "what": what,
-                                                   "num_shards": num_shards, "num_rows": n, "model": model}))
+    (tmp / "manifest.json").write_text(
+        json.dumps(
+            {
+                "kind": "sparse",
+                "vocab_size": len(vocab),
+                "what": what,
+                "num_shards": num_shards,
+                "num_rows": n,
+                "model": model,
+            }
+        )
+    )
     (tmp / "vocab.txt").write_text("".join(f"{t}\n" for t in vocab), encoding="utf-8")
     for i in range(num_shards):
         start, stop = i * n // num_shards, (i + 1) * n // num_shards
         shard = tmp / f"shard-{i:05d}-of-{num_shards:05d}"
         shard.mkdir()
         lo, hi = indptr[start], indptr[stop]
-        np.save(shard / "indptr.npy", np.asarray(indptr[start:stop + 1] - lo, dtype=np.int64))
+        np.save(shard / "indptr.npy", np.asarray(indptr[start : stop + 1] - lo, dtype=np.int64))
         np.save(shard / "indices.npy", np.asarray(indices[lo:hi], dtype=np.int32))
         np.save(shard / "values.npy", np.asarray(values[lo:hi], dtype=np.float32))
         (shard / "ids.txt").write_text("".join(f"{x}\n" for x in ids[start:stop]), encoding="utf-8")
@@ -72,9 +84,14 @@ def encode_splade_tiny(texts: list[str], ids: list[str], folder: Path, what: str
     rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), 8), desc=f"SPLADE-tiny {what}"):
-            batch = order[start:start + 8]  # small batches: [B, L, 30522] logits stay cache-sized
-            enc = tokenizer([texts[i] for i in batch], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt")
+            batch = order[start : start + 8]  # small batches: [B, L, 30522] logits stay cache-sized
+            enc = tokenizer(
+                [texts[i] for i in batch],
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
             mask = enc["attention_mask"].clone()
             mask[:, 0] = 0  # [CLS]
             mask[torch.arange(len(batch)), enc["attention_mask"].sum(1) - 1] = 0  # last [SEP]
@@ -85,9 +102,16 @@ def encode_splade_tiny(texts: list[str], ids: list[str], folder: Path, what: str
                 rows[int(i)] = (nz.numpy().astype(np.int32), row[nz].numpy().astype(np.float32))
     indptr = np.concatenate([[0], np.cumsum([len(rows[i][0]) for i in range(len(texts))])])
     vocab = [tokenizer.convert_ids_to_tokens(v) for v in range(model.config.vocab_size)]
-    return write_vectors(folder, indptr, np.concatenate([rows[i][0] for i in range(len(texts))]),
-                         np.concatenate([rows[i][1] for i in range(len(texts))]), ids, vocab, what,
-                         model=str(model_dir))
+    return write_vectors(
+        folder,
+        indptr,
+        np.concatenate([rows[i][0] for i in range(len(texts))]),
+        np.concatenate([rows[i][1] for i in range(len(texts))]),
+        ids,
+        vocab,
+        what,
+        model=str(model_dir),
+    )
 
 
 def scifact_qrels() -> dict[str, dict[str, int]]:
@@ -100,14 +124,21 @@ def scifact_qrels() -> dict[str, dict[str, int]]:
 
 def scifact_vectors(work: Path) -> tuple[Path, Path, dict]:
     def jsonl(name):
-        return [json.loads(line) for line in (SCIFACT / name).read_text(encoding="utf-8").splitlines() if line]
+        return [
+            json.loads(line) for line in (SCIFACT / name).read_text(encoding="utf-8").splitlines() if line
+        ]
 
     qrels = scifact_qrels()
     passages, queries = work / "scifact-corpus", work / "scifact-test-queries"
     if not passages.exists():
         corpus = jsonl("corpus.jsonl")
-        encode_splade_tiny([f"{d['title']} {d['text']}".strip() for d in corpus], [d["_id"] for d in corpus],
-                           passages, "passages", 256)
+        encode_splade_tiny(
+            [f"{d['title']} {d['text']}".strip() for d in corpus],
+            [d["_id"] for d in corpus],
+            passages,
+            "passages",
+            256,
+        )
     if not queries.exists():
         test = [q for q in jsonl("queries.jsonl") if q["_id"] in qrels]
         encode_splade_tiny([q["text"] for q in test], [q["_id"] for q in test], queries, "queries", 32)
@@ -144,12 +175,23 @@ def generated_vectors(work: Path, docs: int, queries: int, seed: int = 0) -> tup
     rng = np.random.default_rng(seed)
     if not passages.exists():
         started = time.perf_counter()
-        write_vectors(passages, *zipf_rows(rng, docs, 150, 30522), [str(i) for i in range(docs)], vocab, "passages",
-                      num_shards=max(1, docs // 100_000))
+        write_vectors(
+            passages,
+            *zipf_rows(rng, docs, 150, 30522),
+            [str(i) for i in range(docs)],
+            vocab,
+            "passages",
+            num_shards=max(1, docs // 100_000),
+        )
         print(f"generated {docs} passages in {time.perf_counter() - started:.0f}s")
     if not query_folder.exists():
-        write_vectors(query_folder, *zipf_rows(np.random.default_rng(seed + 1), queries, 22, 30522),
-                      [f"q{i}" for i in range(queries)], vocab, "queries")
+        write_vectors(
+            query_folder,
+            *zipf_rows(np.random.default_rng(seed + 1), queries, 22, 30522),
+            [f"q{i}" for i in range(queries)],
+            vocab,
+            "queries",
+        )
     return passages, query_folder
 
 
@@ -162,8 +204,16 @@ def timed(label: str, fn):
     return out, seconds
 
 
-def compare(passages: Path, queries_folder: Path, work: Path, name: str, depth: int, cores: int,
-            qrels: dict | None, lucene_ok: bool) -> None:
+def compare(
+    passages: Path,
+    queries_folder: Path,
+    work: Path,
+    name: str,
+    depth: int,
+    cores: int,
+    qrels: dict | None,
+    lucene_ok: bool,
+) -> None:
     print(f"== {name}: depth {depth}, {cores} cores")
     inverted = work / f"{name}.inverted"
     if not inverted.exists():
@@ -177,8 +227,12 @@ def compare(passages: Path, queries_folder: Path, work: Path, name: str, depth: 
         scores, rows = index.search(query_csr, depth, workers=cores)
         embedded_s = time.perf_counter() - started
         blob, offsets = bytes(index._id_blob), index._id_offsets
-        embedded = {qid: [(blob[offsets[r]:offsets[r + 1]].decode(), float(s)) for s, r in zip(srow, rrow) if r >= 0]
-                    for qid, srow, rrow in zip(queries.ids, scores.tolist(), rows.tolist())}
+        embedded = {
+            qid: [
+                (blob[offsets[r] : offsets[r + 1]].decode(), float(s)) for s, r in zip(srow, rrow) if r >= 0
+            ]
+            for qid, srow, rrow in zip(queries.ids, scores.tolist(), rows.tolist())
+        }
     print(f"  embedded inverted index: {n / embedded_s:,.0f} queries/s ({embedded_s:.2f}s for {n})")
     if not lucene_ok:
         print("  Lucene: skipped (sparse extra missing, or --lucene-max-docs)")
@@ -187,8 +241,10 @@ def compare(passages: Path, queries_folder: Path, work: Path, name: str, depth: 
 
     lucene_dir = work / f"{name}.lucene"
     if not lucene_dir.exists():
-        timed("build Lucene impact index (export + IndexCollection)",
-              lambda: build_impact_index(passages, lucene_dir, threads=cores, progress=False))
+        timed(
+            "build Lucene impact index (export + IndexCollection)",
+            lambda: build_impact_index(passages, lucene_dir, threads=cores, progress=False),
+        )
     with LuceneImpactIndex(lucene_dir) as lucene:
         warm_q, warm_ids = lucene.java_queries(_head(queries, min(n, 200)))
         lucene.batch_search(warm_q, warm_ids, depth, cores)
@@ -201,44 +257,70 @@ def compare(passages: Path, queries_folder: Path, work: Path, name: str, depth: 
 
         lucene_results = _hits(results, queries.ids)
         end_to_end_s = time.perf_counter() - started
-    print(f"  Lucene impact: {n / java_s:,.0f} queries/s Java batch_search only ({java_s:.2f}s), "
-          f"{n / end_to_end_s:,.0f} queries/s end to end ({end_to_end_s:.2f}s)")
-    print(f"  ratio embedded / Lucene: {java_s / embedded_s:.1f}x (Java-only), {end_to_end_s / embedded_s:.1f}x "
-          "(end to end)")
+    print(
+        f"  Lucene impact: {n / java_s:,.0f} queries/s Java batch_search only ({java_s:.2f}s), "
+        f"{n / end_to_end_s:,.0f} queries/s end to end ({end_to_end_s:.2f}s)"
+    )
+    print(
+        f"  ratio embedded / Lucene: {java_s / embedded_s:.1f}x (Java-only), {end_to_end_s / embedded_s:.1f}x "
+        "(end to end)"
+    )
     agree = top_k_agreement(embedded, lucene_results, k=10)
-    print(f"  top-10 agreement (ties aside): {agree['agree']}/{agree['queries']} queries "
-          f"({100 * agree['agree'] / max(agree['queries'], 1):.2f}%); identical integer scores: "
-          f"{agree['same_scores']}/{agree['queries']}")
+    print(
+        f"  top-10 agreement (ties aside): {agree['agree']}/{agree['queries']} queries "
+        f"({100 * agree['agree'] / max(agree['queries'], 1):.2f}%); identical integer scores: "
+        f"{agree['same_scores']}/{agree['queries']}"
+    )
     if qrels:
         from led_hf.evaluation.metrics import evaluate_run
 
         for label, run in (("embedded", embedded), ("Lucene", lucene_results)):
             metrics = evaluate_run({q: dict(h) for q, h in run.items()}, qrels, recall_depths=(100,))
-            print(f"  {label}: nDCG@10 {metrics['ndcg@10']:.4f}  R@100 {metrics['recall@100']:.4f}  "
-                  f"MRR@10 {metrics['mrr@10']:.4f}")
+            print(
+                f"  {label}: nDCG@10 {metrics['ndcg@10']:.4f}  R@100 {metrics['recall@100']:.4f}  "
+                f"MRR@10 {metrics['mrr@10']:.4f}"
+            )
 
 
 def _head(queries, count: int):
     from led_hf.retrieval.sparse_vectors import SparseShard
 
     end = queries.indptr[count]
-    return SparseShard(queries.folder, queries.indptr[: count + 1], queries.indices[:end], queries.values[:end],
-                       queries.ids[:count])
+    return SparseShard(
+        queries.folder,
+        queries.indptr[: count + 1],
+        queries.indices[:end],
+        queries.values[:end],
+        queries.ids[:count],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", default=str(Path.home() / ".cache" / "led-hf" / "bench_sparse"),
-                        help="vectors and indexes are kept here between runs")
-    parser.add_argument("--scifact-vectors", nargs=2, metavar=("PASSAGES", "QUERIES"),
-                        help="SciFact sparse vectors from `led encode` (default: encode with SPLADE-tiny here)")
-    parser.add_argument("--docs", type=int, default=1_000_000, help="generated corpus size (default 1,000,000)")
+    parser.add_argument(
+        "--work",
+        default=str(Path.home() / ".cache" / "led-hf" / "bench_sparse"),
+        help="vectors and indexes are kept here between runs",
+    )
+    parser.add_argument(
+        "--scifact-vectors",
+        nargs=2,
+        metavar=("PASSAGES", "QUERIES"),
+        help="SciFact sparse vectors from `led encode` (default: encode with SPLADE-tiny here)",
+    )
+    parser.add_argument(
+        "--docs", type=int, default=1_000_000, help="generated corpus size (default 1,000,000)"
+    )
     parser.add_argument("--queries", type=int, default=1000, help="generated queries (default 1000)")
     parser.add_argument("--depth", type=int, default=1000, help="hits per query (default 1000)")
     parser.add_argument("--cores", type=int, default=2, help="worker processes / Lucene threads (default 2)")
-    parser.add_argument("--lucene-max-docs", type=int, default=None,
-                        help="skip Lucene on a generated corpus larger than this (its impact indexing expands each "
-                             "term weight times: ~200-800 docs/s on 2 cores)")
+    parser.add_argument(
+        "--lucene-max-docs",
+        type=int,
+        default=None,
+        help="skip Lucene on a generated corpus larger than this (its impact indexing expands each "
+        "term weight times: ~200-800 docs/s on 2 cores)",
+    )
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--skip-generated", action="store_true")
     args = parser.parse_args(argv)

@@ -46,8 +46,13 @@ def prepare(folder: Path, queries: int, passages: int) -> Path:
 
     data = folder / "data"
     if not (data / "corpus").is_dir():
-        generate_msmarco(folder / "raw", num_passages=passages, num_queries=queries, negatives_per_query=30, seed=0)
-        if main(["prepare", "--format", "msmarco", "--input", str(folder / "raw"), "--output", str(data)]) != 0:
+        generate_msmarco(
+            folder / "raw", num_passages=passages, num_queries=queries, negatives_per_query=30, seed=0
+        )
+        if (
+            main(["prepare", "--format", "msmarco", "--input", str(folder / "raw"), "--output", str(data)])
+            != 0
+        ):
             sys.exit("led prepare failed")
     return data
 
@@ -64,25 +69,58 @@ def run_side(side: str, data: Path, student: str, teacher: str, args, out: Path)
     from led_hf.trainers.led import LEDTrainer
 
     timer = StepTimer()
-    common = dict(output_dir=str(out / side), use_cpu=True, per_device_train_batch_size=args.batch_size,
-                  max_steps=args.steps, learning_rate=5e-6, logging_steps=1000, save_strategy="no",
-                  report_to="none", seed=0, dataloader_num_workers=0, disable_tqdm=True)
+    common = dict(
+        output_dir=str(out / side),
+        use_cpu=True,
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=5e-6,
+        logging_steps=1000,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
     tables = {"teacher_scores": "bench"} if side == "precomputed" else {}
-    groups = ScoredTrainGroups(data, negs_sources="bm25", num_negatives=args.num_negatives, seed=0,
-                               show_progress=False, score_tables=tables)
+    groups = ScoredTrainGroups(
+        data,
+        negs_sources="bm25",
+        num_negatives=args.num_negatives,
+        seed=0,
+        show_progress=False,
+        score_tables=tables,
+    )
     tokenizer = AutoTokenizer.from_pretrained(student)
-    collator = LEDCollator(tokenizer, args.query_max_length, args.passage_max_length, extra_keys=tuple(tables))
+    collator = LEDCollator(
+        tokenizer, args.query_max_length, args.passage_max_length, extra_keys=tuple(tables)
+    )
     model = DenseEncoder.from_pretrained(student)
     if side == "dense":
-        trainer = DenseTrainer(model=model, args=DenseTrainingArguments(**common), train_dataset=groups,
-                               data_collator=collator, processing_class=tokenizer, callbacks=[timer])
+        trainer = DenseTrainer(
+            model=model,
+            args=DenseTrainingArguments(**common),
+            train_dataset=groups,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=[timer],
+        )
     else:
-        led_args = LEDTrainingArguments(**common, teacher_scores="online" if side == "online" else "precomputed",
-                                        teacher_model_name_or_path=teacher, teacher_scores_name="bench")
-        trainer = LEDTrainer(model=model, args=led_args, train_dataset=groups, data_collator=collator,
-                             processing_class=tokenizer,
-                             teacher=SpladeEncoder.from_pretrained(teacher) if side == "online" else None,
-                             callbacks=[timer])
+        led_args = LEDTrainingArguments(
+            **common,
+            teacher_scores="online" if side == "online" else "precomputed",
+            teacher_model_name_or_path=teacher,
+            teacher_scores_name="bench",
+        )
+        trainer = LEDTrainer(
+            model=model,
+            args=led_args,
+            train_dataset=groups,
+            data_collator=collator,
+            processing_class=tokenizer,
+            teacher=SpladeEncoder.from_pretrained(teacher) if side == "online" else None,
+            callbacks=[timer],
+        )
     trainer.train()
     return timer.times[1:]
 
@@ -95,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-negatives", type=int, default=7)
     parser.add_argument("--query-max-length", type=int, default=32)
     parser.add_argument("--passage-max-length", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=6, help="steps per side and round; the first is not timed")
+    parser.add_argument(
+        "--steps", type=int, default=6, help="steps per side and round; the first is not timed"
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temp dir)")
@@ -112,9 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         work = args.work or Path(temporary)
         data = prepare(work, args.queries, args.passages)
         start = time.perf_counter()
-        metadata = score_teacher(data, teacher, "bench", negs_sources=["bm25"], device="cpu", overwrite=True,
-                                 query_max_length=args.query_max_length,
-                                 passage_max_length=args.passage_max_length, progress=False)
+        metadata = score_teacher(
+            data,
+            teacher,
+            "bench",
+            negs_sources=["bm25"],
+            device="cpu",
+            overwrite=True,
+            query_max_length=args.query_max_length,
+            passage_max_length=args.passage_max_length,
+            progress=False,
+        )
         scoring_seconds = time.perf_counter() - start
         times: dict[str, list[float]] = {"dense": [], "online": [], "precomputed": []}
         for round_number in range(args.rounds):
@@ -122,11 +170,14 @@ def main(argv: list[str] | None = None) -> int:
             for side in sides:
                 times[side] += run_side(side, data, student, teacher, args, work / "runs")
     result = {
-        "threads": args.threads, "batch_size": args.batch_size, "group_size": 1 + args.num_negatives,
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "group_size": 1 + args.num_negatives,
         "lengths": [args.query_max_length, args.passage_max_length],
         "seconds_per_step": {side: round(sum(t) / len(t), 3) for side, t in times.items()},
         "timed_steps": {side: len(t) for side, t in times.items()},
-        "score_teacher_seconds": round(scoring_seconds, 2), "score_teacher_pairs": metadata["num_pairs"],
+        "score_teacher_seconds": round(scoring_seconds, 2),
+        "score_teacher_pairs": metadata["num_pairs"],
         "score_teacher_pairs_per_second": round(metadata["num_pairs"] / scoring_seconds, 1),
     }
     print(json.dumps(result, indent=2))

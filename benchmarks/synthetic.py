@@ -32,15 +32,18 @@ def _texts(rng: np.random.Generator, vocabulary: np.ndarray, count: int, low: in
     return [" ".join(row[:n]) for row, n in zip(words, lengths)]
 
 
-def generate_msmarco(folder, num_passages: int, num_queries: int, negatives_per_query: int,
-                     seed: int = 0) -> Path:
+def generate_msmarco(
+    folder, num_passages: int, num_queries: int, negatives_per_query: int, seed: int = 0
+) -> Path:
     """Write a synthetic MS MARCO-format folder at `folder` (created) and return its path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     vocabulary = _vocabulary(rng)
-    with open(folder / "collection.tsv", "w", encoding="utf-8") as collection, \
-            open(folder / "titles.tsv", "w", encoding="utf-8") as titles:
+    with (
+        open(folder / "collection.tsv", "w", encoding="utf-8") as collection,
+        open(folder / "titles.tsv", "w", encoding="utf-8") as titles,
+    ):
         for start in range(0, num_passages, _CHUNK):
             count = min(_CHUNK, num_passages - start)
             texts = _texts(rng, vocabulary, count, 20, 80)
@@ -68,7 +71,10 @@ def generate_msmarco(folder, num_passages: int, num_queries: int, negatives_per_
                     pids = rng.choice(num_passages, size=(count, negatives_per_query), replace=True)
                     # a positive among the candidates, as in real BM25 lists: prepare must drop it
                     with_positive = rng.random(count) < 0.2
-                    pids[with_positive, 0] = positives[start:start + count][with_positive, 0]
-                    negatives.write("".join(
-                        f"{qids[start + i]}\t{','.join(map(str, row))}\n" for i, row in enumerate(pids)))
+                    pids[with_positive, 0] = positives[start : start + count][with_positive, 0]
+                    negatives.write(
+                        "".join(
+                            f"{qids[start + i]}\t{','.join(map(str, row))}\n" for i, row in enumerate(pids)
+                        )
+                    )
     return folder

@@ -20,19 +20,39 @@ EMPTY_POOL_CHOICES = ("skip", "in_batch")  # led_hf.data.groups.EMPTY_POOL_POLIC
 class ModelArguments:
     """Which encoder to start from and how it turns texts into vectors."""
 
-    model_name_or_path: str = field(metadata={"help": "Folder or hub id of the initial model (any AutoModel)."})
-    pooling: str | None = field(default=None, metadata={
-        "help": "cls (coCondenser, the reference) or mean (MiniLM-style). Default: the model folder's "
-                "led_config.json, else its sentence-transformers pooling, else cls."})
-    normalize: bool | None = field(default=None, metadata={
-        "help": "L2-normalise embeddings (cosine scores). Default: from the model folder, else off (raw dot)."})
-    temperature: float | None = field(default=None, metadata={
-        "help": "Scores are divided by it in the loss. Default: from the model folder, else 0.05 when "
-                "normalised and 1.0 for raw dot products."})
-    separate_encoders: bool = field(default=False, metadata={
-        "help": "Train separate query and passage encoders (both start from the same weights)."})
-    trust_remote_code: bool = field(default=False, metadata={
-        "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."})
+    model_name_or_path: str = field(
+        metadata={"help": "Folder or hub id of the initial model (any AutoModel)."}
+    )
+    pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "cls (coCondenser, the reference) or mean (MiniLM-style). Default: the model folder's "
+            "led_config.json, else its sentence-transformers pooling, else cls."
+        },
+    )
+    normalize: bool | None = field(
+        default=None,
+        metadata={
+            "help": "L2-normalise embeddings (cosine scores). Default: from the model folder, else off (raw dot)."
+        },
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={
+            "help": "Scores are divided by it in the loss. Default: from the model folder, else 0.05 when "
+            "normalised and 1.0 for raw dot products."
+        },
+    )
+    separate_encoders: bool = field(
+        default=False,
+        metadata={"help": "Train separate query and passage encoders (both start from the same weights)."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."
+        },
+    )
 
 
 @dataclass
@@ -40,39 +60,77 @@ class DataArguments:
     """Where the training groups come from (a folder written by `led prepare`)."""
 
     data: str = field(metadata={"help": "Prepared dataset folder (output of `led prepare`)."})
-    train_split: str = field(default="train", metadata={"help": "qrels split whose rows are the training examples."})
-    negs_sources: list[str] = field(default_factory=lambda: ["bm25"], metadata={
-        "help": "Negative sources (DATA/negatives/<source>), concatenated in this order; "
-                "a comma-separated string is accepted too."})
-    num_negs_per_system: int = field(default=200, metadata={
-        "help": "Each source's list is truncated to this many passages before pooling."})
-    num_negatives: int = field(default=7, metadata={"help": "Hard negatives per query (group size = 1 + this)."})
-    dedupe_negatives: bool = field(default=False, metadata={
-        "help": "Remove passages found by several sources from the pool (reference: keep duplicates)."})
+    train_split: str = field(
+        default="train", metadata={"help": "qrels split whose rows are the training examples."}
+    )
+    negs_sources: list[str] = field(
+        default_factory=lambda: ["bm25"],
+        metadata={
+            "help": "Negative sources (DATA/negatives/<source>), concatenated in this order; "
+            "a comma-separated string is accepted too."
+        },
+    )
+    num_negs_per_system: int = field(
+        default=200,
+        metadata={"help": "Each source's list is truncated to this many passages before pooling."},
+    )
+    num_negatives: int = field(
+        default=7, metadata={"help": "Hard negatives per query (group size = 1 + this)."}
+    )
+    dedupe_negatives: bool = field(
+        default=False,
+        metadata={
+            "help": "Remove passages found by several sources from the pool (reference: keep duplicates)."
+        },
+    )
     query_max_length: int = field(default=32, metadata={"help": "Query tokens, special tokens included."})
-    passage_max_length: int = field(default=128, metadata={"help": "Passage tokens, special tokens included."})
-    empty_pool: str = field(default="skip", metadata={
-        "help": "A query with no negatives left: skip its rows, or in_batch (other queries' positives "
-                "fill its group)."})
+    passage_max_length: int = field(
+        default=128, metadata={"help": "Passage tokens, special tokens included."}
+    )
+    empty_pool: str = field(
+        default="skip",
+        metadata={
+            "help": "A query with no negatives left: skip its rows, or in_batch (other queries' positives "
+            "fill its group)."
+        },
+    )
 
-    eval_split: str | None = field(default=None, metadata={
-        "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) after training and "
-                "at every `trainer.evaluate()`; metrics go to the logs, eval_results.json and the model card."})
-    eval_mode: str = field(default="full", metadata={
-        "help": "full: search the corpus (or eval_max_passages of it); rerank: score DATA/candidates/<split>."})
-    eval_max_queries: int | None = field(default=1000, metadata={
-        "help": "Evaluate a fixed, seeded subset of this many queries (spec §6: 1000)."})
-    eval_max_passages: int | None = field(default=None, metadata={
-        "help": "full mode: search a sub-corpus of this many passages (judged ones first); default all."})
+    eval_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) after training and "
+            "at every `trainer.evaluate()`; metrics go to the logs, eval_results.json and the model card."
+        },
+    )
+    eval_mode: str = field(
+        default="full",
+        metadata={
+            "help": "full: search the corpus (or eval_max_passages of it); rerank: score DATA/candidates/<split>."
+        },
+    )
+    eval_max_queries: int | None = field(
+        default=1000,
+        metadata={"help": "Evaluate a fixed, seeded subset of this many queries (spec §6: 1000)."},
+    )
+    eval_max_passages: int | None = field(
+        default=None,
+        metadata={
+            "help": "full mode: search a sub-corpus of this many passages (judged ones first); default all."
+        },
+    )
 
     def __post_init__(self):
         if isinstance(self.negs_sources, str):
             self.negs_sources = [self.negs_sources]
-        self.negs_sources = [name.strip() for item in self.negs_sources for name in str(item).split(",") if name.strip()]
+        self.negs_sources = [
+            name.strip() for item in self.negs_sources for name in str(item).split(",") if name.strip()
+        ]
         if not self.negs_sources:
             raise LedError("negs_sources is empty: name at least one DATA/negatives/<source>")
         if self.empty_pool not in EMPTY_POOL_CHOICES:
-            raise LedError(f"empty_pool must be one of {', '.join(EMPTY_POOL_CHOICES)}, got {self.empty_pool!r}")
+            raise LedError(
+                f"empty_pool must be one of {', '.join(EMPTY_POOL_CHOICES)}, got {self.empty_pool!r}"
+            )
         for name in ("num_negatives", "query_max_length", "passage_max_length", "num_negs_per_system"):
             if getattr(self, name) < (0 if name == "num_negatives" else 1):
                 raise LedError(f"{name} must be positive, got {getattr(self, name)}")
@@ -99,39 +157,81 @@ class DenseTrainingArguments(TrainingArguments):
     `logging_steps=10`, `save_total_limit=3`, `dataloader_pin_memory` only when CUDA is present.
     """
 
-    remove_unused_columns: bool = field(default=False, metadata={
-        "help": "Keep all dataset columns (the collator needs the ids and texts)."})
-    ddp_broadcast_buffers: bool | None = field(default=False, metadata={
-        "help": "`broadcast_buffers` of DistributedDataParallel (off: nothing to sync in BERT-like encoders)."})
-    dataloader_drop_last: bool = field(default=True, metadata={
-        "help": "Drop the last incomplete batch (equal batch sizes across devices for the gathered loss)."})
-    ddp_find_unused_parameters: bool | None = field(default=False, metadata={
-        "help": "`find_unused_parameters` of DistributedDataParallel (off: all trainable parameters are used)."})
-    prediction_loss_only: bool = field(default=True, metadata={
-        "help": "Evaluation computes the loss only (the embeddings are not collected)."})
-    per_device_eval_batch_size: int = field(default=64, metadata={
-        "help": "Texts per forward pass when evaluating (encoding needs no backward pass: larger than training)."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every N optimizer steps (or a ratio < 1)."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep all dataset columns (the collator needs the ids and texts)."}
+    )
+    ddp_broadcast_buffers: bool | None = field(
+        default=False,
+        metadata={
+            "help": "`broadcast_buffers` of DistributedDataParallel (off: nothing to sync in BERT-like encoders)."
+        },
+    )
+    dataloader_drop_last: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop the last incomplete batch (equal batch sizes across devices for the gathered loss)."
+        },
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={
+            "help": "`find_unused_parameters` of DistributedDataParallel (off: all trainable parameters are used)."
+        },
+    )
+    prediction_loss_only: bool = field(
+        default=True,
+        metadata={"help": "Evaluation computes the loss only (the embeddings are not collected)."},
+    )
+    per_device_eval_batch_size: int = field(
+        default=64,
+        metadata={
+            "help": "Texts per forward pass when evaluating (encoding needs no backward pass: larger than training)."
+        },
+    )
+    logging_steps: float = field(
+        default=10, metadata={"help": "Log every N optimizer steps (or a ratio < 1)."}
+    )
     save_total_limit: int | None = field(default=3, metadata={"help": "Keep at most this many checkpoints."})
-    dataloader_pin_memory: bool = field(default_factory=_cuda_available, metadata={
-        "help": "Pin batches in page-locked memory (default: on only when CUDA is available; pointless on CPU)."})
-    in_batch_negatives: bool = field(default=True, metadata={
-        "help": "Score each query against every passage of the (global) batch; off: its own group only."})
-    gather_across_devices: bool = field(default=True, metadata={
-        "help": "Under DDP, share the passages (and queries) of all processes as negatives (spec §4)."})
+    dataloader_pin_memory: bool = field(
+        default_factory=_cuda_available,
+        metadata={
+            "help": "Pin batches in page-locked memory (default: on only when CUDA is available; pointless on CPU)."
+        },
+    )
+    in_batch_negatives: bool = field(
+        default=True,
+        metadata={
+            "help": "Score each query against every passage of the (global) batch; off: its own group only."
+        },
+    )
+    gather_across_devices: bool = field(
+        default=True,
+        metadata={
+            "help": "Under DDP, share the passages (and queries) of all processes as negatives (spec §4)."
+        },
+    )
 
 
 @dataclass
 class SpladeModelArguments:
     """Which masked-LM to start the SPLADE encoder from and how it pools (spec §3)."""
 
-    model_name_or_path: str = field(metadata={
-        "help": "Folder or hub id of any AutoModelForMaskedLM (distilbert-base-uncased in the reference), "
-                "or a SPLADE checkpoint written by led-hf."})
-    mask_special_tokens: bool = field(default=True, metadata={
-        "help": "Leave [CLS] and each text's final [SEP] out of the max-pooling (reference: on)."})
-    trust_remote_code: bool = field(default=False, metadata={
-        "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."})
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Folder or hub id of any AutoModelForMaskedLM (distilbert-base-uncased in the reference), "
+            "or a SPLADE checkpoint written by led-hf."
+        }
+    )
+    mask_special_tokens: bool = field(
+        default=True,
+        metadata={"help": "Leave [CLS] and each text's final [SEP] out of the max-pooling (reference: on)."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."
+        },
+    )
 
 
 @dataclass
@@ -146,10 +246,18 @@ class SpladeTrainingArguments(DenseTrainingArguments):
 
     query_flops_weight: float = field(default=6e-4, metadata={"help": "λ_q, FLOPS weight of the queries."})
     passage_flops_weight: float = field(default=8e-4, metadata={"help": "λ_d, FLOPS weight of the passages."})
-    flops_warmup_steps: int = field(default=0, metadata={
-        "help": "Quadratic warm-up of both λ over this many optimizer steps (0: constant, the reference)."})
-    flops_over_global_batch: bool = field(default=False, metadata={
-        "help": "Under DDP, average FLOPS over the gathered global batch instead of each device's own rows."})
+    flops_warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Quadratic warm-up of both λ over this many optimizer steps (0: constant, the reference)."
+        },
+    )
+    flops_over_global_batch: bool = field(
+        default=False,
+        metadata={
+            "help": "Under DDP, average FLOPS over the gathered global batch instead of each device's own rows."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -161,11 +269,18 @@ class SpladeTrainingArguments(DenseTrainingArguments):
 class CrossEncoderModelArguments:
     """Which model the cross-encoder starts from (`led train cross-encoder`)."""
 
-    model_name_or_path: str = field(metadata={
-        "help": "Folder or hub id of a sequence-classification model (a trained cross-encoder), or of any "
-                "backbone (e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny), which gets a fresh 1-logit head."})
-    trust_remote_code: bool = field(default=False, metadata={
-        "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."})
+    model_name_or_path: str = field(
+        metadata={
+            "help": "Folder or hub id of a sequence-classification model (a trained cross-encoder), or of any "
+            "backbone (e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny), which gets a fresh 1-logit head."
+        }
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Run model code shipped with a hub model (off: only architectures transformers knows)."
+        },
+    )
 
 
 @dataclass
@@ -173,17 +288,27 @@ class CrossEncoderDataArguments(DataArguments):
     """`DataArguments` for (query, passage) pairs: one pair length replaces query/passage_max_length (unused),
     and evaluation re-ranks a TREC run (`eval_run`) instead of searching (eval_mode, eval_max_passages unused)."""
 
-    max_length: int = field(default=256, metadata={
-        "help": "Tokens of a `[CLS] query [SEP] title [SEP] text [SEP]` pair, special tokens included."})
-    eval_run: str | None = field(default=None, metadata={
-        "help": "TREC run whose top eval_depth passages per eval_split query are re-ranked after training; "
-                "the metrics go to eval_results.json and the model card."})
+    max_length: int = field(
+        default=256,
+        metadata={
+            "help": "Tokens of a `[CLS] query [SEP] title [SEP] text [SEP]` pair, special tokens included."
+        },
+    )
+    eval_run: str | None = field(
+        default=None,
+        metadata={
+            "help": "TREC run whose top eval_depth passages per eval_split query are re-ranked after training; "
+            "the metrics go to eval_results.json and the model card."
+        },
+    )
     eval_depth: int = field(default=100, metadata={"help": "Passages per query re-ranked by the evaluation."})
 
     def __post_init__(self):
         super().__post_init__()
         if self.max_length < 2 or self.eval_depth < 1:
-            raise LedError(f"max_length must be >= 2 and eval_depth >= 1, got {self.max_length}, {self.eval_depth}")
+            raise LedError(
+                f"max_length must be >= 2 and eval_depth >= 1, got {self.max_length}, {self.eval_depth}"
+            )
         if self.eval_run and not self.eval_split:
             raise LedError("eval_run needs eval_split (the qrels the re-ranked run is scored against)")
 
@@ -194,8 +319,10 @@ class CrossEncoderTrainingArguments(DenseTrainingArguments):
     negatives and nothing is gathered across devices (`in_batch_negatives` and `gather_across_devices` have
     no effect); `dataloader_drop_last` therefore defaults to off."""
 
-    dataloader_drop_last: bool = field(default=False, metadata={
-        "help": "Drop the last incomplete batch (not needed: the listwise loss is per query)."})
+    dataloader_drop_last: bool = field(
+        default=False,
+        metadata={"help": "Drop the last incomplete batch (not needed: the listwise loss is per query)."},
+    )
 
 
 TEACHER_SCORE_MODES = ("online", "precomputed")
@@ -213,50 +340,102 @@ class LEDTrainingArguments(DenseTrainingArguments):
     rank_weight 1.2, rank_include_positive false.
     """
 
-    teacher_model_name_or_path: str | None = field(default=None, metadata={
-        "help": "The frozen SPLADE teacher (a `led train splade` checkpoint or any masked-LM folder; "
-                "bundled:splade-tiny). Needed by the rank loss unless teacher_scores=precomputed."})
-    cross_encoder_name_or_path: str | None = field(default=None, metadata={
-        "help": "The frozen cross-encoder teacher of LED w/ RT (a `led train cross-encoder` checkpoint or any "
-                "1-logit sequence classifier). Needed when kl_weight > 0 unless teacher_scores=precomputed."})
+    teacher_model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The frozen SPLADE teacher (a `led train splade` checkpoint or any masked-LM folder; "
+            "bundled:splade-tiny). Needed by the rank loss unless teacher_scores=precomputed."
+        },
+    )
+    cross_encoder_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "The frozen cross-encoder teacher of LED w/ RT (a `led train cross-encoder` checkpoint or any "
+            "1-logit sequence classifier). Needed when kl_weight > 0 unless teacher_scores=precomputed."
+        },
+    )
     rank_weight: float = field(default=1.0, metadata={"help": "w_rank, weight of the rank-consistency loss."})
-    rank_include_positive: bool = field(default=True, metadata={
-        "help": "Rank the positive with the negatives in the rank loss (LED: on; LED w/ RT: off)."})
+    rank_include_positive: bool = field(
+        default=True,
+        metadata={"help": "Rank the positive with the negatives in the rank loss (LED: on; LED w/ RT: off)."},
+    )
     rank_margin: float = field(default=0.0, metadata={"help": "Hinge margin of the rank loss (reference 0)."})
-    min_teacher_gap: float | None = field(default=None, metadata={
-        "help": "Keep only candidate pairs whose teacher scores differ by at least this (reference: all pairs)."})
-    kl_weight: float = field(default=0.0, metadata={
-        "help": "w_kl, weight of the cross-encoder KL loss (LED w/ RT: 1.5; 0 disables it)."})
+    min_teacher_gap: float | None = field(
+        default=None,
+        metadata={
+            "help": "Keep only candidate pairs whose teacher scores differ by at least this (reference: all pairs)."
+        },
+    )
+    kl_weight: float = field(
+        default=0.0,
+        metadata={"help": "w_kl, weight of the cross-encoder KL loss (LED w/ RT: 1.5; 0 disables it)."},
+    )
     kl_temperature: float = field(default=3.0, metadata={"help": "T of the KL loss (LED w/ RT: 3)."})
-    teacher_scores: str = field(default="online", metadata={
-        "help": "online: the teachers score every training group as it comes; precomputed: read the scores "
-                "that `led score-teacher` stored in DATA/teacher_scores/<name> (no teacher model is loaded)."})
-    teacher_scores_name: str | None = field(default=None, metadata={
-        "help": "precomputed: DATA/teacher_scores/<name> of the SPLADE teacher (rank loss)."})
-    cross_encoder_scores_name: str | None = field(default=None, metadata={
-        "help": "precomputed: DATA/teacher_scores/<name> of the cross-encoder (KL loss)."})
-    teacher_query_max_length: int | None = field(default=None, metadata={
-        "help": "Query tokens for the SPLADE teacher (default: query_max_length). The teacher reuses the "
-                "student's token ids when vocabularies and lengths agree, else tokenizes itself."})
-    teacher_passage_max_length: int | None = field(default=None, metadata={
-        "help": "Passage tokens for the SPLADE teacher (default: passage_max_length)."})
-    cross_encoder_max_length: int | None = field(default=None, metadata={
-        "help": "Pair tokens for the cross-encoder (default: the length it was trained with, else 256)."})
-    teacher_batch_size: int = field(default=128, metadata={
-        "help": "Online: the teachers encode at most this many texts/pairs per forward pass (bounds memory)."})
+    teacher_scores: str = field(
+        default="online",
+        metadata={
+            "help": "online: the teachers score every training group as it comes; precomputed: read the scores "
+            "that `led score-teacher` stored in DATA/teacher_scores/<name> (no teacher model is loaded)."
+        },
+    )
+    teacher_scores_name: str | None = field(
+        default=None,
+        metadata={"help": "precomputed: DATA/teacher_scores/<name> of the SPLADE teacher (rank loss)."},
+    )
+    cross_encoder_scores_name: str | None = field(
+        default=None,
+        metadata={"help": "precomputed: DATA/teacher_scores/<name> of the cross-encoder (KL loss)."},
+    )
+    teacher_query_max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Query tokens for the SPLADE teacher (default: query_max_length). The teacher reuses the "
+            "student's token ids when vocabularies and lengths agree, else tokenizes itself."
+        },
+    )
+    teacher_passage_max_length: int | None = field(
+        default=None,
+        metadata={"help": "Passage tokens for the SPLADE teacher (default: passage_max_length)."},
+    )
+    cross_encoder_max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pair tokens for the cross-encoder (default: the length it was trained with, else 256)."
+        },
+    )
+    teacher_batch_size: int = field(
+        default=128,
+        metadata={
+            "help": "Online: the teachers encode at most this many texts/pairs per forward pass (bounds memory)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.teacher_scores not in TEACHER_SCORE_MODES:
-            raise LedError(f"teacher_scores must be one of {', '.join(TEACHER_SCORE_MODES)}, got {self.teacher_scores!r}")
+            raise LedError(
+                f"teacher_scores must be one of {', '.join(TEACHER_SCORE_MODES)}, got {self.teacher_scores!r}"
+            )
         if self.rank_weight < 0 or self.kl_weight < 0:
             raise LedError("rank_weight and kl_weight must be >= 0")
         if not self.kl_temperature > 0 or self.teacher_batch_size < 1:
             raise LedError("kl_temperature and teacher_batch_size must be positive")
         precomputed = self.teacher_scores == "precomputed"
-        needs = [("rank_weight", self.rank_weight, "teacher_scores_name" if precomputed else "teacher_model_name_or_path"),
-                 ("kl_weight", self.kl_weight, "cross_encoder_scores_name" if precomputed else "cross_encoder_name_or_path")]
+        needs = [
+            (
+                "rank_weight",
+                self.rank_weight,
+                "teacher_scores_name" if precomputed else "teacher_model_name_or_path",
+            ),
+            (
+                "kl_weight",
+                self.kl_weight,
+                "cross_encoder_scores_name" if precomputed else "cross_encoder_name_or_path",
+            ),
+        ]
         for weight_name, weight, source in needs:
             if weight > 0 and not getattr(self, source):
-                raise LedError(f"{weight_name} is {weight:g} but {source} is not set "
-                               f"(teacher_scores={self.teacher_scores})")
+                raise LedError(
+                    f"{weight_name} is {weight:g} but {source} is not set "
+                    f"(teacher_scores={self.teacher_scores})"
+                )

@@ -20,7 +20,9 @@ from led_hf.errors import InputError, LedError
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 ARGS_FILE_NAME = "led_args.json"
-_SECRET_FIELD = re.compile(r"(^|_)token$")  # hub_token, push_to_hub_token; not `include_num_input_tokens_seen`
+_SECRET_FIELD = re.compile(
+    r"(^|_)token$"
+)  # hub_token, push_to_hub_token; not `include_num_input_tokens_seen`
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -49,8 +51,9 @@ def read_config_file(path: str | Path) -> dict:
     return values
 
 
-def parse_arguments(dataclass_types: tuple, argv: list[str], prog: str | None = None,
-                     description: str | None = None) -> tuple:
+def parse_arguments(
+    dataclass_types: tuple, argv: list[str], prog: str | None = None, description: str | None = None
+) -> tuple:
     """`[CONFIG] [--flag value ...]` -> one instance per dataclass type, flags overriding the file.
 
     Unknown options in the file or on the command line are an error (naming them), as are options

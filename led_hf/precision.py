@@ -26,7 +26,7 @@ CPU_BF16_ENV = "LED_HF_CPU_BF16"
 
 
 def autocast_dtype(precision: str):
-    """"bf16" -> torch.bfloat16, "fp16" -> torch.float16, "fp32" -> None (no autocast)."""
+    """ "bf16" -> torch.bfloat16, "fp16" -> torch.float16, "fp32" -> None (no autocast)."""
     import torch
 
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -42,7 +42,10 @@ def cpu_has_native_bf16() -> bool:
         raise LedError(f"{CPU_BF16_ENV}={override!r}: use 0 or 1")
     import torch
 
-    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    checks = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", None),
+        getattr(torch.cpu, "_is_amx_tile_supported", None),
+    )
     return any(check is not None and check() for check in checks)
 
 
@@ -89,7 +92,11 @@ def with_precision(fn, device, precision: str):
 
 def add_precision_argument(parser, what: str = "encoder forward passes") -> None:
     """The `--precision` flag of the commands that run an encoder (`led encode`, `led mine`)."""
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help=f"compute precision of the {what} (autocast over fp32 weights; outputs stay float32). "
-                             "auto (default): bf16 on GPUs that have it, else fp16; bf16 on CPUs with native bf16 "
-                             "(AVX512-BF16/AMX), else fp32")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help=f"compute precision of the {what} (autocast over fp32 weights; outputs stay float32). "
+        "auto (default): bf16 on GPUs that have it, else fp16; bf16 on CPUs with native bf16 "
+        "(AVX512-BF16/AMX), else fp32",
+    )

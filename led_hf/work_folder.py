@@ -48,8 +48,10 @@ def start_work_folder(work: Path, plan: dict, overwrite: bool = False, what: str
             return True
         differs = next(key for key in sorted(set(plan) | set(existing)) if plan.get(key) != existing.get(key))
         if not overwrite:
-            raise LedError(f"{work} holds {what} for another run ({differs} differs); pass --overwrite to "
-                           "discard it, or --work-dir to use another folder")
+            raise LedError(
+                f"{work} holds {what} for another run ({differs} differs); pass --overwrite to "
+                "discard it, or --work-dir to use another folder"
+            )
         shutil.rmtree(work)
     elif work.exists() and any(work.iterdir()):
         raise LedError(f"{work} exists and is not a {what} folder (no {PLAN})")

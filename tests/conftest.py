@@ -53,7 +53,9 @@ def _write_tokenizer(directory: Path):
     directory.mkdir(parents=True, exist_ok=True)
     vocab_file = directory / "vocab.txt"
     vocab_file.write_text("\n".join(_fixture_vocabulary()) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)  # transformers 5: `vocab`, not `vocab_file`
+    tokenizer = BertTokenizerFast(
+        vocab=str(vocab_file), do_lower_case=True
+    )  # transformers 5: `vocab`, not `vocab_file`
     tokenizer.save_pretrained(directory)
     return tokenizer
 
@@ -67,8 +69,14 @@ def tiny_bert_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-bert")
     tokenizer = _write_tokenizer(directory)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
     BertModel(config).save_pretrained(directory)
     return directory
 
@@ -79,7 +87,9 @@ def no_dropout_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     directory = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    config = BertConfig.from_pretrained(tiny_bert_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = BertConfig.from_pretrained(
+        tiny_bert_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
     BertModel.from_pretrained(tiny_bert_dir, config=config).save_pretrained(directory)
     AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(directory)
     return directory
@@ -94,8 +104,14 @@ def tiny_bert_mlm_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-bert-mlm")
     tokenizer = _write_tokenizer(directory)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=256)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
     BertForMaskedLM(config).save_pretrained(directory)
     return directory
 
@@ -109,8 +125,9 @@ def tiny_distilbert_mlm_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("tiny-distilbert-mlm")
     tokenizer = _write_tokenizer(directory)
     torch.manual_seed(0)
-    config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                              max_position_embeddings=256)
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=256
+    )
     DistilBertForMaskedLM(config).save_pretrained(directory)
     return directory
 

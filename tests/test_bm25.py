@@ -27,7 +27,12 @@ TEXTS = [
     "",
 ]
 PIDS = [f"d{i}" for i in range(len(TEXTS))]
-QUERIES = ["does exercise lower blood pressure", "aspirin heart attack", "the of and", "quantum chromodynamics"]
+QUERIES = [
+    "does exercise lower blood pressure",
+    "aspirin heart attack",
+    "the of and",
+    "quantum chromodynamics",
+]
 
 
 def _lucene_bm25(texts, queries, k1, b):
@@ -68,7 +73,9 @@ def test_scores_match_float64_lucene_bm25(k1, b):
 def test_stemming_conflates_word_forms():
     index = BM25Index.build(["runners running quickly", "a slow walk"], ["a", "b"], progress=False)
     assert [pid for pid, _ in index.search(["run"], progress=False)[0]] == ["a"]
-    unstemmed = BM25Index.build(["runners running quickly", "a slow walk"], ["a", "b"], stem=False, progress=False)
+    unstemmed = BM25Index.build(
+        ["runners running quickly", "a slow walk"], ["a", "b"], stem=False, progress=False
+    )
     assert unstemmed.search(["run"], progress=False)[0] == []
 
 
@@ -83,7 +90,9 @@ def test_negatives_drop_positives_keep_rank_order_and_limit():
     results = {"q1": [("a", 3.0), ("p", 2.5), ("b", 2.0), ("n", 1.0), ("c", 0.5)], "q2": [("p2", 1.0)]}
     qrels = {"q1": {"p": 1, "n": 0}, "q2": {"p2": 2}}
     assert negatives_from_results(results, qrels, keep=3) == {
-        "qid": ["q1"], "pids": [["a", "b", "n"]], "scores": [[3.0, 2.0, 1.0]],
+        "qid": ["q1"],
+        "pids": [["a", "b", "n"]],
+        "scores": [[3.0, 2.0, 1.0]],
     }
 
 
@@ -98,8 +107,21 @@ def test_cli_writes_run_and_negatives(prepared_beir, tmp_path, capsys):
     data = tmp_path / "beir"
     shutil.copytree(prepared_beir, data)
     run_path = tmp_path / "bm25.train.trec"
-    argv = ["bm25", "--data", str(data), "--split", "train", "--output", str(run_path), "--depth", "5",
-            "--negatives", "bm25", "--keep", "3"]
+    argv = [
+        "bm25",
+        "--data",
+        str(data),
+        "--split",
+        "train",
+        "--output",
+        str(run_path),
+        "--depth",
+        "5",
+        "--negatives",
+        "bm25",
+        "--keep",
+        "3",
+    ]
     assert main(argv) == 0
     prepared = PreparedData(data)
     qrels = prepared.qrels_dict("train")
@@ -133,12 +155,22 @@ def test_cli_then_evaluate_prints_one_json_object(prepared_msmarco, tmp_path, ca
     out = capsys.readouterr().out
     metrics = json.loads(out)
     assert out.count("\n") == 1
-    assert {"mrr@10", "ndcg@10", "recall@50", "recall@1000", "trec_recall@1000", "num_queries"} <= metrics.keys()
+    assert {
+        "mrr@10",
+        "ndcg@10",
+        "recall@50",
+        "recall@1000",
+        "trec_recall@1000",
+        "num_queries",
+    } <= metrics.keys()
     assert metrics["num_queries"] == 2 and metrics["recall@1000"] == 1.0  # both positives share query terms
 
 
 def test_cli_refuses_unknown_split(prepared_msmarco, tmp_path):
-    assert main(["bm25", "--data", str(prepared_msmarco), "--split", "nope", "--output", str(tmp_path / "r")]) == 1
+    assert (
+        main(["bm25", "--data", str(prepared_msmarco), "--split", "nope", "--output", str(tmp_path / "r")])
+        == 1
+    )
     assert not (tmp_path / "r").exists()
 
 

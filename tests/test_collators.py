@@ -25,10 +25,20 @@ def unpadded(tokenizer, batch, row) -> list[str]:
 
 
 ITEMS = [
-    {"qid": "1", "query": "aspirin heart", "pids": ["0", "8"], "titles": ["Aspirin", ""],
-     "texts": ["Aspirin reduces risk.", "Salt raises pressure."]},
-    {"qid": "2", "query": "vitamin d deficiency in winter", "pids": ["1", "3"], "titles": ["", "Sleep"],
-     "texts": ["Vitamin D deficiency is common.", "Short sleep raises blood pressure."]},
+    {
+        "qid": "1",
+        "query": "aspirin heart",
+        "pids": ["0", "8"],
+        "titles": ["Aspirin", ""],
+        "texts": ["Aspirin reduces risk.", "Salt raises pressure."],
+    },
+    {
+        "qid": "2",
+        "query": "vitamin d deficiency in winter",
+        "pids": ["1", "3"],
+        "titles": ["", "Sleep"],
+        "texts": ["Vitamin D deficiency is common.", "Short sleep raises blood pressure."],
+    },
 ]
 
 
@@ -38,11 +48,27 @@ def test_train_collator_contract(tokenizer):
     assert batch["query"]["input_ids"].shape == (2, 7)  # "vitamin d deficiency in winter" + CLS/SEP
     assert batch["passage"]["input_ids"].shape[0] == 4
     # group order, positive first; (title, text) pairs only where a title exists
-    assert unpadded(tokenizer, batch["passage"], 0) == ["[CLS]", "aspirin", "[SEP]", "aspirin", "reduces", "risk",
-                                                        ".", "[SEP]"]
+    assert unpadded(tokenizer, batch["passage"], 0) == [
+        "[CLS]",
+        "aspirin",
+        "[SEP]",
+        "aspirin",
+        "reduces",
+        "risk",
+        ".",
+        "[SEP]",
+    ]
     assert unpadded(tokenizer, batch["passage"], 1) == ["[CLS]", "salt", "raises", "pressure", ".", "[SEP]"]
-    assert unpadded(tokenizer, batch["passage"], 2) == ["[CLS]", "vitamin", "d", "deficiency", "is", "common", ".",
-                                                        "[SEP]"]
+    assert unpadded(tokenizer, batch["passage"], 2) == [
+        "[CLS]",
+        "vitamin",
+        "d",
+        "deficiency",
+        "is",
+        "common",
+        ".",
+        "[SEP]",
+    ]
     assert unpadded(tokenizer, batch["passage"], 3)[:4] == ["[CLS]", "sleep", "[SEP]", "short"]
     # the title is segment 0, the text segment 1; single texts are all segment 0
     assert batch["passage"]["token_type_ids"][0, :8].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
@@ -57,16 +83,27 @@ def test_train_collator_docstring_example(tokenizer):
     batch = TrainCollator(tokenizer)(ITEMS[:1])
     assert batch["query"]["input_ids"].shape == (1, 4) and batch["passage"]["input_ids"].shape == (2, 8)
     assert tokenizer.batch_decode(batch["passage"]["input_ids"]) == [
-        "[CLS] aspirin [SEP] aspirin reduces risk. [SEP]", "[CLS] salt raises pressure. [SEP] [PAD] [PAD]"]
+        "[CLS] aspirin [SEP] aspirin reduces risk. [SEP]",
+        "[CLS] salt raises pressure. [SEP] [PAD] [PAD]",
+    ]
 
 
 def test_lengths_and_pad_to_multiple_of(tokenizer):
     long_text = " ".join(["blood pressure"] * 200)
-    item = {"qid": "9", "query": " ".join(["heart"] * 100), "pids": ["0", "1"], "titles": ["Aspirin", ""],
-            "texts": [long_text, long_text]}
+    item = {
+        "qid": "9",
+        "query": " ".join(["heart"] * 100),
+        "pids": ["0", "1"],
+        "titles": ["Aspirin", ""],
+        "texts": [long_text, long_text],
+    }
     batch = TrainCollator(tokenizer)([item])
     assert batch["query"]["input_ids"].shape == (1, 32) and batch["passage"]["input_ids"].shape == (2, 128)
-    assert unpadded(tokenizer, batch["passage"], 0)[:3] == ["[CLS]", "aspirin", "[SEP]"]  # text cut, title kept
+    assert unpadded(tokenizer, batch["passage"], 0)[:3] == [
+        "[CLS]",
+        "aspirin",
+        "[SEP]",
+    ]  # text cut, title kept
     assert tokens(tokenizer, batch["passage"]["input_ids"][:, -1]) == ["[SEP]", "[SEP]"]
     with pytest.raises(ValueError, match="multiple of pad_to_multiple_of"):
         TrainCollator(tokenizer, query_max_length=8, pad_to_multiple_of=16)
@@ -92,11 +129,22 @@ def test_extra_keys_pass_through(tokenizer):
 
 def test_encode_collator(tokenizer):
     passages = EncodeCollator(tokenizer, kind="passage")(
-        [{"pid": "7", "title": "Sleep", "text": "Short sleep."}, {"id": "8", "text": "Salt intake."}])
+        [{"pid": "7", "title": "Sleep", "text": "Short sleep."}, {"id": "8", "text": "Salt intake."}]
+    )
     assert passages["ids"] == ["7", "8"]
-    assert unpadded(tokenizer, passages["batch"], 0) == ["[CLS]", "sleep", "[SEP]", "short", "sleep", ".", "[SEP]"]
+    assert unpadded(tokenizer, passages["batch"], 0) == [
+        "[CLS]",
+        "sleep",
+        "[SEP]",
+        "short",
+        "sleep",
+        ".",
+        "[SEP]",
+    ]
     assert unpadded(tokenizer, passages["batch"], 1) == ["[CLS]", "salt", "intake", ".", "[SEP]"]
-    queries = EncodeCollator(tokenizer, kind="query")([{"qid": "100", "text": "heart " * 50, "title": "ignored"}])
+    queries = EncodeCollator(tokenizer, kind="query")(
+        [{"qid": "100", "text": "heart " * 50, "title": "ignored"}]
+    )
     assert queries["ids"] == ["100"] and queries["batch"]["input_ids"].shape == (1, 32)
     assert "ignored" not in tokenizer.decode(queries["batch"]["input_ids"][0])
     with pytest.raises(ValueError):
@@ -105,11 +153,19 @@ def test_encode_collator(tokenizer):
 
 def test_encode_passages_matches_one_by_one(tokenizer):
     titles = ["Aspirin", "", "Vitamin D", ""]
-    texts = ["Aspirin reduces risk.", "Salt raises blood pressure in salt-sensitive people.", "Common.", "Sleep."]
+    texts = [
+        "Aspirin reduces risk.",
+        "Salt raises blood pressure in salt-sensitive people.",
+        "Common.",
+        "Sleep.",
+    ]
     batch = encode_passages(tokenizer, titles, texts, max_length=12)
     for row, (title, text) in enumerate(zip(titles, texts)):
-        alone = tokenizer(title, text, truncation=True, max_length=12) if title else \
-            tokenizer(text, truncation=True, max_length=12)
+        alone = (
+            tokenizer(title, text, truncation=True, max_length=12)
+            if title
+            else tokenizer(text, truncation=True, max_length=12)
+        )
         width = len(alone["input_ids"])
         for key in ("input_ids", "token_type_ids", "attention_mask"):
             assert batch[key][row, :width].tolist() == alone[key]
@@ -118,16 +174,45 @@ def test_encode_passages_matches_one_by_one(tokenizer):
 
 def test_cross_encoder_pairs_exact_sequence(tokenizer):
     collate = CrossEncoderCollator(tokenizer, max_length=32)
-    out = collate([{"qid": "1", "pid": "0", "query": "aspirin heart", "title": "Aspirin",
-                    "text": "Aspirin reduces risk."},
-                   {"qid": "1", "pid": "8", "query": "aspirin heart", "title": "", "text": "Salt."}])
+    out = collate(
+        [
+            {
+                "qid": "1",
+                "pid": "0",
+                "query": "aspirin heart",
+                "title": "Aspirin",
+                "text": "Aspirin reduces risk.",
+            },
+            {"qid": "1", "pid": "8", "query": "aspirin heart", "title": "", "text": "Salt."},
+        ]
+    )
     assert out["qids"] == ["1", "1"] and out["pids"] == ["0", "8"]
-    assert unpadded(tokenizer, out["pairs"], 0) == ["[CLS]", "aspirin", "heart", "[SEP]", "aspirin", "[SEP]",
-                                                    "aspirin", "reduces", "risk", ".", "[SEP]"]
+    assert unpadded(tokenizer, out["pairs"], 0) == [
+        "[CLS]",
+        "aspirin",
+        "heart",
+        "[SEP]",
+        "aspirin",
+        "[SEP]",
+        "aspirin",
+        "reduces",
+        "risk",
+        ".",
+        "[SEP]",
+    ]
     assert out["pairs"]["token_type_ids"][0, :11].tolist() == [0] * 4 + [1] * 7
-    assert unpadded(tokenizer, out["pairs"], 1) == ["[CLS]", "aspirin", "heart", "[SEP]", "salt", ".", "[SEP]"]
+    assert unpadded(tokenizer, out["pairs"], 1) == [
+        "[CLS]",
+        "aspirin",
+        "heart",
+        "[SEP]",
+        "salt",
+        ".",
+        "[SEP]",
+    ]
     assert tokenizer.decode(out["pairs"]["input_ids"][0], skip_special_tokens=False).startswith(
-        "[CLS] aspirin heart [SEP] aspirin [SEP] aspirin reduces risk. [SEP]")
+        "[CLS] aspirin heart [SEP] aspirin [SEP] aspirin reduces risk. [SEP]"
+    )
 
 
 def test_cross_encoder_groups(tokenizer):
@@ -144,8 +229,9 @@ def test_groups_through_the_collator(tokenizer, tmp_path):
 
     from led_hf.data.groups import TrainGroups
 
-    groups = TrainGroups(write_prepared(tmp_path / "data"), negs_sources="bm25,mined", num_negatives=3,
-                         show_progress=False)
+    groups = TrainGroups(
+        write_prepared(tmp_path / "data"), negs_sources="bm25,mined", num_negatives=3, show_progress=False
+    )
     loader = torch.utils.data.DataLoader(groups, batch_size=2, collate_fn=TrainCollator(tokenizer))
     batches = list(loader)
     assert [b["passage"]["input_ids"].shape[0] for b in batches] == [8, 8]

@@ -36,7 +36,9 @@ def _numpy_loss_and_grads(queries, passages, group_size, temperature, in_batch=T
     return loss, grad_q, grad_p
 
 
-@pytest.mark.parametrize("num_queries,group_size,temperature", [(4, 3, 1.0), (3, 8, 0.05), (5, 1, 0.2), (1, 2, 1.0)])
+@pytest.mark.parametrize(
+    "num_queries,group_size,temperature", [(4, 3, 1.0), (3, 8, 0.05), (5, 1, 0.2), (1, 2, 1.0)]
+)
 @pytest.mark.parametrize("in_batch", [True, False])
 def test_matches_numpy(num_queries, group_size, temperature, in_batch):
     rng = np.random.default_rng(num_queries * 100 + group_size)

@@ -27,12 +27,29 @@ from led_hf.modeling.checkpoint import load_model_kind
 from led_hf.modeling.cross_encoder import CrossEncoder
 from led_hf.trainers.cross_encoder import CrossEncoderTrainer
 
-PAIRS = [{"qid": "1", "pid": "0", "query": "does aspirin prevent heart attack", "title": "Aspirin",
-          "text": "aspirin lowers the risk of heart attack"},
-         {"qid": "1", "pid": "1", "query": "does aspirin prevent heart attack", "title": "",
-          "text": "vitamin d deficiency in winter"},
-         {"qid": "2", "pid": "4", "query": "salt intake blood pressure", "title": "Exercise",
-          "text": "exercise lowers blood pressure"}]
+PAIRS = [
+    {
+        "qid": "1",
+        "pid": "0",
+        "query": "does aspirin prevent heart attack",
+        "title": "Aspirin",
+        "text": "aspirin lowers the risk of heart attack",
+    },
+    {
+        "qid": "1",
+        "pid": "1",
+        "query": "does aspirin prevent heart attack",
+        "title": "",
+        "text": "vitamin d deficiency in winter",
+    },
+    {
+        "qid": "2",
+        "pid": "4",
+        "query": "salt intake blood pressure",
+        "title": "Exercise",
+        "text": "exercise lowers blood pressure",
+    },
+]
 
 
 def _numpy_listwise(scores: np.ndarray) -> tuple[float, np.ndarray]:
@@ -107,7 +124,9 @@ def test_save_loads_with_transformers_and_sentence_transformers_with_the_same_sc
     pairs = collate(PAIRS)["pairs"]
     with torch.no_grad():
         ours = model.score(**pairs)
-        plain = AutoModelForSequenceClassification.from_pretrained(tiny_ce_dir).eval()(**pairs).logits.view(-1)
+        plain = (
+            AutoModelForSequenceClassification.from_pretrained(tiny_ce_dir).eval()(**pairs).logits.view(-1)
+        )
     assert ours.shape == (3,) and ours.dtype == torch.float32
     torch.testing.assert_close(ours, plain)
     assert ours.std() > 0  # the pairs are told apart
@@ -131,8 +150,10 @@ def test_forward_groups_autocast_and_state_dict_save(tiny_ce_dir, tmp_path):
         assert model.score(**pairs).dtype == torch.float32
 
     # A gathered state dict (keys of the wrapper) replaces the live weights when saving.
-    state = {name: torch.zeros_like(value) if name.endswith("classifier.bias") else value
-             for name, value in model.state_dict().items()}
+    state = {
+        name: torch.zeros_like(value) if name.endswith("classifier.bias") else value
+        for name, value in model.state_dict().items()
+    }
     state["model.classifier.bias"] = torch.tensor([5.0])
     model.save_pretrained(tmp_path / "saved", state_dict=state)
     reloaded = CrossEncoder.from_pretrained(tmp_path / "saved", allow_new_head=False)
@@ -143,15 +164,29 @@ def test_forward_groups_autocast_and_state_dict_save(tiny_ce_dir, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- trainer
 def _trainer(model_dir, data_dir, output_dir, callbacks=(), **overrides) -> CrossEncoderTrainer:
-    settings = dict(output_dir=str(output_dir), use_cpu=True, per_device_train_batch_size=2, max_steps=3,
-                    learning_rate=1e-3, logging_steps=1, save_strategy="no", seed=0, dataloader_num_workers=0)
+    settings = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        max_steps=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        dataloader_num_workers=0,
+    )
     settings.update(overrides)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     groups = TrainGroups(data_dir, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
     torch.manual_seed(0)  # the fresh head
-    return CrossEncoderTrainer(model=CrossEncoder.from_pretrained(model_dir), args=CrossEncoderTrainingArguments(**settings),
-                               train_dataset=groups, data_collator=CrossEncoderCollator(tokenizer, 48),
-                               processing_class=tokenizer, callbacks=list(callbacks))
+    return CrossEncoderTrainer(
+        model=CrossEncoder.from_pretrained(model_dir),
+        args=CrossEncoderTrainingArguments(**settings),
+        train_dataset=groups,
+        data_collator=CrossEncoderCollator(tokenizer, 48),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
 
 
 def _fixed_batch_loss(model, trainer) -> float:
@@ -191,16 +226,26 @@ class _GradientRecorder(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if self.grads is None:
-            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+            self.grads = {
+                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
+            }
 
 
 def test_gradient_accumulation_equals_the_large_batch(no_dropout_bert_dir, prepared_msmarco, tmp_path):
     grads = []
     for name, batch, accumulation in (("a", 4, 1), ("b", 2, 2)):
         recorder = _GradientRecorder()
-        _trainer(no_dropout_bert_dir, prepared_msmarco, tmp_path / name, callbacks=[recorder], max_steps=1,
-                 max_grad_norm=0.0, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-                 train_sampling_strategy="sequential").train()
+        _trainer(
+            no_dropout_bert_dir,
+            prepared_msmarco,
+            tmp_path / name,
+            callbacks=[recorder],
+            max_steps=1,
+            max_grad_norm=0.0,
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            train_sampling_strategy="sequential",
+        ).train()
         grads.append(recorder.grads)
     assert set(grads[0]) == set(grads[1]) and grads[0]
     for name in grads[0]:
@@ -211,15 +256,38 @@ def test_gradient_accumulation_equals_the_large_batch(no_dropout_bert_dir, prepa
 # ---------------------------------------------------------------------------------------------- CLI
 def test_train_recipe_then_bm25_rerank_evaluate(tiny_bert_dir, prepared_msmarco, tmp_path, capsys):
     bm25_run = tmp_path / "bm25.dev.trec"
-    assert led_main(["bm25", "--data", str(prepared_msmarco), "--split", "dev", "--output", str(bm25_run)]) == 0
+    assert (
+        led_main(["bm25", "--data", str(prepared_msmarco), "--split", "dev", "--output", str(bm25_run)]) == 0
+    )
     config = tmp_path / "ce.json"
-    config.write_text(json.dumps({
-        "model_name_or_path": str(tiny_bert_dir), "data": str(prepared_msmarco), "negs_sources": ["bm25"],
-        "num_negatives": 2, "max_length": 48, "per_device_train_batch_size": 2, "max_steps": 2,
-        "learning_rate": 1e-3, "save_strategy": "no", "use_cpu": True, "report_to": "none",
-        "output_dir": str(tmp_path / "ignored"), "eval_split": "dev", "eval_run": str(bm25_run), "eval_depth": 5}))
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": str(tiny_bert_dir),
+                "data": str(prepared_msmarco),
+                "negs_sources": ["bm25"],
+                "num_negatives": 2,
+                "max_length": 48,
+                "per_device_train_batch_size": 2,
+                "max_steps": 2,
+                "learning_rate": 1e-3,
+                "save_strategy": "no",
+                "use_cpu": True,
+                "report_to": "none",
+                "output_dir": str(tmp_path / "ignored"),
+                "eval_split": "dev",
+                "eval_run": str(bm25_run),
+                "eval_depth": 5,
+            }
+        )
+    )
     out = tmp_path / "ce"
-    assert led_main(["train", "cross-encoder", str(config), "--output_dir", str(out), "--hub_token", "hf_secret"]) == 0
+    assert (
+        led_main(
+            ["train", "cross-encoder", str(config), "--output_dir", str(out), "--hub_token", "hf_secret"]
+        )
+        == 0
+    )
     resolved = json.loads((out / "led_args.json").read_text())
     assert resolved["max_length"] == 48 and resolved["output_dir"] == str(out) and "hub_token" not in resolved
     assert json.loads((out / "led_config.json").read_text())["max_length"] == 48
@@ -229,9 +297,29 @@ def test_train_recipe_then_bm25_rerank_evaluate(tiny_bert_dir, prepared_msmarco,
 
     reranked = tmp_path / "ce.dev.trec"
     capsys.readouterr()
-    assert led_main(["rerank", "--model", str(out), "--data", str(prepared_msmarco), "--split", "dev",
-                     "--run", str(bm25_run), "--depth", "3", "--batch-size", "2", "--output", str(reranked),
-                     "--no-progress"]) == 0
+    assert (
+        led_main(
+            [
+                "rerank",
+                "--model",
+                str(out),
+                "--data",
+                str(prepared_msmarco),
+                "--split",
+                "dev",
+                "--run",
+                str(bm25_run),
+                "--depth",
+                "3",
+                "--batch-size",
+                "2",
+                "--output",
+                str(reranked),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     original, result = read_run(bm25_run), read_run(reranked)
     assert set(result) == set(original) == {"200", "201"}
     lines = [line.split() for line in reranked.read_text().splitlines()]
@@ -249,14 +337,18 @@ def test_train_recipe_then_bm25_rerank_evaluate(tiny_bert_dir, prepared_msmarco,
         for pid in top:
             row = data.corpus[int(data.pid_index.get(pid))]
             with torch.no_grad():
-                batch = collate([{"qid": qid, "pid": pid, "query": query, "title": row["title"], "text": row["text"]}])
+                batch = collate(
+                    [{"qid": qid, "pid": pid, "query": query, "title": row["title"], "text": row["text"]}]
+                )
                 expected[pid] = model.score(**batch["pairs"]).item()
         for pid in top:
             assert result[qid][pid] == pytest.approx(expected[pid], abs=1e-5)
         ranks = [fields[2] for fields in lines if fields[0] == qid]
         assert ranks == sorted(expected, key=lambda pid: (expected[pid], pid), reverse=True)
 
-    assert led_main(["evaluate", "--data", str(prepared_msmarco), "--split", "dev", "--run", str(reranked)]) == 0
+    assert (
+        led_main(["evaluate", "--data", str(prepared_msmarco), "--split", "dev", "--run", str(reranked)]) == 0
+    )
     assert "ndcg@10" in json.loads(capsys.readouterr().out)
 
 
@@ -267,8 +359,9 @@ def test_rerank_errors_leave_no_output(tiny_ce_dir, tiny_bert_dir, prepared_msma
     common = ["--data", str(prepared_msmarco), "--run", str(run), "--output", str(out), "--no-progress"]
     assert led_main(["rerank", "--model", str(tiny_ce_dir), *common]) == 1
     err = capsys.readouterr().err
-    assert err.strip().splitlines() == [f"led rerank: error: {run}: passage 'nope' (query '200') is not in "
-                                        f"{prepared_msmarco}/corpus"]  # before loading the model
+    assert err.strip().splitlines() == [
+        f"led rerank: error: {run}: passage 'nope' (query '200') is not in {prepared_msmarco}/corpus"
+    ]  # before loading the model
     assert not out.exists()
     run.write_text("200 Q0 2 1 3.0 x\n")
     assert led_main(["rerank", "--model", str(tiny_bert_dir), *common]) == 1  # no trained head
@@ -284,12 +377,37 @@ def test_recipe_rejects_a_bad_eval_run_before_training(tiny_bert_dir, prepared_m
     run = tmp_path / "bad.trec"
     run.write_text("200 Q0 missing 1 3.0 x\n")
     out = tmp_path / "ce"
-    assert led_main(["train", "cross-encoder", "--model_name_or_path", str(tiny_bert_dir), "--data",
-                     str(prepared_msmarco), "--output_dir", str(out), "--use_cpu", "true", "--max_steps", "1",
-                     "--eval_split", "dev", "--eval_run", str(run)]) == 1
+    assert (
+        led_main(
+            [
+                "train",
+                "cross-encoder",
+                "--model_name_or_path",
+                str(tiny_bert_dir),
+                "--data",
+                str(prepared_msmarco),
+                "--output_dir",
+                str(out),
+                "--use_cpu",
+                "true",
+                "--max_steps",
+                "1",
+                "--eval_split",
+                "dev",
+                "--eval_run",
+                str(run),
+            ]
+        )
+        == 1
+    )
     assert f"{run}: passage 'missing' (query '200')" in capsys.readouterr().err
     assert not (out / "config.json").exists()
-    assert led_main(["train", "cross-encoder", "--model_name_or_path", "x", "--data", "y", "--eval_run", str(run)]) == 1
+    assert (
+        led_main(
+            ["train", "cross-encoder", "--model_name_or_path", "x", "--data", "y", "--eval_run", str(run)]
+        )
+        == 1
+    )
     assert "eval_run needs eval_split" in capsys.readouterr().err
 
 

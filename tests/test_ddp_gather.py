@@ -15,30 +15,54 @@ import torch
 from led_hf.losses import contrastive_loss, gather_with_grad
 
 QUERIES = ["aspirin heart attack", "salt blood pressure", "sleep memory", "statins cholesterol"]
-PASSAGES = [f"passage {i} about {word}" for i, word in enumerate(
-    ["aspirin", "salt", "sleep", "heart", "blood", "memory", "statins", "cholesterol", "risk", "pressure",
-     "attack", "study"])]
+PASSAGES = [
+    f"passage {i} about {word}"
+    for i, word in enumerate(
+        [
+            "aspirin",
+            "salt",
+            "sleep",
+            "heart",
+            "blood",
+            "memory",
+            "statins",
+            "cholesterol",
+            "risk",
+            "pressure",
+            "attack",
+            "study",
+        ]
+    )
+]
 GROUP_SIZE, TEMPERATURE, WORLD = 3, 0.5, 2
 
 
 def _batch(tokenizer, query_rows: slice):
     queries = QUERIES[query_rows]
-    passages = PASSAGES[query_rows.start * GROUP_SIZE: query_rows.stop * GROUP_SIZE]
-    return (tokenizer(queries, padding=True, return_tensors="pt"),
-            tokenizer(passages, padding="max_length", max_length=12, return_tensors="pt"))
+    passages = PASSAGES[query_rows.start * GROUP_SIZE : query_rows.stop * GROUP_SIZE]
+    return (
+        tokenizer(queries, padding=True, return_tensors="pt"),
+        tokenizer(passages, padding="max_length", max_length=12, return_tensors="pt"),
+    )
 
 
 def _model(model_dir):
     from led_hf.modeling import DenseEncoder
 
-    return DenseEncoder.from_pretrained(model_dir).eval()  # eval: no dropout, so both runs see the same function
+    return DenseEncoder.from_pretrained(
+        model_dir
+    ).eval()  # eval: no dropout, so both runs see the same function
 
 
 def _loss(model, tokenizer, rows: slice):
     query, passage = _batch(tokenizer, rows)
     output = model(query=query, passage=passage)
-    return contrastive_loss(gather_with_grad(output.query_embeddings), gather_with_grad(output.passage_embeddings),
-                            GROUP_SIZE, temperature=TEMPERATURE)
+    return contrastive_loss(
+        gather_with_grad(output.query_embeddings),
+        gather_with_grad(output.passage_embeddings),
+        GROUP_SIZE,
+        temperature=TEMPERATURE,
+    )
 
 
 def _worker(rank: int, init_file: str, model_dir: str, out_dir: str) -> None:
@@ -54,8 +78,11 @@ def _worker(rank: int, init_file: str, model_dir: str, out_dir: str) -> None:
         per_rank = len(QUERIES) // WORLD
         loss = _loss(model, tokenizer, slice(rank * per_rank, (rank + 1) * per_rank))
         loss.backward()
-        grads = {name: param.grad.contiguous() for name, param in model.module.named_parameters()
-                 if param.grad is not None}
+        grads = {
+            name: param.grad.contiguous()
+            for name, param in model.module.named_parameters()
+            if param.grad is not None
+        }
 
         # Uneven rows (an incomplete last batch): rank 0 has 2 rows, rank 1 has 1.
         local = torch.full((2 - rank, 3), float(rank + 1), requires_grad=True)
@@ -65,7 +92,10 @@ def _worker(rank: int, init_file: str, model_dir: str, out_dir: str) -> None:
         if rank == 0:
             save_file(grads, os.path.join(out_dir, "grads.safetensors"))
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
-            json.dump({"loss": loss.item(), "gathered": gathered.tolist(), "uneven_grad": local.grad.tolist()}, handle)
+            json.dump(
+                {"loss": loss.item(), "gathered": gathered.tolist(), "uneven_grad": local.grad.tolist()},
+                handle,
+            )
     finally:
         dist.destroy_process_group()
 
@@ -79,8 +109,12 @@ def test_two_gloo_processes_match_one_process(tmp_path, tiny_bert_dir):
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    torch.multiprocessing.spawn(_worker, args=(str(tmp_path / "rendezvous"), str(tiny_bert_dir), str(tmp_path)),
-                                nprocs=WORLD, join=True)
+    torch.multiprocessing.spawn(
+        _worker,
+        args=(str(tmp_path / "rendezvous"), str(tiny_bert_dir), str(tmp_path)),
+        nprocs=WORLD,
+        join=True,
+    )
 
     model = _model(tiny_bert_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
@@ -108,15 +142,26 @@ def _trainer_worker(rank: int, port: int, model_dir: str, data_dir: str, out_dir
     from safetensors.torch import save_file
 
     sys.path.insert(0, os.path.dirname(__file__))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
     from test_dense_trainer import _first_step_grads
 
-    grads, trainer = _first_step_grads(model_dir, data_dir, os.path.join(out_dir, f"rank{rank}"), 2, 1, in_batch=True)
+    grads, trainer = _first_step_grads(
+        model_dir, data_dir, os.path.join(out_dir, f"rank{rank}"), 2, 1, in_batch=True
+    )
     assert trainer.accelerator.num_processes == WORLD
     if rank == 0:
-        save_file({name: grad.contiguous() for name, grad in grads.items()}, os.path.join(out_dir, "trainer.safetensors"))
+        save_file(
+            {name: grad.contiguous() for name, grad in grads.items()},
+            os.path.join(out_dir, "trainer.safetensors"),
+        )
 
 
 @pytest.mark.slow
@@ -131,8 +176,12 @@ def test_dense_trainer_under_ddp_matches_one_process(tmp_path, no_dropout_bert_d
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     model_dir = no_dropout_bert_dir
-    torch.multiprocessing.spawn(_trainer_worker, args=(port, str(model_dir), str(prepared_msmarco), str(tmp_path)),
-                                nprocs=WORLD, join=True)
+    torch.multiprocessing.spawn(
+        _trainer_worker,
+        args=(port, str(model_dir), str(prepared_msmarco), str(tmp_path)),
+        nprocs=WORLD,
+        join=True,
+    )
     reference, _ = _first_step_grads(model_dir, prepared_msmarco, tmp_path / "single", 4, 1, in_batch=True)
     distributed = load_file(tmp_path / "trainer.safetensors")
     assert set(distributed) == set(reference)

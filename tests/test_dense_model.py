@@ -59,7 +59,9 @@ def test_minilm_settings_and_embeddings_match_sentence_transformers(tmp_path):
 @pytest.mark.parametrize("pooling,normalize", [("cls", False), ("mean", True)])
 def test_save_loads_with_automodel_and_sentence_transformers(tmp_path, tiny_bert_dir, pooling, normalize):
     st = pytest.importorskip("sentence_transformers")
-    model = DenseEncoder.from_pretrained(tiny_bert_dir, pooling=pooling, normalize=normalize, temperature=0.5).eval()
+    model = DenseEncoder.from_pretrained(
+        tiny_bert_dir, pooling=pooling, normalize=normalize, temperature=0.5
+    ).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     with torch.no_grad():  # make the weights differ from the initial folder
         model.encoder.pooler.dense.weight.add_(1.0)
@@ -101,10 +103,13 @@ def test_shared_encoder_is_held_once(tiny_bert_dir):
     model = DenseEncoder.from_pretrained(tiny_bert_dir)
     keys = list(model.state_dict())
     assert keys and all(key.startswith("encoder.") for key in keys)
-    output = model(query={"input_ids": torch.tensor([[2, 7, 3]]), "attention_mask": torch.ones(1, 3)},
-                   passage=None)
+    output = model(
+        query={"input_ids": torch.tensor([[2, 7, 3]]), "attention_mask": torch.ones(1, 3)}, passage=None
+    )
     assert output.query_embeddings.shape == (1, 32) and output.passage_embeddings is None
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, "/dev/null")  # no shared-tensor error
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, "/dev/null"
+    )  # no shared-tensor error
 
 
 def test_separate_encoders_layout(tmp_path, tiny_bert_dir):
@@ -113,19 +118,26 @@ def test_separate_encoders_layout(tmp_path, tiny_bert_dir):
     assert model.separate_encoders and model.query_encoder is not model.passage_encoder
     with torch.no_grad():
         model.passage_encoder.embeddings.word_embeddings.weight.mul_(2.0)
-    assert not np.allclose(_embed(model, tokenizer, TEXTS, "query"), _embed(model, tokenizer, TEXTS, "passage"))
+    assert not np.allclose(
+        _embed(model, tokenizer, TEXTS, "query"), _embed(model, tokenizer, TEXTS, "passage")
+    )
     out = tmp_path / "separate"
     model.save_pretrained(out, tokenizer=tokenizer)
-    assert (out / "query_model" / "config.json").is_file() and (out / "passage_model" / "modules.json").is_file()
+    assert (out / "query_model" / "config.json").is_file() and (
+        out / "passage_model" / "modules.json"
+    ).is_file()
     assert (out / "tokenizer_config.json").is_file()
     reloaded = DenseEncoder.from_pretrained(out).eval()
     assert reloaded.separate_encoders
     for side in ("query", "passage"):
-        np.testing.assert_allclose(_embed(reloaded, tokenizer, TEXTS, side), _embed(model, tokenizer, TEXTS, side),
-                                   atol=1e-6)
+        np.testing.assert_allclose(
+            _embed(reloaded, tokenizer, TEXTS, side), _embed(model, tokenizer, TEXTS, side), atol=1e-6
+        )
     passage_backbone = AutoModel.from_pretrained(out / "passage_model")
-    torch.testing.assert_close(passage_backbone.embeddings.word_embeddings.weight,
-                               model.passage_encoder.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        passage_backbone.embeddings.word_embeddings.weight,
+        model.passage_encoder.embeddings.word_embeddings.weight,
+    )
 
 
 def test_load_weights_and_kind_checks(tmp_path, tiny_bert_dir):
@@ -135,8 +147,9 @@ def test_load_weights_and_kind_checks(tmp_path, tiny_bert_dir):
     model.save_pretrained(tmp_path / "a")
     fresh = DenseEncoder.from_pretrained(tiny_bert_dir)
     fresh.load_weights(tmp_path / "a")
-    torch.testing.assert_close(fresh.encoder.embeddings.word_embeddings.weight,
-                               model.encoder.embeddings.word_embeddings.weight)
+    torch.testing.assert_close(
+        fresh.encoder.embeddings.word_embeddings.weight, model.encoder.embeddings.word_embeddings.weight
+    )
     assert load_model_kind(tmp_path / "a") == "dense"
     assert load_model_kind(tiny_bert_dir) is None
     (tmp_path / "a" / "led_config.json").write_text(json.dumps({"kind": "splade"}))
@@ -152,7 +165,9 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_bert_dir):
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     grads = []
     for checkpointing in (False, True):
-        model = DenseEncoder.from_pretrained(tiny_bert_dir, pooling="mean").train()  # HF checkpoints in train mode only
+        model = DenseEncoder.from_pretrained(
+            tiny_bert_dir, pooling="mean"
+        ).train()  # HF checkpoints in train mode only
         if checkpointing:
             model.gradient_checkpointing_enable({"use_reentrant": False})
             assert model.encoder.is_gradient_checkpointing

@@ -17,17 +17,34 @@ from led_hf.modeling import DenseEncoder
 from led_hf.trainers.dense import DenseTrainer
 
 
-def _trainer(model_dir, data_dir, output_dir, callbacks=(), num_negatives=2, model_settings=None,
-             **overrides) -> DenseTrainer:
-    settings = dict(output_dir=str(output_dir), use_cpu=True, per_device_train_batch_size=2, max_steps=3,
-                    learning_rate=1e-3, logging_steps=1, save_strategy="no", seed=0, dataloader_num_workers=0)
+def _trainer(
+    model_dir, data_dir, output_dir, callbacks=(), num_negatives=2, model_settings=None, **overrides
+) -> DenseTrainer:
+    settings = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        max_steps=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        dataloader_num_workers=0,
+    )
     settings.update(overrides)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = TrainGroups(data_dir, negs_sources="bm25", num_negatives=num_negatives, seed=0, show_progress=False)
+    groups = TrainGroups(
+        data_dir, negs_sources="bm25", num_negatives=num_negatives, seed=0, show_progress=False
+    )
     model = DenseEncoder.from_pretrained(model_dir, **(model_settings or {}))
-    return DenseTrainer(model=model, args=DenseTrainingArguments(**settings),
-                        train_dataset=groups, data_collator=TrainCollator(tokenizer, 16, 32),
-                        processing_class=tokenizer, callbacks=list(callbacks))
+    return DenseTrainer(
+        model=model,
+        args=DenseTrainingArguments(**settings),
+        train_dataset=groups,
+        data_collator=TrainCollator(tokenizer, 16, 32),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
 
 
 def _train_logs(trainer) -> list[dict]:
@@ -46,8 +63,9 @@ def _fixed_batch_loss(model, trainer) -> float:
 def test_training_lowers_the_loss_logs_parts_and_saves(tiny_bert_dir, prepared_msmarco, tmp_path):
     # Mean pooling: a randomly initialised tiny BERT gives nearly the same [CLS] state for every text,
     # which takes far more than a few steps to move.
-    trainer = _trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "out", max_steps=12,
-                       model_settings=dict(pooling="mean"))
+    trainer = _trainer(
+        tiny_bert_dir, prepared_msmarco, tmp_path / "out", max_steps=12, model_settings=dict(pooling="mean")
+    )
     before = _fixed_batch_loss(DenseEncoder.from_pretrained(tiny_bert_dir, pooling="mean"), trainer)
     trainer.train()
     logs = _train_logs(trainer)
@@ -77,14 +95,25 @@ class _GradientRecorder(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if self.grads is None:
-            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+            self.grads = {
+                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
+            }
 
 
 def _first_step_grads(model_dir, data_dir, output_dir, batch, accumulation, in_batch):
     recorder = _GradientRecorder()
-    trainer = _trainer(model_dir, data_dir, output_dir, callbacks=[recorder], max_steps=1, max_grad_norm=0.0,
-                       per_device_train_batch_size=batch, gradient_accumulation_steps=accumulation,
-                       in_batch_negatives=in_batch, train_sampling_strategy="sequential")
+    trainer = _trainer(
+        model_dir,
+        data_dir,
+        output_dir,
+        callbacks=[recorder],
+        max_steps=1,
+        max_grad_norm=0.0,
+        per_device_train_batch_size=batch,
+        gradient_accumulation_steps=accumulation,
+        in_batch_negatives=in_batch,
+        train_sampling_strategy="sequential",
+    )
     trainer.train()
     return recorder.grads, trainer
 
@@ -98,13 +127,17 @@ def _assert_same(grads_a, grads_b):
 def test_gradient_accumulation_equals_the_large_batch(no_dropout_bert_dir, prepared_msmarco, tmp_path):
     # Without in-batch negatives each query's loss depends on its own group only: 1 x 4 == 2 x 2 exactly.
     big, _ = _first_step_grads(no_dropout_bert_dir, prepared_msmarco, tmp_path / "a", 4, 1, in_batch=False)
-    accumulated, _ = _first_step_grads(no_dropout_bert_dir, prepared_msmarco, tmp_path / "b", 2, 2, in_batch=False)
+    accumulated, _ = _first_step_grads(
+        no_dropout_bert_dir, prepared_msmarco, tmp_path / "b", 2, 2, in_batch=False
+    )
     _assert_same(big, accumulated)
     assert max(g.abs().max().item() for g in big.values()) > 1e-4
 
     # With in-batch negatives, 2 accumulated micro-batches give the mean of their own gradients
     # (each micro-batch sees only its own in-batch negatives).
-    accumulated, trainer = _first_step_grads(no_dropout_bert_dir, prepared_msmarco, tmp_path / "c", 2, 2, in_batch=True)
+    accumulated, trainer = _first_step_grads(
+        no_dropout_bert_dir, prepared_msmarco, tmp_path / "c", 2, 2, in_batch=True
+    )
     model = DenseEncoder.from_pretrained(no_dropout_bert_dir)
     groups, collate = trainer.train_dataset, trainer.data_collator
     for rows in ([0, 1], [2, 3]):
@@ -135,14 +168,34 @@ def test_resume_from_checkpoint_continues_identically(tiny_bert_dir, prepared_ms
 def test_cli_recipe_config_flags_and_resolved_args(tiny_bert_dir, prepared_msmarco, tmp_path):
     config = tmp_path / "dense.yaml"
     # YAML reads 1e-3 as a string: the parser must still give a float.
-    config.write_text(f"model_name_or_path: {tiny_bert_dir}\ndata: {prepared_msmarco}\nnegs_sources: bm25\n"
-                      f"num_negatives: 2\nquery_max_length: 16\npassage_max_length: 32\nlearning_rate: 1e-3\n"
-                      f"per_device_train_batch_size: 2\nmax_steps: 2\nsave_strategy: 'no'\nuse_cpu: true\n"
-                      f"output_dir: {tmp_path / 'ignored'}\n")
+    config.write_text(
+        f"model_name_or_path: {tiny_bert_dir}\ndata: {prepared_msmarco}\nnegs_sources: bm25\n"
+        f"num_negatives: 2\nquery_max_length: 16\npassage_max_length: 32\nlearning_rate: 1e-3\n"
+        f"per_device_train_batch_size: 2\nmax_steps: 2\nsave_strategy: 'no'\nuse_cpu: true\n"
+        f"output_dir: {tmp_path / 'ignored'}\n"
+    )
     out = tmp_path / "run"
-    assert train_main(["dense", str(config), "--output_dir", str(out), "--learning_rate", "2e-3",
-                       "--pooling", "mean", "--hub_token", "hf_secret_value", "--temperature", "0.5",
-                       "--eval_split", "dev"]) == 0
+    assert (
+        train_main(
+            [
+                "dense",
+                str(config),
+                "--output_dir",
+                str(out),
+                "--learning_rate",
+                "2e-3",
+                "--pooling",
+                "mean",
+                "--hub_token",
+                "hf_secret_value",
+                "--temperature",
+                "0.5",
+                "--eval_split",
+                "dev",
+            ]
+        )
+        == 0
+    )
     resolved = json.loads((out / "led_args.json").read_text())
     assert resolved["learning_rate"] == 2e-3 and resolved["output_dir"] == str(out)
     assert resolved["num_negatives"] == 2 and resolved["negs_sources"] == ["bm25"]
@@ -156,8 +209,12 @@ def test_cli_recipe_config_flags_and_resolved_args(tiny_bert_dir, prepared_msmar
     assert "eval_ndcg@10" in (out / "README.md").read_text()
 
     # The resolved file runs again as a config.
-    assert train_main(["dense", str(out / "led_args.json"), "--output_dir", str(tmp_path / "again"),
-                       "--max_steps", "1"]) == 0
+    assert (
+        train_main(
+            ["dense", str(out / "led_args.json"), "--output_dir", str(tmp_path / "again"), "--max_steps", "1"]
+        )
+        == 0
+    )
 
 
 def test_cli_errors_and_help(tmp_path, capsys):

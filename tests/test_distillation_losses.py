@@ -33,7 +33,10 @@ def _reference_rank(student, teacher, include_positive=True, margin=0.0, min_gap
 
 
 def _reference_kl(student, teacher, temperature):
-    student, teacher = np.asarray(student, np.float64) / temperature, np.asarray(teacher, np.float64) / temperature
+    student, teacher = (
+        np.asarray(student, np.float64) / temperature,
+        np.asarray(teacher, np.float64) / temperature,
+    )
 
     def log_softmax(x):
         x = x - x.max(axis=1, keepdims=True)
@@ -67,11 +70,15 @@ def test_rank_loss_ties_and_min_teacher_gap():
     teacher = torch.tensor([[4.0, 2.0, 2.0, 1.0, 0.5], [1.0, 1.0, 1.0, 1.0, 1.0]])  # ties; row 2 all tied
     for gap in (None, 0.0, 1.0, 1.5, 10.0):
         for include_positive in (True, False):
-            expected, pairs, agreement = _reference_rank(student.numpy(), teacher.numpy(), include_positive, 0.3, gap)
+            expected, pairs, agreement = _reference_rank(
+                student.numpy(), teacher.numpy(), include_positive, 0.3, gap
+            )
             got = rank_consistency_loss(student, teacher, include_positive, margin=0.3, min_teacher_gap=gap)
             assert got.item() == pytest.approx(expected, rel=1e-6, abs=1e-7), (gap, include_positive)
-            assert int(teacher_pair_mask(teacher[:, 0 if include_positive else 1:], gap).sum()) == pairs
-            assert ranking_agreement(student, teacher, include_positive, gap).item() == pytest.approx(agreement)
+            assert int(teacher_pair_mask(teacher[:, 0 if include_positive else 1 :], gap).sum()) == pairs
+            assert ranking_agreement(student, teacher, include_positive, gap).item() == pytest.approx(
+                agreement
+            )
     # Row 0: 9 of its 10 pairs are strict (the tie at 2.0 is not a pair); row 1 has none.
     assert int(teacher_pair_mask(teacher).sum()) == 9
     # gap 10 leaves no pair: the loss is 0 but still a graph node (backward works, zero gradient).
@@ -120,7 +127,9 @@ def test_losses_stay_fp32_under_bf16_inputs_and_reject_bad_shapes():
     student, teacher = _scores(2, 8, 6), _scores(2, 8, 7)
     rank = rank_consistency_loss(student.bfloat16(), teacher)
     assert rank.dtype == torch.float32
-    assert rank.item() == pytest.approx(rank_consistency_loss(student.bfloat16().float(), teacher).item(), rel=1e-6)
+    assert rank.item() == pytest.approx(
+        rank_consistency_loss(student.bfloat16().float(), teacher).item(), rel=1e-6
+    )
     assert kl_distillation_loss(student.bfloat16(), teacher, 3.0).dtype == torch.float32
     with pytest.raises(LedError, match=r"\[B, C\]"):
         rank_consistency_loss(student, teacher[:, :4])

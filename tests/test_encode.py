@@ -51,10 +51,18 @@ class Counting:
 def run(data, out, model_parts, num_shards=1, shards=None, **kwargs):
     collate, encode_fn = model_parts
     kwargs.setdefault("manifest", {"model": "tiny", "data": str(data.root), "max_length": 24})
-    return enc.encode_to_folder(enc.corpus_source(data), out, encode_fn=encode_fn, collate=collate,
-                                shard_indices=range(num_shards) if shards is None else shards,
-                                num_shards=num_shards, batch_size=kwargs.pop("batch_size", 4),
-                                chunk_rows=kwargs.pop("chunk_rows", 5), progress=False, **kwargs)
+    return enc.encode_to_folder(
+        enc.corpus_source(data),
+        out,
+        encode_fn=encode_fn,
+        collate=collate,
+        shard_indices=range(num_shards) if shards is None else shards,
+        num_shards=num_shards,
+        batch_size=kwargs.pop("batch_size", 4),
+        chunk_rows=kwargs.pop("chunk_rows", 5),
+        progress=False,
+        **kwargs,
+    )
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -73,7 +81,10 @@ def test_length_batches_longest_first_stable():
 
 def test_token_lengths_count_real_tokens(model_parts):
     collate, _ = model_parts
-    features = [{"id": "a", "text": "aspirin", "title": ""}, {"id": "b", "text": "vitamin d deficiency", "title": ""}]
+    features = [
+        {"id": "a", "text": "aspirin", "title": ""},
+        {"id": "b", "text": "vitamin d deficiency", "title": ""},
+    ]
     lengths = enc.token_lengths(features, collate, chunk=1)
     one_by_one = [int(collate([f])["batch"]["attention_mask"].sum()) for f in features]
     assert lengths.tolist() == one_by_one and lengths[1] > lengths[0]
@@ -97,15 +108,26 @@ def test_embeddings_equal_one_by_one_unpadded(data, model_parts, tmp_path):
     features = enc.corpus_source(data).features(0, len(ids))
     # The length sort must really reorder rows here, or the test could not catch a lost permutation.
     lengths = enc.token_lengths(features, collate)
-    assert len(set(lengths.tolist())) > 2 and not np.array_equal(np.argsort(-lengths, kind="stable"), np.arange(len(ids)))
+    assert len(set(lengths.tolist())) > 2 and not np.array_equal(
+        np.argsort(-lengths, kind="stable"), np.arange(len(ids))
+    )
     with torch.inference_mode():
         expected = np.stack([encode_fn(collate([f])["batch"])[0].numpy() for f in features])
     assert embeddings.dtype == np.float32 and embeddings.shape == expected.shape
     np.testing.assert_allclose(embeddings, expected, atol=1e-5, rtol=0)
     manifest = json.loads((tmp_path / "emb" / "manifest.json").read_text())
-    assert manifest | {"data": None} == {"kind": "dense", "dim": 32, "num_shards": 1, "dtype": "float32",
-                                         "model": "tiny", "what": "passages", "split": None, "data": None,
-                                         "max_length": 24, "num_rows": len(ids)}
+    assert manifest | {"data": None} == {
+        "kind": "dense",
+        "dim": 32,
+        "num_shards": 1,
+        "dtype": "float32",
+        "model": "tiny",
+        "what": "passages",
+        "split": None,
+        "data": None,
+        "max_length": 24,
+        "num_rows": len(ids),
+    }
 
 
 def test_union_of_shards_equals_one_shard(data, model_parts, tmp_path):
@@ -118,9 +140,10 @@ def test_union_of_shards_equals_one_shard(data, model_parts, tmp_path):
     np.testing.assert_allclose(five, one, atol=1e-5, rtol=0)
     shard = tmp_path / "five" / "shard-00002-of-00005"
     rows = enc.shard_range(len(one_ids), 2, 5)
-    assert (shard / "ids.txt").read_text(encoding="utf-8").splitlines() == one_ids[rows.start:rows.stop]
+    assert (shard / "ids.txt").read_text(encoding="utf-8").splitlines() == one_ids[rows.start : rows.stop]
     assert sorted(p.name for p in (tmp_path / "five").iterdir()) == ["manifest.json"] + [
-        f"shard-{i:05d}-of-00005" for i in range(5)]
+        f"shard-{i:05d}-of-00005" for i in range(5)
+    ]
 
 
 def test_resume_recomputes_only_the_missing_shard(data, model_parts, tmp_path):
@@ -182,11 +205,21 @@ def test_manifest_mismatch_and_damaged_shard_error(data, model_parts, tmp_path):
     with pytest.raises(LedError, match="num_shards=2"):
         run(data, out, model_parts, num_shards=3)
     with pytest.raises(LedError, match="model='tiny'"):
-        run(data, out, model_parts, num_shards=2, manifest={"model": "other", "data": str(data.root),
-                                                             "max_length": 24})
+        run(
+            data,
+            out,
+            model_parts,
+            num_shards=2,
+            manifest={"model": "other", "data": str(data.root), "max_length": 24},
+        )
     with pytest.raises(LedError, match="max_length"):
-        run(data, out, model_parts, num_shards=2, manifest={"model": "tiny", "data": str(data.root),
-                                                             "max_length": 32})
+        run(
+            data,
+            out,
+            model_parts,
+            num_shards=2,
+            manifest={"model": "tiny", "data": str(data.root), "max_length": 32},
+        )
     np.save(out / "shard-00001-of-00002" / "embeddings.npy", np.zeros((1, 32), dtype=np.float32))
     with pytest.raises(LedError, match="shape"):
         run(data, out, model_parts, num_shards=2)
@@ -206,7 +239,17 @@ def cli(*args):
 
 def test_cli_corpus_and_queries(data, tiny_bert_dir, model_parts, tmp_path, capsys):
     out = tmp_path / "corpus"
-    base = ["--model", tiny_bert_dir, "--data", data.root, "--batch-size", 3, "--max-length", 24, "--no-progress"]
+    base = [
+        "--model",
+        tiny_bert_dir,
+        "--data",
+        data.root,
+        "--batch-size",
+        3,
+        "--max-length",
+        24,
+        "--no-progress",
+    ]
     assert cli(*base, "--corpus", "--output", out, "--num-shards", 2) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"] == str(Path(tiny_bert_dir).resolve()) and manifest["num_shards"] == 2
@@ -214,7 +257,9 @@ def test_cli_corpus_and_queries(data, tiny_bert_dir, model_parts, tmp_path, caps
     features = enc.corpus_source(data).features(0, len(ids))
     collate, encode_fn = model_parts
     with torch.inference_mode():
-        np.testing.assert_allclose(embeddings, encode_fn(collate(features)["batch"]).numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            embeddings, encode_fn(collate(features)["batch"]).numpy(), atol=1e-5, rtol=0
+        )
     assert cli(*base, "--corpus", "--output", out, "--num-shards", 2) == 0
     assert "0 shard(s) of 2" in capsys.readouterr().out
 
@@ -256,11 +301,31 @@ def _encode_rank(rank, port, model, data_root, out):
 
     from led_hf.cli.encode import main
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2", HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
-    code = main(["--model", model, "--data", data_root, "--corpus", "--output", out, "--num-shards", "3",
-                 "--max-length", "24", "--no-progress"])
+    code = main(
+        [
+            "--model",
+            model,
+            "--data",
+            data_root,
+            "--corpus",
+            "--output",
+            out,
+            "--num-shards",
+            "3",
+            "--max-length",
+            "24",
+            "--no-progress",
+        ]
+    )
     if code != 0:
         raise RuntimeError(f"rank {rank} exited with {code}")
 
@@ -274,10 +339,27 @@ def test_two_processes_split_shards(data, tiny_bert_dir, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    torch.multiprocessing.spawn(_encode_rank, args=(port, str(tiny_bert_dir), str(data.root), str(tmp_path / "ddp")),
-                                nprocs=2, join=True)
-    assert cli("--model", tiny_bert_dir, "--data", data.root, "--corpus", "--output", tmp_path / "one",
-               "--max-length", 24, "--no-progress") == 0
+    torch.multiprocessing.spawn(
+        _encode_rank,
+        args=(port, str(tiny_bert_dir), str(data.root), str(tmp_path / "ddp")),
+        nprocs=2,
+        join=True,
+    )
+    assert (
+        cli(
+            "--model",
+            tiny_bert_dir,
+            "--data",
+            data.root,
+            "--corpus",
+            "--output",
+            tmp_path / "one",
+            "--max-length",
+            24,
+            "--no-progress",
+        )
+        == 0
+    )
     ids, two = enc.load_embeddings(tmp_path / "ddp")
     one_ids, one = enc.load_embeddings(tmp_path / "one")
     assert ids == one_ids

@@ -97,7 +97,9 @@ def test_rerank_scores_prepared_candidates(prepared_msmarco):
 def test_rerank_from_run_file_only_sees_candidates(prepared_msmarco, tmp_path):
     run_path = tmp_path / "cands.trec"
     write_run(run_path, {"200": [("5", 1.0), ("2", 0.5)]})  # q201 has no candidates: counts 0
-    evaluator = RetrievalEvaluator(prepared_msmarco, "dev", mode="rerank", candidates=run_path, progress=False)
+    evaluator = RetrievalEvaluator(
+        prepared_msmarco, "dev", mode="rerank", candidates=run_path, progress=False
+    )
     got = evaluator(encode_queries, encode_passages, prefix="dev")
     assert got["dev_recall@50"] == 0.5 and got["dev_num_queries_retrieved"] == 1
 
@@ -137,17 +139,37 @@ def _trainer_setup(tmp_path, prepared_beir, **overrides):
             modes.append(model.training)
             return model.linear(torch.from_numpy(array)).detach().numpy()
 
-        return (lambda texts: project(encode_queries(texts)),
-                lambda titles, texts: project(encode_passages(titles, texts)))
+        return (
+            lambda texts: project(encode_queries(texts)),
+            lambda titles, texts: project(encode_passages(titles, texts)),
+        )
 
-    rows = Dataset.from_dict({"x": np.random.default_rng(0).standard_normal((8, DIM)).astype(np.float32).tolist()})
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, max_steps=2,
-                             eval_strategy="steps", eval_steps=1, save_strategy="steps", save_steps=1,
-                             metric_for_best_model="ndcg@10", load_best_model_at_end=True, report_to=[],
-                             use_cpu=True, logging_steps=1, **overrides)
+    rows = Dataset.from_dict(
+        {"x": np.random.default_rng(0).standard_normal((8, DIM)).astype(np.float32).tolist()}
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        eval_strategy="steps",
+        eval_steps=1,
+        save_strategy="steps",
+        save_steps=1,
+        metric_for_best_model="ndcg@10",
+        load_best_model_at_end=True,
+        report_to=[],
+        use_cpu=True,
+        logging_steps=1,
+        **overrides,
+    )
     evaluator = RetrievalEvaluator(prepared_beir, "train", progress=False)
-    trainer = Trainer(model=Projection(), args=args, train_dataset=rows, eval_dataset=rows,
-                      callbacks=[RetrievalEvaluatorCallback(evaluator, make_encoders)])
+    trainer = Trainer(
+        model=Projection(),
+        args=args,
+        train_dataset=rows,
+        eval_dataset=rows,
+        callbacks=[RetrievalEvaluatorCallback(evaluator, make_encoders)],
+    )
     return trainer, evaluator, make_encoders, modes
 
 
@@ -175,10 +197,16 @@ def test_led_metric_loads_offline_by_path(monkeypatch):
     for path in (METRIC_PATH, f"{METRIC_PATH}/led_metric.py"):
         metric = evaluate.load(path)
         got = metric.compute(
-            predictions=[{"pids": ["d3", "d1"], "scores": [2.0, 1.5]}, {"pids": [], "scores": []},
-                         {"pids": ["a", "b", "c"], "scores": [1.0, 1.0, 1.0]}],
-            references=[{"pids": ["d1"], "grades": [1]}, {"pids": ["d7"], "grades": [2]},
-                        {"pids": ["a", "c"], "grades": [2, 1]}],
+            predictions=[
+                {"pids": ["d3", "d1"], "scores": [2.0, 1.5]},
+                {"pids": [], "scores": []},
+                {"pids": ["a", "b", "c"], "scores": [1.0, 1.0, 1.0]},
+            ],
+            references=[
+                {"pids": ["d1"], "grades": [1]},
+                {"pids": ["d7"], "grades": [2]},
+                {"pids": ["a", "c"], "grades": [2, 1]},
+            ],
             relevance_level=2,
         )
         # query 1: d1 (grade 1) is not relevant at level 2; query 3: tie order c, b, a puts grade-2 "a" third

@@ -29,7 +29,9 @@ def _write_folder(folder, shards, ids, dtype=np.float32, manifest_extra=None):
         shard_dir = folder / f"shard-{i:05d}-of-{n:05d}"
         shard_dir.mkdir()
         np.save(shard_dir / "embeddings.npy", shard.astype(dtype))
-        (shard_dir / "ids.txt").write_text("".join(f"{x}\n" for x in ids[start:start + len(shard)]), encoding="utf-8")
+        (shard_dir / "ids.txt").write_text(
+            "".join(f"{x}\n" for x in ids[start : start + len(shard)]), encoding="utf-8"
+        )
         start += len(shard)
 
 
@@ -49,14 +51,17 @@ def test_sharded_search_equals_brute_force(split_points):
 def test_depth_beyond_corpus_pads_with_minus_one():
     rng = np.random.default_rng(3)
     passages = rng.standard_normal((5, 4)).astype(np.float32)
-    scores, indices = search_dense(rng.standard_normal((2, 4)), [passages[:2], passages[2:]], depth=8, progress=False)
+    scores, indices = search_dense(
+        rng.standard_normal((2, 4)), [passages[:2], passages[2:]], depth=8, progress=False
+    )
     assert (indices[:, 5:] == -1).all() and np.isneginf(scores[:, 5:]).all()
     assert sorted(indices[0, :5].tolist()) == [0, 1, 2, 3, 4]
 
 
 def test_merge_keeps_first_set_on_ties_and_drops_padding():
-    scores, indices = merge_topk(np.array([[1.0, 0.5]]), np.array([[0, 1]]), np.array([[1.0, 9.0]]),
-                                 np.array([[5, -1]]), depth=3)
+    scores, indices = merge_topk(
+        np.array([[1.0, 0.5]]), np.array([[0, 1]]), np.array([[1.0, 9.0]]), np.array([[5, -1]]), depth=3
+    )
     assert indices.tolist() == [[0, 5, 1]] and scores.tolist() == [[1.0, 1.0, 0.5]]
 
 
@@ -74,8 +79,23 @@ def test_cli_writes_run_from_float16_shards(tmp_path):
     _write_folder(tmp_path / "passages", np.split(passages, [13, 27]), pids, dtype=np.float16)
     _write_folder(tmp_path / "queries", [queries], qids)
     out = tmp_path / "run.trec"
-    assert main(["search", "--passages", str(tmp_path / "passages"), "--queries", str(tmp_path / "queries"),
-                 "--output", str(out), "--depth", "5", "--cpu"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--passages",
+                str(tmp_path / "passages"),
+                "--queries",
+                str(tmp_path / "queries"),
+                "--output",
+                str(out),
+                "--depth",
+                "5",
+                "--cpu",
+            ]
+        )
+        == 0
+    )
     run = read_run(out)
     expected_scores, expected_indices = _brute_force(queries, passages.astype(np.float32), 5)
     assert list(run) == qids
@@ -89,7 +109,9 @@ def test_bad_folders_are_located(tmp_path):
     rng = np.random.default_rng(0)
     with pytest.raises(LedError, match="no manifest.json"):
         open_embeddings(tmp_path)
-    _write_folder(tmp_path / "a", [rng.standard_normal((3, 4))], ["x", "y", "z"], manifest_extra={"num_shards": 2})
+    _write_folder(
+        tmp_path / "a", [rng.standard_normal((3, 4))], ["x", "y", "z"], manifest_extra={"num_shards": 2}
+    )
     with pytest.raises(LedError, match="shard-00000-of-00002.*missing"):
         open_embeddings(tmp_path / "a")
     _write_folder(tmp_path / "b", [rng.standard_normal((3, 4))], ["x", "y"])
@@ -102,8 +124,20 @@ def test_bad_folders_are_located(tmp_path):
     np.save(tmp_path / "d" / "shard-00000-of-00001" / "embeddings.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(InputError, match="not a plain .npy array"):
         open_embeddings(tmp_path / "d")
-    assert main(["search", "--passages", str(tmp_path / "b"), "--queries", str(tmp_path / "b"),
-                 "--output", str(tmp_path / "run.trec")]) == 1
+    assert (
+        main(
+            [
+                "search",
+                "--passages",
+                str(tmp_path / "b"),
+                "--queries",
+                str(tmp_path / "b"),
+                "--output",
+                str(tmp_path / "run.trec"),
+            ]
+        )
+        == 1
+    )
     assert not (tmp_path / "run.trec").exists()
 
 
@@ -117,6 +151,8 @@ def test_gpu_search_equals_cpu_search():
     queries = rng.standard_normal((300, 64)).astype(np.float32)
     shards = [rng.standard_normal((5000, 64)).astype(np.float32) for _ in range(3)]
     cpu_scores, cpu_indices = search_dense(queries, shards, depth=100, use_gpu=False, progress=False)
-    gpu_scores, gpu_indices = search_dense(queries, shards, depth=100, use_gpu=True, batch_size=128, progress=False)
+    gpu_scores, gpu_indices = search_dense(
+        queries, shards, depth=100, use_gpu=True, batch_size=128, progress=False
+    )
     np.testing.assert_allclose(gpu_scores, cpu_scores, rtol=1e-4, atol=1e-4)
     assert (gpu_indices == cpu_indices).mean() > 0.99  # float rounding may swap near-equal neighbours

@@ -28,16 +28,31 @@ def write_prepared(root: Path, pid_prefix: str = "") -> Path:
     from datasets import Dataset
 
     pid = lambda i: f"{pid_prefix}{i}"  # noqa: E731
-    Dataset.from_dict({"pid": [pid(i) for i in range(20)], "title": [f"title {i}" if i % 3 else "" for i in range(20)],
-                       "text": [f"passage number {i}" for i in range(20)]}).save_to_disk(root / "corpus")
-    Dataset.from_dict({"qid": [f"q{i}" for i in range(6, 0, -1)],
-                       "text": [f"query {i}" for i in range(6, 0, -1)]}).save_to_disk(root / "queries")
-    Dataset.from_dict({"qid": [q for q, _ in QRELS] + ["q3"], "pid": [pid(p) for _, p in QRELS] + [pid(19)],
-                       "score": [1] * len(QRELS) + [0]}).save_to_disk(root / "qrels" / "train")
+    Dataset.from_dict(
+        {
+            "pid": [pid(i) for i in range(20)],
+            "title": [f"title {i}" if i % 3 else "" for i in range(20)],
+            "text": [f"passage number {i}" for i in range(20)],
+        }
+    ).save_to_disk(root / "corpus")
+    Dataset.from_dict(
+        {"qid": [f"q{i}" for i in range(6, 0, -1)], "text": [f"query {i}" for i in range(6, 0, -1)]}
+    ).save_to_disk(root / "queries")
+    Dataset.from_dict(
+        {
+            "qid": [q for q, _ in QRELS] + ["q3"],
+            "pid": [pid(p) for _, p in QRELS] + [pid(19)],
+            "score": [1] * len(QRELS) + [0],
+        }
+    ).save_to_disk(root / "qrels" / "train")
     for source, lists in NEGATIVES.items():
-        Dataset.from_dict({"qid": list(lists), "pids": [[pid(p) for p in v] for v in lists.values()],
-                           "scores": [[float(-k) for k in range(len(v))] for v in lists.values()]}
-                          ).save_to_disk(root / "negatives" / source)
+        Dataset.from_dict(
+            {
+                "qid": list(lists),
+                "pids": [[pid(p) for p in v] for v in lists.values()],
+                "scores": [[float(-k) for k in range(len(v))] for v in lists.values()],
+            }
+        ).save_to_disk(root / "negatives" / source)
     return root
 
 
@@ -55,8 +70,15 @@ def reference_pool(qid: str, sources: list[str], depth: int, dedupe: bool, prefi
 @pytest.mark.parametrize("dedupe", [False, True])
 def test_items_follow_the_spec_draw(prepared, dedupe):
     root, prefix = prepared
-    groups = TrainGroups(root, negs_sources="bm25, mined", num_negs_per_system=4, num_negatives=3,
-                         dedupe_negatives=dedupe, seed=11, show_progress=False)
+    groups = TrainGroups(
+        root,
+        negs_sources="bm25, mined",
+        num_negs_per_system=4,
+        num_negatives=3,
+        dedupe_negatives=dedupe,
+        seed=11,
+        show_progress=False,
+    )
     assert groups.group_size == 4 and groups.num_empty_pools == 2 and groups.num_skipped_rows == 2
     assert len(groups) == 4  # q1, q2 (x2), q3; q4/q5 skipped
     positives = [(q, p) for q, p in QRELS if q not in ("q4", "q5")]
@@ -69,21 +91,24 @@ def test_items_follow_the_spec_draw(prepared, dedupe):
             pool = reference_pool(qid, ["bm25", "mined"], 4, dedupe, prefix)
             # example row = position among positive qrels rows (here equal to i)
             assert item["pids"][1:] == draw_negatives(pool, 3, seed=11, epoch=epoch, row=i)
-            rows = [int(p[len(prefix):]) for p in item["pids"]]
+            rows = [int(p[len(prefix) :]) for p in item["pids"]]
             assert item["texts"] == [f"passage number {r}" for r in rows]
             assert item["titles"] == [f"title {r}" if r % 3 else "" for r in rows]
     # q3's pool has 5 (or 4 deduped) entries > 3: the draw changes between epochs, not within one
     groups.set_epoch(0)
     first = groups[3]["pids"]
     assert groups[3]["pids"] == first
-    assert any(groups.candidate_rows(3, epoch=e).tolist() != groups.candidate_rows(3, epoch=0).tolist()
-               for e in range(1, 6))
+    assert any(
+        groups.candidate_rows(3, epoch=e).tolist() != groups.candidate_rows(3, epoch=0).tolist()
+        for e in range(1, 6)
+    )
 
 
 def test_source_order_truncation_and_unknown_source(prepared):
     root, prefix = prepared
-    groups = TrainGroups(root, negs_sources=["mined", "bm25"], num_negs_per_system=2, num_negatives=1,
-                         show_progress=False)
+    groups = TrainGroups(
+        root, negs_sources=["mined", "bm25"], num_negs_per_system=2, num_negatives=1, show_progress=False
+    )
     # q1: mined[:2] = 6, 14; bm25[:2] = 5, 6 -> [6, 14, 5, 6]
     assert groups.pool(0).tolist() == [6, 14, 5, 6]
     with pytest.raises(LedError, match="no negatives source 'nope'"):
@@ -93,8 +118,14 @@ def test_source_order_truncation_and_unknown_source(prepared):
 def test_empty_pools_in_batch_fill_with_other_positives(prepared, caplog):
     root, prefix = prepared
     with caplog.at_level(logging.WARNING):
-        groups = TrainGroups(root, negs_sources="bm25", num_negs_per_system=200, num_negatives=2,
-                             empty_pool="in_batch", show_progress=False)
+        groups = TrainGroups(
+            root,
+            negs_sources="bm25",
+            num_negs_per_system=200,
+            num_negatives=2,
+            empty_pool="in_batch",
+            show_progress=False,
+        )
     assert "2 of 5 training queries have an empty negative pool" in caplog.text
     assert len(groups) == 6 and groups.num_skipped_rows == 0
     training_positives = {f"{prefix}{p}" for _, p in QRELS}
@@ -136,9 +167,12 @@ def test_bad_ids_are_reported(tmp_path):
     from datasets import Dataset
 
     root = write_prepared(tmp_path / "data")
-    Dataset.from_dict({"qid": ["q1"], "pids": [["3", "99"]], "scores": [[1.0, 0.5]]}
-                      ).save_to_disk(root / "negatives" / "broken")
-    with pytest.raises(LedError, match=r"negatives/broken: qid 'q1' lists pid '99', which is not in the corpus"):
+    Dataset.from_dict({"qid": ["q1"], "pids": [["3", "99"]], "scores": [[1.0, 0.5]]}).save_to_disk(
+        root / "negatives" / "broken"
+    )
+    with pytest.raises(
+        LedError, match=r"negatives/broken: qid 'q1' lists pid '99', which is not in the corpus"
+    ):
         TrainGroups(root, negs_sources="broken", show_progress=False)
     Dataset.from_dict({"qid": ["q9"], "pid": ["1"], "score": [1]}).save_to_disk(root / "qrels" / "bad")
     with pytest.raises(LedError, match=r"qrels/bad: qid 'q9' is not in"):
@@ -147,11 +181,14 @@ def test_bad_ids_are_reported(tmp_path):
 
 def test_iterable_shards_cover_every_row_once(prepared):
     root, _ = prepared
-    groups = TrainGroups(root, negs_sources="bm25,mined", num_negatives=2, empty_pool="in_batch",
-                         show_progress=False)
+    groups = TrainGroups(
+        root, negs_sources="bm25,mined", num_negatives=2, empty_pool="in_batch", show_progress=False
+    )
     stream = TrainGroupsIterable(groups, shuffle=True)
     stream.set_epoch(3)
-    shards = [stream.shard_indices(rank=r, world=2, worker=w, num_workers=2) for r in range(2) for w in range(2)]
+    shards = [
+        stream.shard_indices(rank=r, world=2, worker=w, num_workers=2) for r in range(2) for w in range(2)
+    ]
     flat = np.concatenate(shards)
     assert len(flat) == 6 and len(set(flat.tolist())) == 6  # 6 rows: divisible by 2 processes
     assert sum(len(s) for s in shards[:2]) == sum(len(s) for s in shards[2:])  # equal per process
@@ -206,29 +243,54 @@ def _train(groups, output_dir, epochs=2, callbacks=None) -> list[list[str]]:
 
     callbacks = [EpochCallback()] if callbacks is None else callbacks
     model = PidRecorder()
-    args = TrainingArguments(output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=2,
-                             use_cpu=True, report_to=[], remove_unused_columns=False, save_strategy="no",
-                             logging_strategy="no", seed=5, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=groups, callbacks=callbacks,
-                      data_collator=lambda features: {"pids": [f["pids"] for f in features]})
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=2,
+        use_cpu=True,
+        report_to=[],
+        remove_unused_columns=False,
+        save_strategy="no",
+        logging_strategy="no",
+        seed=5,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=groups,
+        callbacks=callbacks,
+        data_collator=lambda features: {"pids": [f["pids"] for f in features]},
+    )
     trainer.train()
     return model.seen
 
 
 def test_trainer_run_sets_the_epoch(prepared, tmp_path):
     root, prefix = prepared
-    make = lambda: TrainGroups(root, negs_sources="bm25,mined", num_negs_per_system=200,  # noqa: E731
-                               num_negatives=2, seed=3, show_progress=False)
+
+    def make():
+        return TrainGroups(
+            root,
+            negs_sources="bm25,mined",
+            num_negs_per_system=200,
+            num_negatives=2,
+            seed=3,
+            show_progress=False,
+        )
+
     seen = _train(make(), tmp_path / "a")
     assert len(seen) == 4  # 4 rows, batch 2, 2 epochs
     epoch0 = {tuple(b) for b in seen[:2]}
     epoch1 = {tuple(b) for b in seen[2:]}
     groups = make()
-    expected = {e: {tuple(groups.candidate_rows(i, epoch=e).tolist()) for i in range(len(groups))} for e in (0, 1)}
+    expected = {
+        e: {tuple(groups.candidate_rows(i, epoch=e).tolist()) for i in range(len(groups))} for e in (0, 1)
+    }
 
     def groups_of(batches):
-        flat = [int(p[len(prefix):]) for b in batches for p in b]
-        return {tuple(flat[k:k + 3]) for k in range(0, len(flat), 3)}
+        flat = [int(p[len(prefix) :]) for b in batches for p in b]
+        return {tuple(flat[k : k + 3]) for k in range(0, len(flat), 3)}
 
     assert groups_of(epoch0) == expected[0] and groups_of(epoch1) == expected[1]
     assert expected[0] != expected[1]  # negatives differ between epochs
@@ -255,8 +317,9 @@ def test_epoch_callback_refuses_persistent_workers():
     args = SimpleNamespace(dataloader_persistent_workers=True, dataloader_num_workers=2)
     with pytest.raises(LedError, match="persistent"):
         EpochCallback().on_train_begin(args, None, None)
-    EpochCallback().on_train_begin(SimpleNamespace(dataloader_persistent_workers=True, dataloader_num_workers=0),
-                                   None, None)
+    EpochCallback().on_train_begin(
+        SimpleNamespace(dataloader_persistent_workers=True, dataloader_num_workers=0), None, None
+    )
 
 
 def test_prepared_by_led_prepare(request):

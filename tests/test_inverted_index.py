@@ -19,21 +19,44 @@ def random_sparse(rng, rows: int, vocab_size: int, mean_nnz: int, few_values: bo
     for _ in range(rows):
         nnz = int(rng.integers(0, 2 * mean_nnz + 1))
         terms = np.sort(rng.choice(vocab_size, size=min(nnz, vocab_size), replace=False))
-        weights = rng.choice([0.5, 1.0, 1.5], size=len(terms)) if few_values else rng.gamma(2.0, 0.6, size=len(terms))
+        weights = (
+            rng.choice([0.5, 1.0, 1.5], size=len(terms))
+            if few_values
+            else rng.gamma(2.0, 0.6, size=len(terms))
+        )
         indices.append(terms)
         values.append(np.maximum(weights, 0.001))
         indptr.append(indptr[-1] + len(terms))
-    return (np.array(indptr, np.int64), np.concatenate(indices).astype(np.int32),
-            np.concatenate(values).astype(np.float32))
+    return (
+        np.array(indptr, np.int64),
+        np.concatenate(indices).astype(np.int32),
+        np.concatenate(values).astype(np.float32),
+    )
 
 
-def write_sparse_folder(folder: Path, indptr, indices, values, ids, vocab_size: int, num_shards: int = 1,
-                        what: str = "passages", vocab: list[str] | None = None) -> Path:
+def write_sparse_folder(
+    folder: Path,
+    indptr,
+    indices,
+    values,
+    ids,
+    vocab_size: int,
+    num_shards: int = 1,
+    what: str = "passages",
+    vocab: list[str] | None = None,
+) -> Path:
     """The `led encode` sparse layout, rows split into contiguous shards as led encode splits them."""
     folder.mkdir(parents=True, exist_ok=True)
     n = len(ids)
-    manifest = {"kind": "sparse", "vocab_size": vocab_size, "num_shards": num_shards, "what": what,
-                "model": "fixture", "num_rows": n, "dtype": "float32"}
+    manifest = {
+        "kind": "sparse",
+        "vocab_size": vocab_size,
+        "num_shards": num_shards,
+        "what": what,
+        "model": "fixture",
+        "num_rows": n,
+        "dtype": "float32",
+    }
     (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     vocab = vocab or [f"tok{v}" for v in range(vocab_size)]
     (folder / "vocab.txt").write_text("".join(f"{t}\n" for t in vocab), encoding="utf-8")
@@ -42,7 +65,7 @@ def write_sparse_folder(folder: Path, indptr, indices, values, ids, vocab_size: 
         shard = folder / f"shard-{i:05d}-of-{num_shards:05d}"
         shard.mkdir()
         lo, hi = indptr[start], indptr[stop]
-        np.save(shard / "indptr.npy", (indptr[start:stop + 1] - lo).astype(np.int64))
+        np.save(shard / "indptr.npy", (indptr[start : stop + 1] - lo).astype(np.int64))
         np.save(shard / "indices.npy", indices[lo:hi].astype(np.int32))
         np.save(shard / "values.npy", values[lo:hi].astype(np.float32))
         (shard / "ids.txt").write_text("".join(f"{x}\n" for x in ids[start:stop]), encoding="utf-8")
@@ -102,7 +125,9 @@ def test_exact_top_k_matches_brute_force(tmp_path, corpus, quantized):
     with InvertedIndex.load(tmp_path / "idx") as index:
         assert index.doc_ids() == ids and index.doc_id(123) == "d123"
         tiny = [array.copy() for array in queries]
-        tiny[2][::5] = 0.001  # rounds to 0 when quantised: dropped from the query, never from the caller's arrays
+        tiny[2][::5] = (
+            0.001  # rounds to 0 when quantised: dropped from the query, never from the caller's arrays
+        )
         before = [array.copy() for array in tiny]
         assert index.queries(*tiny).nnz == len(tiny[1]) - (len(tiny[1]) + 4) // 5 * quantized
         assert all(np.array_equal(a, b) for a, b in zip(tiny, before))
@@ -126,7 +151,9 @@ def test_ties_keep_smaller_rows_and_depth_larger_than_matches(tmp_path):
     docs = random_sparse(rng, 200, 40, 4, few_values=True)
     queries = random_sparse(rng, 9, 40, 2, few_values=True)
     ids = [f"p{i}" for i in range(200)]
-    build_inverted_index(write_sparse_folder(tmp_path / "enc", *docs, ids, 40), tmp_path / "idx", progress=False)
+    build_inverted_index(
+        write_sparse_folder(tmp_path / "enc", *docs, ids, 40), tmp_path / "idx", progress=False
+    )
     transform = lambda v: quantize(v).astype(np.float64)  # noqa: E731
     reference = brute_force_top_k(dense(*queries, 40, transform), dense(*docs, 40, transform), 500)
     with InvertedIndex(tmp_path / "idx") as index:
@@ -141,13 +168,26 @@ def test_ties_keep_smaller_rows_and_depth_larger_than_matches(tmp_path):
 
 def test_sharded_build_equals_single_build_and_files_are_memory_mapped(tmp_path, corpus):
     (indptr, indices, values), _, ids = corpus
-    one = build_inverted_index(write_sparse_folder(tmp_path / "enc1", indptr, indices, values, ids, VOCAB_SIZE),
-                               tmp_path / "idx1", progress=False)
-    many = build_inverted_index(write_sparse_folder(tmp_path / "enc5", indptr, indices, values, ids, VOCAB_SIZE, 5),
-                                tmp_path / "idx5", progress=False)
+    one = build_inverted_index(
+        write_sparse_folder(tmp_path / "enc1", indptr, indices, values, ids, VOCAB_SIZE),
+        tmp_path / "idx1",
+        progress=False,
+    )
+    many = build_inverted_index(
+        write_sparse_folder(tmp_path / "enc5", indptr, indices, values, ids, VOCAB_SIZE, 5),
+        tmp_path / "idx5",
+        progress=False,
+    )
     assert one["num_postings"] == many["num_postings"] > 0
-    for name in ("term_ptr.npy", "doc_rows.npy", "weights.npy", "term_max.npy", "doc_ids.bin", "doc_id_offsets.npy",
-                 "vocab.txt"):
+    for name in (
+        "term_ptr.npy",
+        "doc_rows.npy",
+        "weights.npy",
+        "term_max.npy",
+        "doc_ids.bin",
+        "doc_id_offsets.npy",
+        "vocab.txt",
+    ):
         assert (tmp_path / "idx1" / name).read_bytes() == (tmp_path / "idx5" / name).read_bytes(), name
     index = InvertedIndex(tmp_path / "idx5")
     assert is_memory_mapped(index.postings.indices) and is_memory_mapped(index.postings.data)
@@ -168,15 +208,20 @@ def test_resume_rebuilds_only_missing_or_stale_parts(tmp_path, corpus):
     with pytest.raises(InputError, match=r"shard-00002-of-00004/values.npy: row of id 'd2\d\d'"):
         build_inverted_index(vectors, tmp_path / "idx", progress=False)
     assert not (tmp_path / "idx").exists()
-    assert sorted(p.name for p in (tmp_path / ".idx.parts").iterdir()) == ["shard-00000-of-00004",
-                                                                          "shard-00001-of-00004"]
+    assert sorted(p.name for p in (tmp_path / ".idx.parts").iterdir()) == [
+        "shard-00000-of-00004",
+        "shard-00001-of-00004",
+    ]
     np.save(vectors / "shard-00002-of-00004" / "values.npy", good_values)  # fixed: parts 0, 1 are reused
     shutil.rmtree(tmp_path / ".idx.parts" / "shard-00001-of-00004")  # a removed part is rebuilt
     stats = build_inverted_index(vectors, tmp_path / "idx", progress=False)
     assert stats["reused"] == ["shard-00000-of-00004"]
     assert stats["built"] == ["shard-00001-of-00004", "shard-00002-of-00004", "shard-00003-of-00004"]
-    reference = build_inverted_index(write_sparse_folder(tmp_path / "enc1", indptr, indices, values, ids, VOCAB_SIZE),
-                                     tmp_path / "ref", progress=False)
+    reference = build_inverted_index(
+        write_sparse_folder(tmp_path / "enc1", indptr, indices, values, ids, VOCAB_SIZE),
+        tmp_path / "ref",
+        progress=False,
+    )
     assert reference["num_postings"] == stats["num_postings"]
     for name in ("doc_rows.npy", "weights.npy", "term_ptr.npy", "doc_ids.bin"):
         assert (tmp_path / "idx" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
@@ -187,7 +232,9 @@ def test_resume_rebuilds_only_missing_or_stale_parts(tmp_path, corpus):
 def test_bad_inputs_name_the_file(tmp_path, corpus):
     (indptr, indices, values), _, ids = corpus
     dup_ids = ids[:-1] + ["d5"]
-    vectors = write_sparse_folder(tmp_path / "dup", indptr, indices, values, dup_ids, VOCAB_SIZE, num_shards=2)
+    vectors = write_sparse_folder(
+        tmp_path / "dup", indptr, indices, values, dup_ids, VOCAB_SIZE, num_shards=2
+    )
     with pytest.raises(InputError, match=r"shard-00001-of-00002/ids.txt:\d+: id 'd5' also appears"):
         build_inverted_index(vectors, tmp_path / "idx", progress=False)
     bad_terms = indices.copy()
@@ -195,7 +242,9 @@ def test_bad_inputs_name_the_file(tmp_path, corpus):
     vectors = write_sparse_folder(tmp_path / "oob", indptr, bad_terms, values, ids, VOCAB_SIZE)
     with pytest.raises(InputError, match="indices.npy: row of id 'd0' has a term id outside"):
         build_inverted_index(vectors, tmp_path / "idx2", progress=False)
-    vectors = write_sparse_folder(tmp_path / "partial", indptr, indices, values, ids, VOCAB_SIZE, num_shards=2)
+    vectors = write_sparse_folder(
+        tmp_path / "partial", indptr, indices, values, ids, VOCAB_SIZE, num_shards=2
+    )
     shutil.rmtree(vectors / "shard-00001-of-00002")
     with pytest.raises(LedError, match="incomplete: 1 of 2 shards missing"):
         build_inverted_index(vectors, tmp_path / "idx3", progress=False)
@@ -209,21 +258,49 @@ def test_search_sparse_results_and_cli(tmp_path, corpus):
     vectors = write_sparse_folder(tmp_path / "enc", indptr, indices, values, ids, VOCAB_SIZE, num_shards=2)
     qids = [f"q{i}" for i in range(len(queries[0]) - 1)]
     query_folder = write_sparse_folder(tmp_path / "q", *queries, qids, VOCAB_SIZE, what="queries")
-    assert main(["index", "--backend", "inverted", "--vectors", str(vectors), "--output", str(tmp_path / "idx")]) == 0
+    assert (
+        main(["index", "--backend", "inverted", "--vectors", str(vectors), "--output", str(tmp_path / "idx")])
+        == 0
+    )
     results = search_sparse(tmp_path / "idx", query_folder, depth=7, workers=1)
     assert list(results) == qids and all(len(hits) <= 7 for hits in results.values())
     transform = lambda v: quantize(v).astype(np.float64)  # noqa: E731
-    reference = brute_force_top_k(dense(*queries, VOCAB_SIZE, transform), dense(indptr, indices, values, VOCAB_SIZE,
-                                                                                    transform), 7)
+    reference = brute_force_top_k(
+        dense(*queries, VOCAB_SIZE, transform), dense(indptr, indices, values, VOCAB_SIZE, transform), 7
+    )
     for qid, (want_scores, want_rows) in zip(qids, reference):
         assert results[qid] == [(ids[r], float(s)) for s, r in zip(want_scores, want_rows)]
-    assert main(["index", "--backend", "inverted", "--vectors", str(vectors), "--output", str(tmp_path / "idx")]) == 1
-    other_vocab = write_sparse_folder(tmp_path / "q2", *queries, qids, VOCAB_SIZE, what="queries",
-                                      vocab=[f"x{v}" for v in range(VOCAB_SIZE)])
+    assert (
+        main(["index", "--backend", "inverted", "--vectors", str(vectors), "--output", str(tmp_path / "idx")])
+        == 1
+    )
+    other_vocab = write_sparse_folder(
+        tmp_path / "q2",
+        *queries,
+        qids,
+        VOCAB_SIZE,
+        what="queries",
+        vocab=[f"x{v}" for v in range(VOCAB_SIZE)],
+    )
     with pytest.raises(LedError, match="different vocabularies"):
         search_sparse(tmp_path / "idx", other_vocab)
     run = tmp_path / "run.trec"
-    assert main(["search", "--index", str(tmp_path / "idx"), "--queries", str(query_folder),
-                 "--output", str(run), "--depth", "7"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "idx"),
+                "--queries",
+                str(query_folder),
+                "--output",
+                str(run),
+                "--depth",
+                "7",
+            ]
+        )
+        == 0
+    )
     assert {q: sorted(h.items()) for q, h in read_run(run).items()} == {
-        q: sorted(hits) for q, hits in results.items() if hits}
+        q: sorted(hits) for q, hits in results.items() if hits
+    }

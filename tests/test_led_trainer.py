@@ -43,7 +43,8 @@ def teacher_dir(tmp_path_factory, tiny_bert_mlm_dir):
     """The tiny MLM saved as a led-hf SPLADE checkpoint (same fixture vocabulary as the student)."""
     directory = tmp_path_factory.mktemp("led-teacher")
     SpladeEncoder.from_pretrained(tiny_bert_mlm_dir).save_pretrained(
-        directory, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_mlm_dir))
+        directory, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_mlm_dir)
+    )
     return directory
 
 
@@ -53,7 +54,9 @@ def cross_encoder_dir(tmp_path_factory, tiny_bert_dir):
     directory = tmp_path_factory.mktemp("led-cross-encoder")
     torch.manual_seed(1)
     # built directly: CrossEncoder.from_pretrained warns once per path, which another test checks for this path
-    model = CrossEncoder(AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1), max_length=64)
+    model = CrossEncoder(
+        AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1), max_length=64
+    )
     model.save_pretrained(directory, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir))
     return directory
 
@@ -65,29 +68,66 @@ def scored_data(tmp_path, prepared_msmarco):
 
 
 def _args(output_dir, **overrides) -> LEDTrainingArguments:
-    settings = dict(output_dir=str(output_dir), use_cpu=True, per_device_train_batch_size=2, max_steps=3,
-                    learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none", seed=0,
-                    dataloader_num_workers=0, teacher_model_name_or_path="given-to-the-trainer",
-                    cross_encoder_name_or_path="given-to-the-trainer")
+    settings = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        max_steps=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        dataloader_num_workers=0,
+        teacher_model_name_or_path="given-to-the-trainer",
+        cross_encoder_name_or_path="given-to-the-trainer",
+    )
     settings.update(overrides)
     return LEDTrainingArguments(**settings)
 
 
-def _trainer(student, data, output_dir, teacher=None, cross_encoder=None, score_tables=None, teacher_tokenizer=None,
-             callbacks=(), **overrides) -> LEDTrainer:
+def _trainer(
+    student,
+    data,
+    output_dir,
+    teacher=None,
+    cross_encoder=None,
+    score_tables=None,
+    teacher_tokenizer=None,
+    callbacks=(),
+    **overrides,
+) -> LEDTrainer:
     tokenizer = AutoTokenizer.from_pretrained(student)
-    groups = ScoredTrainGroups(data, negs_sources="bm25", num_negatives=GROUP - 1, seed=0, show_progress=False,
-                               score_tables=score_tables)
+    groups = ScoredTrainGroups(
+        data,
+        negs_sources="bm25",
+        num_negatives=GROUP - 1,
+        seed=0,
+        show_progress=False,
+        score_tables=score_tables,
+    )
     ce_collator = None
     if cross_encoder is not None:
         ce_collator = CrossEncoderCollator(AutoTokenizer.from_pretrained(cross_encoder), max_length=64)
         cross_encoder = CrossEncoder.from_pretrained(cross_encoder, allow_new_head=False)
-    collator = LEDCollator(tokenizer, 16, 32, extra_keys=tuple(score_tables or ()), teacher_tokenizer=teacher_tokenizer,
-                           cross_encoder_collator=ce_collator)
-    return LEDTrainer(model=DenseEncoder.from_pretrained(student, pooling="mean"), args=_args(output_dir, **overrides),
-                      train_dataset=groups, data_collator=collator, processing_class=tokenizer,
-                      teacher=None if teacher is None else SpladeEncoder.from_pretrained(teacher),
-                      cross_encoder=cross_encoder, callbacks=list(callbacks))
+    collator = LEDCollator(
+        tokenizer,
+        16,
+        32,
+        extra_keys=tuple(score_tables or ()),
+        teacher_tokenizer=teacher_tokenizer,
+        cross_encoder_collator=ce_collator,
+    )
+    return LEDTrainer(
+        model=DenseEncoder.from_pretrained(student, pooling="mean"),
+        args=_args(output_dir, **overrides),
+        train_dataset=groups,
+        data_collator=collator,
+        processing_class=tokenizer,
+        teacher=None if teacher is None else SpladeEncoder.from_pretrained(teacher),
+        cross_encoder=cross_encoder,
+        callbacks=list(callbacks),
+    )
 
 
 def _train_logs(trainer) -> list[dict]:
@@ -98,8 +138,12 @@ def _batch(trainer, rows=(0, 1, 2)):
     return trainer.data_collator([trainer.train_dataset[i] for i in rows])
 
 
-def test_teacher_is_frozen_and_checkpoints_hold_only_the_student(student_dir, teacher_dir, prepared_msmarco, tmp_path):
-    trainer = _trainer(student_dir, prepared_msmarco, tmp_path / "out", teacher_dir, max_steps=4, rank_weight=2.0)
+def test_teacher_is_frozen_and_checkpoints_hold_only_the_student(
+    student_dir, teacher_dir, prepared_msmarco, tmp_path
+):
+    trainer = _trainer(
+        student_dir, prepared_msmarco, tmp_path / "out", teacher_dir, max_steps=4, rank_weight=2.0
+    )
     teacher = trainer.teacher
     teacher_before = {k: v.clone() for k, v in teacher.state_dict().items()}
     student_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -118,19 +162,30 @@ def test_teacher_is_frozen_and_checkpoints_hold_only_the_student(student_dir, te
     logs = _train_logs(trainer)
     assert len(logs) == 4
     for entry in logs:
-        for name in ("contrastive_loss", "rank_loss", "rank_agreement", "rank_weight", "kl_weight", "accuracy"):
+        for name in (
+            "contrastive_loss",
+            "rank_loss",
+            "rank_agreement",
+            "rank_weight",
+            "kl_weight",
+            "accuracy",
+        ):
             assert name in entry, (name, entry)
         assert "kl_loss" not in entry
         assert entry["rank_weight"] == 2.0 and entry["kl_weight"] == 0.0
         assert 0.0 <= entry["rank_agreement"] <= 1.0
-        assert entry["loss"] == pytest.approx(entry["contrastive_loss"] + 2.0 * entry["rank_loss"], rel=1e-3, abs=1e-4)
+        assert entry["loss"] == pytest.approx(
+            entry["contrastive_loss"] + 2.0 * entry["rank_loss"], rel=1e-3, abs=1e-4
+        )
     assert any(entry["rank_loss"] > 0 for entry in logs)  # the term is live, not vacuously zero
 
     saved = tmp_path / "saved"
     trainer.save_model(str(saved))
     weights = load_file(saved / "model.safetensors")
     assert set(weights) == set(trainer.model.encoder.state_dict())  # the student's backbone, nothing else
-    assert not any("predictions" in key or key.startswith("model.") for key in weights)  # no MLM head / teacher
+    assert not any(
+        "predictions" in key or key.startswith("model.") for key in weights
+    )  # no MLM head / teacher
     backbone = AutoModel.from_pretrained(saved)
     for name, value in trainer.model.encoder.state_dict().items():
         torch.testing.assert_close(backbone.state_dict()[name], value)
@@ -138,14 +193,16 @@ def test_teacher_is_frozen_and_checkpoints_hold_only_the_student(student_dir, te
     assert "rank consistency" in (saved / "README.md").read_text()
 
 
-def test_online_teacher_scores_each_querys_own_candidates(student_dir, teacher_dir, prepared_msmarco, tmp_path):
+def test_online_teacher_scores_each_querys_own_candidates(
+    student_dir, teacher_dir, prepared_msmarco, tmp_path
+):
     trainer = _trainer(student_dir, prepared_msmarco, tmp_path / "out", teacher_dir)
     batch = _batch(trainer)
     online = trainer.teacher_scores(batch, 3, GROUP)
     teacher = SpladeEncoder.from_pretrained(teacher_dir).eval()
     with torch.no_grad():
         full = teacher.score(teacher.encode(batch["query"]), teacher.encode(batch["passage"]))  # [3, 3*G]
-    expected = torch.stack([full[i, i * GROUP:(i + 1) * GROUP] for i in range(3)])
+    expected = torch.stack([full[i, i * GROUP : (i + 1) * GROUP] for i in range(3)])
     torch.testing.assert_close(online, expected, rtol=1e-5, atol=1e-5)
     assert online.std() > 0  # distinct scores: the comparison can fail
 
@@ -160,45 +217,104 @@ def test_online_teacher_scores_each_querys_own_candidates(student_dir, teacher_d
         out = trainer.model(query=batch["query"], passage=batch["passage"])
     student = torch.einsum("bh,bgh->bg", out.query_embeddings, out.passage_embeddings.view(3, GROUP, -1))
     parts = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
-    assert parts["rank_loss"] == pytest.approx(rank_consistency_loss(student / trainer.model.temperature,
-                                                                     expected).item(), rel=1e-5)
+    assert parts["rank_loss"] == pytest.approx(
+        rank_consistency_loss(student / trainer.model.temperature, expected).item(), rel=1e-5
+    )
     assert parts["rank_agreement"] == pytest.approx(ranking_agreement(student, expected).item())
     assert loss.item() == pytest.approx(parts["contrastive_loss"] + parts["rank_loss"], rel=1e-5)
 
 
 def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored_data, tmp_path, capsys):
-    assert led_main(["score-teacher", "--data", str(scored_data), "--teacher", str(teacher_dir), "--name", "sp",
-                     "--negs-sources", "bm25", "--query-max-length", "16", "--passage-max-length", "32",
-                     "--queries-per-chunk", "2", "--batch-size", "3", "--no-progress"]) == 0
+    assert (
+        led_main(
+            [
+                "score-teacher",
+                "--data",
+                str(scored_data),
+                "--teacher",
+                str(teacher_dir),
+                "--name",
+                "sp",
+                "--negs-sources",
+                "bm25",
+                "--query-max-length",
+                "16",
+                "--passage-max-length",
+                "32",
+                "--queries-per-chunk",
+                "2",
+                "--batch-size",
+                "3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metadata = json.loads(capsys.readouterr().out)
-    assert metadata["kind"] == "splade" and metadata["num_queries"] == 5 and metadata["negs_sources"] == ["bm25"]
+    assert (
+        metadata["kind"] == "splade" and metadata["num_queries"] == 5 and metadata["negs_sources"] == ["bm25"]
+    )
     # each training query's positives + distinct bm25 negatives: 100: 1+4, 101: 1+2, 102: 2+3, 103: 1+6, 104: 1+2
     assert metadata["num_pairs"] == 23
 
     online = _trainer(student_dir, scored_data, tmp_path / "a", teacher_dir)
-    precomputed = _trainer(student_dir, scored_data, tmp_path / "b", score_tables={"teacher_scores": "sp"},
-                           teacher_scores="precomputed", teacher_scores_name="sp")
+    precomputed = _trainer(
+        student_dir,
+        scored_data,
+        tmp_path / "b",
+        score_tables={"teacher_scores": "sp"},
+        teacher_scores="precomputed",
+        teacher_scores_name="sp",
+    )
     for epoch in (0, 1):  # fresh draws each epoch, still looked up right
         online.train_dataset.set_epoch(epoch)
         precomputed.train_dataset.set_epoch(epoch)
         rows = list(range(len(online.train_dataset)))
         batch = _batch(precomputed, rows)
         assert batch["teacher_scores"].shape == (len(rows), GROUP)
-        torch.testing.assert_close(batch["teacher_scores"], online.teacher_scores(_batch(online, rows), len(rows), GROUP),
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            batch["teacher_scores"],
+            online.teacher_scores(_batch(online, rows), len(rows), GROUP),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     precomputed.train()  # no teacher model at all
     assert precomputed.teacher is None and "rank_loss" in _train_logs(precomputed)[0]
 
     # rewriting needs --overwrite; a table that does not cover the training setup is refused
-    assert led_main(["score-teacher", "--data", str(scored_data), "--teacher", str(teacher_dir), "--name", "sp",
-                     "--no-progress"]) == 1
+    assert (
+        led_main(
+            [
+                "score-teacher",
+                "--data",
+                str(scored_data),
+                "--teacher",
+                str(teacher_dir),
+                "--name",
+                "sp",
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert "--overwrite" in capsys.readouterr().err
     with pytest.raises(LedError, match="num_negs_per_system"):
-        ScoredTrainGroups(scored_data, negs_sources="bm25", num_negs_per_system=500, num_negatives=2,
-                          show_progress=False, score_tables={"teacher_scores": "sp"})
+        ScoredTrainGroups(
+            scored_data,
+            negs_sources="bm25",
+            num_negs_per_system=500,
+            num_negatives=2,
+            show_progress=False,
+            score_tables={"teacher_scores": "sp"},
+        )
     with pytest.raises(LedError, match="no teacher scores"):
-        ScoredTrainGroups(scored_data, negs_sources="bm25", num_negatives=2, show_progress=False,
-                          score_tables={"teacher_scores": "missing"})
+        ScoredTrainGroups(
+            scored_data,
+            negs_sources="bm25",
+            num_negatives=2,
+            show_progress=False,
+            score_tables={"teacher_scores": "missing"},
+        )
 
 
 def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, monkeypatch):
@@ -206,12 +322,21 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
 
     from led_hf.retrieval import teacher_scores as ts
 
-    options = dict(negs_sources="bm25", query_max_length=16, passage_max_length=32, batch_size=3, part_queries=2,
-                   precision="fp32", progress=False)
+    options = dict(
+        negs_sources="bm25",
+        query_max_length=16,
+        passage_max_length=32,
+        batch_size=3,
+        part_queries=2,
+        precision="fp32",
+        progress=False,
+    )
     reference = ts.score_teacher(scored_data, str(teacher_dir), "whole", **options)
     real, scored = ts._score_part, []
 
-    def killed_in_part_1(*args, **kwargs):  # (groups, scorer, queries, per_chunk, device, precision, work, index, ...)
+    def killed_in_part_1(
+        *args, **kwargs
+    ):  # (groups, scorer, queries, per_chunk, device, precision, work, index, ...)
         scored.append(args[7])
         if args[7] == 1:
             raise RuntimeError("killed")
@@ -221,33 +346,53 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
     with pytest.raises(RuntimeError, match="killed"):
         ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
     work = scored_data / "teacher_scores" / ".work-resumed"
-    assert [p.name for p in sorted(work.glob("part-*"))] == ["part-00000.arrow"]  # 5 queries: parts of 2, 2, 1
+    assert [p.name for p in sorted(work.glob("part-*"))] == [
+        "part-00000.arrow"
+    ]  # 5 queries: parts of 2, 2, 1
     assert not (scored_data / "teacher_scores" / "resumed").exists()
     with pytest.raises(LedError, match="part_queries differs"):  # other options: the work is not reused
         ts.score_teacher(scored_data, str(teacher_dir), "resumed", **{**options, "part_queries": 3})
 
     scored.clear()
-    monkeypatch.setattr(ts, "_score_part", lambda *args, **kwargs: (scored.append(args[7]), real(*args, **kwargs)))
+    monkeypatch.setattr(
+        ts, "_score_part", lambda *args, **kwargs: (scored.append(args[7]), real(*args, **kwargs))
+    )
     metadata = ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
     assert scored == [1, 2] and not work.exists()
     assert metadata == reference
-    tables = [load_from_disk(str(scored_data / "teacher_scores" / name)).to_dict() for name in ("whole", "resumed")]
+    tables = [
+        load_from_disk(str(scored_data / "teacher_scores" / name)).to_dict() for name in ("whole", "resumed")
+    ]
     assert tables[0] == tables[1] and tables[0]["qid"] == ["100", "101", "102", "103", "104"]
 
 
 def test_score_teacher_looks_up_the_teachers_corpus_vectors(teacher_dir, scored_data, capsys):
     from datasets import load_from_disk
 
-    common = ["score-teacher", "--data", str(scored_data), "--teacher", str(teacher_dir), "--negs-sources", "bm25",
-              "--query-max-length", "16", "--passage-max-length", "32", "--no-progress"]
+    common = [
+        "score-teacher",
+        "--data",
+        str(scored_data),
+        "--teacher",
+        str(teacher_dir),
+        "--negs-sources",
+        "bm25",
+        "--query-max-length",
+        "16",
+        "--passage-max-length",
+        "32",
+        "--no-progress",
+    ]
     encode = ["encode", "--model", str(teacher_dir), "--data", str(scored_data), "--corpus", "--no-progress"]
     assert led_main([*encode, "--max-length", "32", "--output", str(scored_data / "enc32")]) == 0
     assert led_main([*encode, "--max-length", "24", "--output", str(scored_data / "enc24")]) == 0
     assert led_main([*common, "--name", "encoded"]) == 0
     assert led_main([*common, "--name", "looked-up", "--corpus-vectors", str(scored_data / "enc32")]) == 0
     capsys.readouterr()
-    encoded, looked_up = (load_from_disk(str(scored_data / "teacher_scores" / name)).to_dict()
-                          for name in ("encoded", "looked-up"))
+    encoded, looked_up = (
+        load_from_disk(str(scored_data / "teacher_scores" / name)).to_dict()
+        for name in ("encoded", "looked-up")
+    )
     assert encoded["pids"] == looked_up["pids"]
     for a, b in zip(encoded["scores"], looked_up["scores"]):
         assert b == pytest.approx(a, rel=1e-5, abs=1e-5)
@@ -257,9 +402,12 @@ def test_score_teacher_looks_up_the_teachers_corpus_vectors(teacher_dir, scored_
 
 
 def test_cross_encoder_kl_path(student_dir, teacher_dir, cross_encoder_dir, scored_data, tmp_path):
-    overrides = dict(rank_weight=1.2, kl_weight=1.5, kl_temperature=3.0, rank_include_positive=False, max_steps=2)
-    trainer = _trainer(student_dir, scored_data, tmp_path / "rt", teacher_dir, cross_encoder=cross_encoder_dir,
-                       **overrides)
+    overrides = dict(
+        rank_weight=1.2, kl_weight=1.5, kl_temperature=3.0, rank_include_positive=False, max_steps=2
+    )
+    trainer = _trainer(
+        student_dir, scored_data, tmp_path / "rt", teacher_dir, cross_encoder=cross_encoder_dir, **overrides
+    )
     batch = _batch(trainer)
     online = trainer.cross_encoder_scores(batch, 3, GROUP)
     reference = CrossEncoder.from_pretrained(cross_encoder_dir, allow_new_head=False).eval()
@@ -290,21 +438,48 @@ def test_cross_encoder_kl_path(student_dir, teacher_dir, cross_encoder_dir, scor
         out = trainer.model(query=batch["query"], passage=batch["passage"])
     student = torch.einsum("bh,bgh->bg", out.query_embeddings, out.passage_embeddings.view(3, GROUP, -1))
     kl = trainer._metrics["eval"]["kl_loss"][-1]
-    assert kl == pytest.approx(kl_distillation_loss(student / trainer.model.temperature, expected, 3.0).item(), rel=1e-5)
+    assert kl == pytest.approx(
+        kl_distillation_loss(student / trainer.model.temperature, expected, 3.0).item(), rel=1e-5
+    )
 
     # precomputed cross-encoder scores are the same logits
-    assert led_main(["score-teacher", "--data", str(scored_data), "--teacher", str(cross_encoder_dir), "--name", "ce",
-                     "--negs-sources", "bm25", "--no-progress"]) == 0
-    precomputed = _trainer(student_dir, scored_data, tmp_path / "pre", teacher_scores="precomputed",
-                           teacher_scores_name="unused", cross_encoder_scores_name="ce",
-                           score_tables={"cross_encoder_scores": "ce"}, **dict(overrides, rank_weight=0.0))
+    assert (
+        led_main(
+            [
+                "score-teacher",
+                "--data",
+                str(scored_data),
+                "--teacher",
+                str(cross_encoder_dir),
+                "--name",
+                "ce",
+                "--negs-sources",
+                "bm25",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    precomputed = _trainer(
+        student_dir,
+        scored_data,
+        tmp_path / "pre",
+        teacher_scores="precomputed",
+        teacher_scores_name="unused",
+        cross_encoder_scores_name="ce",
+        score_tables={"cross_encoder_scores": "ce"},
+        **dict(overrides, rank_weight=0.0),
+    )
     torch.testing.assert_close(_batch(precomputed)["cross_encoder_scores"], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_same_tokenization_and_a_teacher_that_tokenizes_itself(student_dir, teacher_dir, tiny_bert_mlm_dir,
-                                                               prepared_msmarco, tmp_path):
+def test_same_tokenization_and_a_teacher_that_tokenizes_itself(
+    student_dir, teacher_dir, tiny_bert_mlm_dir, prepared_msmarco, tmp_path
+):
     student_tokenizer = AutoTokenizer.from_pretrained(student_dir)
-    assert same_tokenization(student_tokenizer, AutoTokenizer.from_pretrained(teacher_dir))  # separate files, same vocab
+    assert same_tokenization(
+        student_tokenizer, AutoTokenizer.from_pretrained(teacher_dir)
+    )  # separate files, same vocab
     vocab = list(student_tokenizer.get_vocab())
     vocab.sort(key=student_tokenizer.get_vocab().get)
     # same size, different ids: two tokens swapped
@@ -316,49 +491,120 @@ def test_same_tokenization_and_a_teacher_that_tokenizes_itself(student_dir, teac
     # same vocabulary dict, different normalisation (cased)
     (tmp_path / "same.txt").write_text("\n".join(vocab) + "\n")
     cased = BertTokenizerFast(vocab=str(tmp_path / "same.txt"), do_lower_case=False)
-    assert cased.get_vocab() == student_tokenizer.get_vocab() and not same_tokenization(student_tokenizer, cased)
+    assert cased.get_vocab() == student_tokenizer.get_vocab() and not same_tokenization(
+        student_tokenizer, cased
+    )
 
     # a teacher with its own (swapped) vocabulary gets its own token ids from the collator
     teacher_folder = tmp_path / "other-teacher"
     SpladeEncoder.from_pretrained(tiny_bert_mlm_dir).save_pretrained(teacher_folder, tokenizer=other)
-    trainer = _trainer(student_dir, prepared_msmarco, tmp_path / "out", teacher=teacher_folder, teacher_tokenizer=other)
+    trainer = _trainer(
+        student_dir, prepared_msmarco, tmp_path / "out", teacher=teacher_folder, teacher_tokenizer=other
+    )
     batch = _batch(trainer)
     assert not torch.equal(batch["teacher_passage"]["input_ids"], batch["passage"]["input_ids"])
     teacher = SpladeEncoder.from_pretrained(teacher_folder).eval()
     with torch.no_grad():
         full = teacher.score(teacher.encode(batch["teacher_query"]), teacher.encode(batch["teacher_passage"]))
-    expected = torch.stack([full[i, i * GROUP:(i + 1) * GROUP] for i in range(3)])
+    expected = torch.stack([full[i, i * GROUP : (i + 1) * GROUP] for i in range(3)])
     torch.testing.assert_close(trainer.teacher_scores(batch, 3, GROUP), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_cli_recipe_online_precomputed_and_errors(student_dir, teacher_dir, scored_data, tmp_path, capsys):
     config = tmp_path / "led.json"
-    config.write_text(json.dumps({
-        "model_name_or_path": str(student_dir), "teacher_model_name_or_path": str(teacher_dir),
-        "data": str(scored_data), "negs_sources": "bm25", "num_negatives": 2, "query_max_length": 16,
-        "passage_max_length": 32, "learning_rate": 1e-3, "per_device_train_batch_size": 2, "max_steps": 2,
-        "save_strategy": "no", "use_cpu": True, "report_to": "none", "pooling": "mean",
-        "output_dir": str(tmp_path / "ignored")}))
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": str(student_dir),
+                "teacher_model_name_or_path": str(teacher_dir),
+                "data": str(scored_data),
+                "negs_sources": "bm25",
+                "num_negatives": 2,
+                "query_max_length": 16,
+                "passage_max_length": 32,
+                "learning_rate": 1e-3,
+                "per_device_train_batch_size": 2,
+                "max_steps": 2,
+                "save_strategy": "no",
+                "use_cpu": True,
+                "report_to": "none",
+                "pooling": "mean",
+                "output_dir": str(tmp_path / "ignored"),
+            }
+        )
+    )
     out = tmp_path / "online"
     assert led_main(["train", "led", str(config), "--output_dir", str(out), "--rank_weight", "0.5"]) == 0
     resolved = json.loads((out / "led_args.json").read_text())
     assert resolved["rank_weight"] == 0.5 and resolved["teacher_scores"] == "online"
     AutoModel.from_pretrained(out)
-    assert not (out / "led_teacher").exists() and json.loads((out / "led_config.json").read_text())["kind"] == "dense"
+    assert (
+        not (out / "led_teacher").exists()
+        and json.loads((out / "led_config.json").read_text())["kind"] == "dense"
+    )
     assert "rank consistency" in (out / "README.md").read_text()
 
-    assert led_main(["score-teacher", "--data", str(scored_data), "--teacher", str(teacher_dir), "--name", "sp",
-                     "--negs-sources", "bm25", "--query-max-length", "16", "--passage-max-length", "32",
-                     "--no-progress"]) == 0
+    assert (
+        led_main(
+            [
+                "score-teacher",
+                "--data",
+                str(scored_data),
+                "--teacher",
+                str(teacher_dir),
+                "--name",
+                "sp",
+                "--negs-sources",
+                "bm25",
+                "--query-max-length",
+                "16",
+                "--passage-max-length",
+                "32",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert led_main(["train", "led", str(config), "--output_dir", str(tmp_path / "pre"), "--teacher_scores",
-                     "precomputed", "--teacher_scores_name", "sp", "--teacher_model_name_or_path", "no/such/dir"]) == 0
+    assert (
+        led_main(
+            [
+                "train",
+                "led",
+                str(config),
+                "--output_dir",
+                str(tmp_path / "pre"),
+                "--teacher_scores",
+                "precomputed",
+                "--teacher_scores_name",
+                "sp",
+                "--teacher_model_name_or_path",
+                "no/such/dir",
+            ]
+        )
+        == 0
+    )
 
     # errors: one line, exit 1
-    assert led_main(["train", "led", str(config), "--output_dir", str(tmp_path / "x"), "--teacher_scores",
-                     "precomputed"]) == 1
+    assert (
+        led_main(
+            [
+                "train",
+                "led",
+                str(config),
+                "--output_dir",
+                str(tmp_path / "x"),
+                "--teacher_scores",
+                "precomputed",
+            ]
+        )
+        == 1
+    )
     assert "teacher_scores_name is not set" in capsys.readouterr().err
-    assert led_main(["train", "led", str(config), "--output_dir", str(tmp_path / "y"), "--kl_weight", "1.5"]) == 1
+    assert (
+        led_main(["train", "led", str(config), "--output_dir", str(tmp_path / "y"), "--kl_weight", "1.5"])
+        == 1
+    )
     assert "cross_encoder_name_or_path" in capsys.readouterr().err
     assert led_main(["train", "led", "--help"]) == 0
     assert "--min_teacher_gap" in capsys.readouterr().out
@@ -372,13 +618,24 @@ class _FirstStepGradients(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if self.grads is None:
-            self.grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+            self.grads = {
+                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
+            }
 
 
 def _first_step(student, teacher, data, output_dir, batch_size):
     recorder = _FirstStepGradients()
-    trainer = _trainer(student, data, output_dir, teacher, callbacks=[recorder], max_steps=1, max_grad_norm=0.0,
-                       per_device_train_batch_size=batch_size, train_sampling_strategy="sequential")
+    trainer = _trainer(
+        student,
+        data,
+        output_dir,
+        teacher,
+        callbacks=[recorder],
+        max_steps=1,
+        max_grad_norm=0.0,
+        per_device_train_batch_size=batch_size,
+        train_sampling_strategy="sequential",
+    )
     trainer.train()
     return recorder.grads, trainer
 
@@ -390,8 +647,14 @@ def _ddp_worker(rank: int, port: int, student: str, teacher: str, data: str, out
     from safetensors.torch import save_file
 
     sys.path.insert(0, os.path.dirname(__file__))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE="2", HF_HUB_OFFLINE="1")
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE="2",
+        HF_HUB_OFFLINE="1",
+    )
     torch.set_num_threads(1)
     from test_led_trainer import _first_step
 
@@ -400,7 +663,9 @@ def _ddp_worker(rank: int, port: int, student: str, teacher: str, data: str, out
     assert all(p.grad is None and not p.requires_grad for p in trainer.teacher.parameters())
     assert "rank_loss" in trainer.state.log_history[0]
     if rank == 0:
-        save_file({name: grad.contiguous() for name, grad in grads.items()}, os.path.join(out, "ddp.safetensors"))
+        save_file(
+            {name: grad.contiguous() for name, grad in grads.items()}, os.path.join(out, "ddp.safetensors")
+        )
 
 
 @pytest.mark.slow
@@ -416,8 +681,12 @@ def test_two_gloo_processes_equal_one_process(student_dir, teacher_dir, prepared
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    torch.multiprocessing.spawn(_ddp_worker, args=(port, str(student_dir), str(teacher_dir), str(prepared_msmarco),
-                                                   str(tmp_path)), nprocs=2, join=True)
+    torch.multiprocessing.spawn(
+        _ddp_worker,
+        args=(port, str(student_dir), str(teacher_dir), str(prepared_msmarco), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
     reference, trainer = _first_step(student_dir, teacher_dir, prepared_msmarco, tmp_path / "single", 4)
     assert trainer.state.log_history[0]["rank_loss"] > 0
     distributed = load_file(tmp_path / "ddp.safetensors")
@@ -436,30 +705,55 @@ def test_configs_hold_the_reference_recipe():
     configs = Path(__file__).resolve().parents[1] / "configs"
     types = (ModelArguments, DataArguments, LEDTrainingArguments)
     flags = ["--output_dir", "unused", "--use_cpu", "true", "--bf16", "false"]
-    for name, rank_weight, include_positive, kl_weight in (("led", 1.0, True, 0.0), ("led_rt", 1.2, False, 1.5)):
+    for name, rank_weight, include_positive, kl_weight in (
+        ("led", 1.0, True, 0.0),
+        ("led_rt", 1.2, False, 1.5),
+    ):
         model, data, training = parse_arguments(types, [str(configs / "msmarco" / f"{name}.json"), *flags])
         assert model.model_name_or_path == "runs/msmarco/co-stg1" and model.pooling == "cls"
         assert training.teacher_model_name_or_path == "runs/msmarco/sp-stg2"
         assert data.negs_sources == ["co-stg1", "sp-stg1", "sp-stg2"] and data.num_negs_per_system == 200
         assert data.num_negatives == 32 and not data.dedupe_negatives
-        assert (training.learning_rate, training.per_device_train_batch_size, training.num_train_epochs) == (5e-6, 16, 3)
-        assert (training.rank_weight, training.rank_include_positive, training.kl_weight) == \
-            (rank_weight, include_positive, kl_weight)
-        assert training.kl_temperature == 3.0 and training.rank_margin == 0.0 and training.min_teacher_gap is None
+        assert (training.learning_rate, training.per_device_train_batch_size, training.num_train_epochs) == (
+            5e-6,
+            16,
+            3,
+        )
+        assert (training.rank_weight, training.rank_include_positive, training.kl_weight) == (
+            rank_weight,
+            include_positive,
+            kl_weight,
+        )
+        assert (
+            training.kl_temperature == 3.0
+            and training.rank_margin == 0.0
+            and training.min_teacher_gap is None
+        )
         assert (name == "led_rt") == (training.cross_encoder_name_or_path is not None)
         demo = configs / "demo" / f"{name}_scifact.json"
         with pytest.raises(SystemExit):  # the student checkpoint is a required flag
             parse_arguments(types, [str(demo), *flags])
-        checkpoints = ["--model_name_or_path", "runs/den", "--teacher_model_name_or_path", "runs/lex",
-                       "--cross_encoder_name_or_path", "runs/ce"]
+        checkpoints = [
+            "--model_name_or_path",
+            "runs/den",
+            "--teacher_model_name_or_path",
+            "runs/lex",
+            "--cross_encoder_name_or_path",
+            "runs/ce",
+        ]
         model, data, training = parse_arguments(types, [str(demo), *flags, *checkpoints])
         assert data.negs_sources == ["co-stg1", "sp-stg1", "sp-stg2"]
-        assert (training.rank_weight, training.rank_include_positive, training.kl_weight) == \
-            (rank_weight, include_positive, kl_weight)
+        assert (training.rank_weight, training.rank_include_positive, training.kl_weight) == (
+            rank_weight,
+            include_positive,
+            kl_weight,
+        )
 
 
 @pytest.mark.slow
-def test_accelerate_launch_script_with_two_gloo_processes(student_dir, teacher_dir, prepared_msmarco, tmp_path):
+def test_accelerate_launch_script_with_two_gloo_processes(
+    student_dir, teacher_dir, prepared_msmarco, tmp_path
+):
     """`accelerate launch --multi_gpu --num_processes 2 scripts/train_led.py CONFIG` on CPU: two gloo ranks."""
     import os
     import subprocess
@@ -468,17 +762,53 @@ def test_accelerate_launch_script_with_two_gloo_processes(student_dir, teacher_d
 
     root = Path(__file__).resolve().parents[1]
     config = tmp_path / "led.json"
-    config.write_text(json.dumps({
-        "model_name_or_path": str(student_dir), "pooling": "mean", "teacher_model_name_or_path": str(teacher_dir),
-        "data": str(prepared_msmarco), "negs_sources": "bm25,dense", "num_negatives": 4, "query_max_length": 16,
-        "passage_max_length": 32, "per_device_train_batch_size": 2, "max_steps": 2, "learning_rate": 1e-3,
-        "save_strategy": "no", "use_cpu": True, "report_to": "none", "logging_steps": 1}))
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": str(student_dir),
+                "pooling": "mean",
+                "teacher_model_name_or_path": str(teacher_dir),
+                "data": str(prepared_msmarco),
+                "negs_sources": "bm25,dense",
+                "num_negatives": 4,
+                "query_max_length": 16,
+                "passage_max_length": 32,
+                "per_device_train_batch_size": 2,
+                "max_steps": 2,
+                "learning_rate": 1e-3,
+                "save_strategy": "no",
+                "use_cpu": True,
+                "report_to": "none",
+                "logging_steps": 1,
+            }
+        )
+    )
     out = tmp_path / "out"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                           str(root / "scripts" / "train_led.py"), str(config), "--output_dir", str(out)],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(root / "scripts" / "train_led.py"),
+            str(config),
+            "--output_dir",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     logs = done.stdout + done.stderr
     # 6 groups / (2 ranks x 2 queries) = one step per epoch (one process would need three)

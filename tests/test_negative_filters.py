@@ -24,15 +24,19 @@ def _reference(rows, scores, positives, filters: NegativeFilters, positive_score
     """Query by query, in plain Python: the kept (row, score) lists (sampling excluded)."""
     out = []
     for i, (ranked_rows, ranked_scores) in enumerate(zip(rows.tolist(), scores.tolist())):
-        candidates = [(r, s) for r, s in zip(ranked_rows, ranked_scores) if r >= 0 and r not in set(positives[i])]
-        candidates = candidates[filters.skip_top:]
+        candidates = [
+            (r, s) for r, s in zip(ranked_rows, ranked_scores) if r >= 0 and r not in set(positives[i])
+        ]
+        candidates = candidates[filters.skip_top :]
         if positive_scores is not None and not np.isnan(positive_scores[i]):
             best = float(positive_scores[i])
             if filters.absolute_margin is not None:
                 candidates = [(r, s) for r, s in candidates if s <= best - filters.absolute_margin]
             if filters.relative_margin is not None:
-                candidates = [(r, s) for r, s in candidates if s <= best - abs(best) * filters.relative_margin]
-        out.append(candidates[:filters.keep])
+                candidates = [
+                    (r, s) for r, s in candidates if s <= best - abs(best) * filters.relative_margin
+                ]
+        out.append(candidates[: filters.keep])
     return out
 
 
@@ -67,20 +71,30 @@ def test_skip_margin_and_first_k_by_hand():
     assert margin_mask(scores, np.array([0.8]), absolute_margin=0.0).tolist() == [[False, True, True, True]]
     assert margin_mask(scores, np.array([0.8]), relative_margin=0.25).tolist() == [[False, False, True, True]]
     # negative positive score: |s+| keeps the threshold below s+ (-0.1 - 0.1*0.5 = -0.15)
-    assert margin_mask(scores, np.array([-0.1]), relative_margin=0.5).tolist() == [[False, False, False, True]]
+    assert margin_mask(scores, np.array([-0.1]), relative_margin=0.5).tolist() == [
+        [False, False, False, True]
+    ]
     assert margin_mask(scores, np.array([np.nan]), absolute_margin=0.1).all()
     assert first_k(np.array([[True, False, True, True]]), 2).tolist() == [[True, False, True, False]]
 
 
 @pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("options", [
-    dict(keep=5), dict(keep=3, skip_top=2), dict(keep=20, absolute_margin=0.2),
-    dict(keep=4, relative_margin=0.1, skip_top=1), dict(keep=1, absolute_margin=-0.5, relative_margin=0.3),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(keep=5),
+        dict(keep=3, skip_top=2),
+        dict(keep=20, absolute_margin=0.2),
+        dict(keep=4, relative_margin=0.1, skip_top=1),
+        dict(keep=1, absolute_margin=-0.5, relative_margin=0.3),
+    ],
+)
 def test_select_negatives_matches_reference(seed, options):
     rows, scores, positives, positive_scores = _random_case(seed)
     filters = NegativeFilters(**options)
-    mask = select_negatives(rows, scores, positives, [f"q{i}" for i in range(len(rows))], filters, positive_scores)
+    mask = select_negatives(
+        rows, scores, positives, [f"q{i}" for i in range(len(rows))], filters, positive_scores
+    )
     offsets, kept_rows, kept_scores = to_csr(rows, scores, mask)
     expected = _reference(rows, scores, positives, filters, positive_scores)
     for i, pairs in enumerate(expected):
@@ -102,9 +116,13 @@ def test_sampling_is_in_range_uniform_and_shard_independent():
     assert ((ranks[mask] >= 3) & (ranks[mask] <= 10)).all()
     # the draw of a query depends only on (seed, qid): the same rows alone give the same picks
     for i in range(5):
-        alone = select_negatives(rows[i:i + 1], scores[i:i + 1], positives[i:i + 1], qids[i:i + 1], filters)
+        alone = select_negatives(
+            rows[i : i + 1], scores[i : i + 1], positives[i : i + 1], qids[i : i + 1], filters
+        )
         assert alone[0].tolist() == mask[i].tolist()
-    other_seed = select_negatives(rows, scores, positives, qids, NegativeFilters(keep=4, sample_ranks=(3, 10), seed=8))
+    other_seed = select_negatives(
+        rows, scores, positives, qids, NegativeFilters(keep=4, sample_ranks=(3, 10), seed=8)
+    )
     assert other_seed.tolist() != mask.tolist()
     # fewer eligible than wanted: all of them
     few = sample_in_rank_range(candidates, ranks, 1, 2, 5, qids, 0)
@@ -126,17 +144,35 @@ def test_query_seed_is_stable_across_processes():
     import sys
 
     code = "from led_hf.retrieval.negative_filters import query_seed; print(query_seed(42, 'q1'))"
-    seeds = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                            env={"PYTHONHASHSEED": salt, "PATH": ""}).stdout.strip() for salt in ("1", "2")}
+    seeds = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": salt, "PATH": ""},
+        ).stdout.strip()
+        for salt in ("1", "2")
+    }
     assert seeds == {str(query_seed(42, "q1"))}  # Python's salted hash() would differ between the two
     assert query_seed(42, "q1") != query_seed(42, "q2") != query_seed(43, "q2")
 
 
 def test_bad_options_are_refused():
-    for options in (dict(keep=0), dict(skip_top=-1), dict(sample_ranks=(0, 5)), dict(sample_ranks=(6, 5)),
-                    dict(absolute_margin=float("nan"))):
+    for options in (
+        dict(keep=0),
+        dict(skip_top=-1),
+        dict(sample_ranks=(0, 5)),
+        dict(sample_ranks=(6, 5)),
+        dict(absolute_margin=float("nan")),
+    ):
         with pytest.raises(LedError):
             NegativeFilters(**options)
     with pytest.raises(LedError):
-        select_negatives(np.zeros((1, 2), np.int64), np.zeros((1, 2)), [np.array([])], ["q"],
-                         NegativeFilters(absolute_margin=0.1))
+        select_negatives(
+            np.zeros((1, 2), np.int64),
+            np.zeros((1, 2)),
+            [np.array([])],
+            ["q"],
+            NegativeFilters(absolute_margin=0.1),
+        )

@@ -53,7 +53,16 @@ def cli(*args):
 
 
 def test_bf16_dense_encoding_is_close_to_fp32_and_recorded(prepared_msmarco, tiny_bert_dir, tmp_path, capsys):
-    base = ["--model", tiny_bert_dir, "--data", prepared_msmarco, "--corpus", "--max-length", 24, "--no-progress"]
+    base = [
+        "--model",
+        tiny_bert_dir,
+        "--data",
+        prepared_msmarco,
+        "--corpus",
+        "--max-length",
+        24,
+        "--no-progress",
+    ]
     assert cli(*base, "--output", tmp_path / "fp32", "--precision", "fp32") == 0
     assert cli(*base, "--output", tmp_path / "bf16", "--precision", "bf16") == 0
     ids32, e32 = enc.load_embeddings(tmp_path / "fp32")
@@ -72,7 +81,16 @@ def test_bf16_dense_encoding_is_close_to_fp32_and_recorded(prepared_msmarco, tin
 
 
 def test_store_fp16_halves_the_embeddings(prepared_msmarco, tiny_bert_dir, tmp_path):
-    base = ["--model", tiny_bert_dir, "--data", prepared_msmarco, "--corpus", "--max-length", 24, "--no-progress"]
+    base = [
+        "--model",
+        tiny_bert_dir,
+        "--data",
+        prepared_msmarco,
+        "--corpus",
+        "--max-length",
+        24,
+        "--no-progress",
+    ]
     assert cli(*base, "--output", tmp_path / "half", "--store-fp16", "--precision", "fp32") == 0
     assert cli(*base, "--output", tmp_path / "full", "--precision", "fp32") == 0
     half, full = enc.load_embeddings(tmp_path / "half")[1], enc.load_embeddings(tmp_path / "full")[1]
@@ -81,13 +99,23 @@ def test_store_fp16_halves_the_embeddings(prepared_msmarco, tiny_bert_dir, tmp_p
 
 
 def test_bf16_splade_encoding_stays_float32_and_close(prepared_beir, tiny_bert_mlm_dir, tmp_path):
-    base = ["--model", tiny_bert_mlm_dir, "--kind", "splade", "--data", prepared_beir, "--corpus",
-            "--max-length", 24, "--no-progress"]
+    base = [
+        "--model",
+        tiny_bert_mlm_dir,
+        "--kind",
+        "splade",
+        "--data",
+        prepared_beir,
+        "--corpus",
+        "--max-length",
+        24,
+        "--no-progress",
+    ]
     assert cli(*base, "--output", tmp_path / "fp32", "--precision", "fp32") == 0
     assert cli(*base, "--output", tmp_path / "bf16", "--precision", "bf16") == 0
     dense = {}
     for name in ("fp32", "bf16"):
-        stored, = (tmp_path / name).glob("shard-*/values.npy")
+        (stored,) = (tmp_path / name).glob("shard-*/values.npy")
         assert np.load(stored).dtype == np.float32
         dense[name] = load_sparse(tmp_path / name)[1].toarray()
     assert dense["fp32"].shape == dense["bf16"].shape

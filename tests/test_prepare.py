@@ -15,8 +15,15 @@ from led_hf.data.readers import Problems, read_fields, read_lines
 from led_hf.data.store import PreparedData
 from led_hf.errors import InputError, LedError
 
-MSMARCO_TABLES = ["corpus", "queries", "qrels/dev", "qrels/train", "negatives/bm25", "negatives/dense",
-                  "candidates/dev"]
+MSMARCO_TABLES = [
+    "corpus",
+    "queries",
+    "qrels/dev",
+    "qrels/train",
+    "negatives/bm25",
+    "negatives/dense",
+    "candidates/dev",
+]
 BEIR_TABLES = ["corpus", "queries", "qrels/test", "qrels/train"]
 
 
@@ -31,8 +38,12 @@ def tables(root: Path, names) -> dict[str, dict]:
 def tsv(path: Path) -> list[list[str]]:
     """Independent reading of a clean fixture file: first-tab split for 2 columns, else all tabs."""
     rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [line.split("\t", 1) if path.name in ("collection.tsv", "titles.tsv") or path.name.startswith("queries")
-            else line.split("\t") for line in rows]
+    return [
+        line.split("\t", 1)
+        if path.name in ("collection.tsv", "titles.tsv") or path.name.startswith("queries")
+        else line.split("\t")
+        for line in rows
+    ]
 
 
 def nothing_written(output: Path) -> bool:
@@ -54,8 +65,11 @@ def beir_copy(tmp_path, beir_dir) -> Path:
 def test_msmarco_tables_match_the_source_files(prepared_msmarco, msmarco_dir):
     got = tables(prepared_msmarco, MSMARCO_TABLES)
     collection, titles = tsv(msmarco_dir / "collection.tsv"), dict(tsv(msmarco_dir / "titles.tsv"))
-    assert got["corpus"] == {"pid": [p for p, _ in collection], "title": [titles[p] for p, _ in collection],
-                             "text": [t for _, t in collection]}
+    assert got["corpus"] == {
+        "pid": [p for p, _ in collection],
+        "title": [titles[p] for p, _ in collection],
+        "text": [t for _, t in collection],
+    }
     assert '"high-risk"' in got["corpus"]["text"][0] and "naïve" in got["corpus"]["text"][7]
 
     queries = dict(tsv(msmarco_dir / "queries.dev.tsv") + tsv(msmarco_dir / "queries.train.tsv"))
@@ -65,8 +79,11 @@ def test_msmarco_tables_match_the_source_files(prepared_msmarco, msmarco_dir):
     positives = set()
     for split in ("dev", "train"):
         rows = tsv(msmarco_dir / f"qrels.{split}.tsv")
-        assert got[f"qrels/{split}"] == {"qid": [r[0] for r in rows], "pid": [r[2] for r in rows],
-                                         "score": [int(r[3]) for r in rows]}
+        assert got[f"qrels/{split}"] == {
+            "qid": [r[0] for r in rows],
+            "pid": [r[2] for r in rows],
+            "score": [int(r[3]) for r in rows],
+        }
         positives |= {(r[0], r[2]) for r in rows if int(r[3]) > 0}
 
     expected_bm25 = {}
@@ -97,12 +114,17 @@ def test_msmarco_tables_match_the_source_files(prepared_msmarco, msmarco_dir):
 
 
 def test_features_and_manifest(prepared_msmarco, msmarco_dir, tmp_path):
-    features = {name: {k: repr(v) for k, v in load_from_disk(str(prepared_msmarco / name)).features.items()}
-                for name in ("corpus", "qrels/train", "negatives/dense", "candidates/dev")}
+    features = {
+        name: {k: repr(v) for k, v in load_from_disk(str(prepared_msmarco / name)).features.items()}
+        for name in ("corpus", "qrels/train", "negatives/dense", "candidates/dev")
+    }
     assert features["corpus"] == {k: "Value('string')" for k in ("pid", "title", "text")}
     assert features["qrels/train"]["score"] == "Value('int32')"
-    assert features["negatives/dense"] == {"qid": "Value('string')", "pids": "List(Value('string'))",
-                                           "scores": "List(Value('float32'))"}
+    assert features["negatives/dense"] == {
+        "qid": "Value('string')",
+        "pids": "List(Value('string'))",
+        "scores": "List(Value('float32'))",
+    }
     assert features["candidates/dev"]["pids"] == "List(Value('string'))"
     manifest = json.loads((prepared_msmarco / "manifest.json").read_text())
     assert manifest["format"] == "msmarco" and manifest["input"] == str(msmarco_dir.resolve())
@@ -113,28 +135,43 @@ def test_features_and_manifest(prepared_msmarco, msmarco_dir, tmp_path):
         files = sorted(p.name for p in (prepared_msmarco / name).iterdir())
         assert files == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"], name
     assert sorted(p.name for p in prepared_msmarco.iterdir()) == [
-        "candidates", "corpus", "manifest.json", "negatives", "qrels", "queries"]
+        "candidates",
+        "corpus",
+        "manifest.json",
+        "negatives",
+        "qrels",
+        "queries",
+    ]
     # the metadata files are those save_to_disk writes (tables are written directly, not via save_to_disk)
     for name in ("corpus", "negatives/dense"):
         load_from_disk(str(prepared_msmarco / name)).save_to_disk(str(tmp_path / name))
-        ours, theirs = (json.loads((root / name / "state.json").read_text()) for root in (prepared_msmarco, tmp_path))
+        ours, theirs = (
+            json.loads((root / name / "state.json").read_text()) for root in (prepared_msmarco, tmp_path)
+        )
         assert {**ours, "_fingerprint": None} == {**theirs, "_fingerprint": None}
         assert (prepared_msmarco / name / "dataset_info.json").read_text() == (
-            tmp_path / name / "dataset_info.json").read_text()
+            tmp_path / name / "dataset_info.json"
+        ).read_text()
 
 
 def test_beir_tables_match_the_source_files(prepared_beir, beir_dir):
     got = tables(prepared_beir, BEIR_TABLES)
     corpus = [json.loads(line) for line in (beir_dir / "corpus.jsonl").read_text().splitlines()]
-    assert got["corpus"] == {"pid": [d["_id"] for d in corpus], "title": [d["title"] for d in corpus],
-                             "text": [d["text"] for d in corpus]}
+    assert got["corpus"] == {
+        "pid": [d["_id"] for d in corpus],
+        "title": [d["title"] for d in corpus],
+        "text": [d["text"] for d in corpus],
+    }
     assert "\t" in got["corpus"]["text"][0] and "Café culture" in got["corpus"]["title"]
     queries = [json.loads(line) for line in (beir_dir / "queries.jsonl").read_text().splitlines()]
     assert got["queries"] == {"qid": [q["_id"] for q in queries], "text": [q["text"] for q in queries]}
     for split in ("test", "train"):
         rows = tsv(beir_dir / "qrels" / f"{split}.tsv")[1:]
-        assert got[f"qrels/{split}"] == {"qid": [r[0] for r in rows], "pid": [r[1] for r in rows],
-                                         "score": [int(r[2]) for r in rows]}
+        assert got[f"qrels/{split}"] == {
+            "qid": [r[0] for r in rows],
+            "pid": [r[1] for r in rows],
+            "score": [int(r[2]) for r in rows],
+        }
     assert PreparedData(prepared_beir).negative_sources() == []
     with pytest.raises(LedError, match="no candidates"):
         PreparedData(prepared_beir).candidates("test")
@@ -163,54 +200,191 @@ def _append(path: Path, text: str) -> None:
 
 BAD_INPUTS = [
     # (fixture, mutation, file named in the message, line, reason)
-    ("msmarco", lambda d: _replace_line(d / "collection.tsv", 3, "2 no tab"), "collection.tsv", 3, "wrong field count"),
-    ("msmarco", lambda d: _replace_line(d / "qrels.train.tsv", 2, "101\t0\t1"), "qrels.train.tsv", 2,
-     "wrong field count"),
-    ("msmarco", lambda d: _replace_line(d / "train.negatives.tsv", 4, "103"), "train.negatives.tsv", 4,
-     "wrong field count"),
-    ("beir", lambda d: _replace_line(d / "corpus.jsonl", 2, '{"_id": "d1", "text": "x"'), "corpus.jsonl", 2,
-     "malformed JSON"),
-    ("beir", lambda d: _replace_line(d / "queries.jsonl", 3, '{"_id": "q102"}'), "queries.jsonl", 3, "bad record"),
-    ("msmarco", lambda d: _replace_line(d / "collection.tsv", 5, b"4\tbad \xff byte"), "collection.tsv", 5,
-     "non-UTF-8 bytes"),
-    ("beir", lambda d: _replace_line(d / "queries.jsonl", 4, '{"_id": "q103", "text": "caf\xe9"}'.encode("latin-1")),
-     "queries.jsonl", 4, "non-UTF-8 bytes"),
-    ("msmarco", lambda d: _append(d / "collection.tsv", "4\tanother text\n"), "collection.tsv", 13, "duplicate pid"),
-    ("beir", lambda d: _append(d / "corpus.jsonl", '{"_id": "d3", "text": "again"}\n'), "corpus.jsonl", 13,
-     "duplicate pid"),
-    ("msmarco", lambda d: _append(d / "queries.train.tsv", "100\tagain\n"), "queries.train.tsv", 6, "duplicate qid"),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "collection.tsv", 3, "2 no tab"),
+        "collection.tsv",
+        3,
+        "wrong field count",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "qrels.train.tsv", 2, "101\t0\t1"),
+        "qrels.train.tsv",
+        2,
+        "wrong field count",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "train.negatives.tsv", 4, "103"),
+        "train.negatives.tsv",
+        4,
+        "wrong field count",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(d / "corpus.jsonl", 2, '{"_id": "d1", "text": "x"'),
+        "corpus.jsonl",
+        2,
+        "malformed JSON",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(d / "queries.jsonl", 3, '{"_id": "q102"}'),
+        "queries.jsonl",
+        3,
+        "bad record",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "collection.tsv", 5, b"4\tbad \xff byte"),
+        "collection.tsv",
+        5,
+        "non-UTF-8 bytes",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(
+            d / "queries.jsonl", 4, '{"_id": "q103", "text": "caf\xe9"}'.encode("latin-1")
+        ),
+        "queries.jsonl",
+        4,
+        "non-UTF-8 bytes",
+    ),
+    (
+        "msmarco",
+        lambda d: _append(d / "collection.tsv", "4\tanother text\n"),
+        "collection.tsv",
+        13,
+        "duplicate pid",
+    ),
+    (
+        "beir",
+        lambda d: _append(d / "corpus.jsonl", '{"_id": "d3", "text": "again"}\n'),
+        "corpus.jsonl",
+        13,
+        "duplicate pid",
+    ),
+    (
+        "msmarco",
+        lambda d: _append(d / "queries.train.tsv", "100\tagain\n"),
+        "queries.train.tsv",
+        6,
+        "duplicate qid",
+    ),
     # the dev file is read first, so the train file's line 1 is where the texts disagree
-    ("msmarco", lambda d: _append(d / "queries.dev.tsv", "100\tanother text\n"), "queries.train.tsv", 1,
-     "duplicate qid"),
-    ("beir", lambda d: _append(d / "queries.jsonl", '{"_id": "q100", "text": "x"}\n'), "queries.jsonl", 8,
-     "duplicate qid"),
-    ("msmarco", lambda d: _replace_line(d / "qrels.train.tsv", 3, "102\t0\t99\t1"), "qrels.train.tsv", 3,
-     "unknown pid"),
-    ("msmarco", lambda d: _replace_line(d / "qrels.dev.tsv", 1, "999\t0\t2\t1"), "qrels.dev.tsv", 1, "unknown qid"),
-    ("msmarco", lambda d: _replace_line(d / "qrels.dev.tsv", 2, "201\t0\t8\tyes"), "qrels.dev.tsv", 2, "bad number"),
-    ("beir", lambda d: _replace_line(d / "qrels" / "test.tsv", 3, "q201\td99\t1"), "test.tsv", 3, "unknown pid"),
-    ("beir", lambda d: _append(d / "qrels" / "train.tsv", "q100\td0\t1\n"), "train.tsv", 8, "duplicate judgment"),
-    ("msmarco", lambda d: _replace_line(d / "train.negatives.tsv", 2, "101\t7,99,1"), "train.negatives.tsv", 2,
-     "unknown pid"),
-    ("msmarco", lambda d: _replace_line(d / "train.negatives.tsv", 5, "777\t9,11"), "train.negatives.tsv", 5,
-     "unknown qid"),
-    ("msmarco", lambda d: _replace_line(d / "runs" / "dense.trec", 10, "101 Q0 77 3 17.00 dense"), "dense.trec", 10,
-     "unknown pid"),
-    ("msmarco", lambda d: _append(d / "runs" / "dense.trec", "100 Q0 3 8 12.00 dense\n"), "dense.trec", 36,
-     "run not grouped by query"),
-    ("msmarco", lambda d: _replace_line(d / "top1000.dev", 4, "201\t55\tq\tp"), "top1000.dev", 4, "unknown pid"),
-    ("msmarco", lambda d: _append(d / "titles.tsv", "99\tNo such passage\n"), "titles.tsv", 13, "unmatched title"),
+    (
+        "msmarco",
+        lambda d: _append(d / "queries.dev.tsv", "100\tanother text\n"),
+        "queries.train.tsv",
+        1,
+        "duplicate qid",
+    ),
+    (
+        "beir",
+        lambda d: _append(d / "queries.jsonl", '{"_id": "q100", "text": "x"}\n'),
+        "queries.jsonl",
+        8,
+        "duplicate qid",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "qrels.train.tsv", 3, "102\t0\t99\t1"),
+        "qrels.train.tsv",
+        3,
+        "unknown pid",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "qrels.dev.tsv", 1, "999\t0\t2\t1"),
+        "qrels.dev.tsv",
+        1,
+        "unknown qid",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "qrels.dev.tsv", 2, "201\t0\t8\tyes"),
+        "qrels.dev.tsv",
+        2,
+        "bad number",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(d / "qrels" / "test.tsv", 3, "q201\td99\t1"),
+        "test.tsv",
+        3,
+        "unknown pid",
+    ),
+    (
+        "beir",
+        lambda d: _append(d / "qrels" / "train.tsv", "q100\td0\t1\n"),
+        "train.tsv",
+        8,
+        "duplicate judgment",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "train.negatives.tsv", 2, "101\t7,99,1"),
+        "train.negatives.tsv",
+        2,
+        "unknown pid",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "train.negatives.tsv", 5, "777\t9,11"),
+        "train.negatives.tsv",
+        5,
+        "unknown qid",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "runs" / "dense.trec", 10, "101 Q0 77 3 17.00 dense"),
+        "dense.trec",
+        10,
+        "unknown pid",
+    ),
+    (
+        "msmarco",
+        lambda d: _append(d / "runs" / "dense.trec", "100 Q0 3 8 12.00 dense\n"),
+        "dense.trec",
+        36,
+        "run not grouped by query",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "top1000.dev", 4, "201\t55\tq\tp"),
+        "top1000.dev",
+        4,
+        "unknown pid",
+    ),
+    (
+        "msmarco",
+        lambda d: _append(d / "titles.tsv", "99\tNo such passage\n"),
+        "titles.tsv",
+        13,
+        "unmatched title",
+    ),
     ("msmarco", lambda d: (d / "collection.tsv").write_text(""), "collection.tsv", 1, "file is empty"),
     ("msmarco", lambda d: (d / "qrels.dev.tsv").write_text("\n\n"), "qrels.dev.tsv", 1, "file is empty"),
-    ("beir", lambda d: (d / "queries.jsonl").write_bytes(b"\xef\xbb\xbf"), "queries.jsonl", 1, "file is empty"),
+    (
+        "beir",
+        lambda d: (d / "queries.jsonl").write_bytes(b"\xef\xbb\xbf"),
+        "queries.jsonl",
+        1,
+        "file is empty",
+    ),
     ("msmarco", lambda d: _replace_line(d / "collection.tsv", 4, ""), "collection.tsv", 4, "blank line"),
 ]
 
 
-@pytest.mark.parametrize("fixture, mutate, filename, line, reason", BAD_INPUTS,
-                         ids=[f"{f}-{name}:{line}-{reason}" for f, _, name, line, reason in BAD_INPUTS])
-def test_bad_input_names_file_and_line_and_writes_nothing(fixture, mutate, filename, line, reason,
-                                                          request, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "fixture, mutate, filename, line, reason",
+    BAD_INPUTS,
+    ids=[f"{f}-{name}:{line}-{reason}" for f, _, name, line, reason in BAD_INPUTS],
+)
+def test_bad_input_names_file_and_line_and_writes_nothing(
+    fixture, mutate, filename, line, reason, request, tmp_path, capsys
+):
     source = request.getfixturevalue(f"{fixture}_copy")
     mutate(source)
     output = tmp_path / "out" / "data"
@@ -260,7 +434,11 @@ def test_crlf_bom_and_trailing_blank_lines_are_accepted(fmt, request, tmp_path):
     clean = tmp_path / "clean"
     assert prepare(fmt, source, clean) == 0
     _crlf_bom_trailing_blank(source)
-    assert (source / ("collection.tsv" if fmt == "msmarco" else "corpus.jsonl")).read_bytes().startswith(b"\xef\xbb\xbf")
+    assert (
+        (source / ("collection.tsv" if fmt == "msmarco" else "corpus.jsonl"))
+        .read_bytes()
+        .startswith(b"\xef\xbb\xbf")
+    )
     quirky = tmp_path / "quirky"
     assert prepare(fmt, source, quirky) == 0
     names = MSMARCO_TABLES if fmt == "msmarco" else BEIR_TABLES
@@ -278,16 +456,25 @@ def test_skip_bad_lines_counts_and_continues(msmarco_copy, msmarco_dir, tmp_path
     # every qrels / negatives / run / top1000 line that names passage 2 or 4 is skipped too
     def names_lost_pid(path: Path, pid_fields) -> int:
         return sum(bool({"2", "4"} & set(pid_fields(line))) for line in path.read_text().splitlines())
-    lost = (names_lost_pid(msmarco_dir / "qrels.dev.tsv", lambda line: [line.split()[2]])
-            + names_lost_pid(msmarco_dir / "train.negatives.tsv", lambda line: line.split("\t")[1].split(","))
-            + names_lost_pid(msmarco_dir / "runs" / "dense.trec", lambda line: [line.split()[2]])
-            + names_lost_pid(msmarco_dir / "top1000.dev", lambda line: [line.split("\t")[1]]))
+
+    lost = (
+        names_lost_pid(msmarco_dir / "qrels.dev.tsv", lambda line: [line.split()[2]])
+        + names_lost_pid(msmarco_dir / "train.negatives.tsv", lambda line: line.split("\t")[1].split(","))
+        + names_lost_pid(msmarco_dir / "runs" / "dense.trec", lambda line: [line.split()[2]])
+        + names_lost_pid(msmarco_dir / "top1000.dev", lambda line: [line.split("\t")[1]])
+    )
     assert lost > 10  # the run alone names them 10 times
     manifest = json.loads((output / "manifest.json").read_text())
-    assert manifest["skipped_lines"] == {"wrong field count": 1, "non-UTF-8 bytes": 1, "unmatched title": 2,
-                                         "duplicate qid": 1, "unknown pid": 1 + lost}
-    assert manifest["first_skipped"]["wrong field count"].endswith("collection.tsv:3: wrong field count: "
-                                                                   "expected 2 tab-separated fields (pid, text), got 1")
+    assert manifest["skipped_lines"] == {
+        "wrong field count": 1,
+        "non-UTF-8 bytes": 1,
+        "unmatched title": 2,
+        "duplicate qid": 1,
+        "unknown pid": 1 + lost,
+    }
+    assert manifest["first_skipped"]["wrong field count"].endswith(
+        "collection.tsv:3: wrong field count: expected 2 tab-separated fields (pid, text), got 1"
+    )
     assert manifest["first_skipped"]["unmatched title"].split(": ")[0].endswith("titles.tsv:3")
     corpus = load_from_disk(str(output / "corpus")).to_dict()
     assert len(corpus["pid"]) == 10 and "2" not in corpus["pid"] and "4" not in corpus["pid"]
@@ -302,7 +489,9 @@ def test_run_lines_are_stored_in_rank_order(msmarco_copy, tmp_path):
     run = msmarco_copy / "runs" / "dense.trec"
     lines = run.read_text().splitlines()
     run.write_text("\n".join(lines[:7][::-1] + lines[7:]) + "\n")  # query 100's lines in reverse
-    (msmarco_copy / "runs" / "second.trec").write_text("101 Q0 5 2 1.5 x\n101 Q0 9 1 2.5 x\n101 Q0 1 3 0.5 x\n")
+    (msmarco_copy / "runs" / "second.trec").write_text(
+        "101 Q0 5 2 1.5 x\n101 Q0 9 1 2.5 x\n101 Q0 1 3 0.5 x\n"
+    )
     assert prepare("msmarco", msmarco_copy, tmp_path / "data") == 0
     dense = load_from_disk(str(tmp_path / "data" / "negatives" / "dense"))
     assert dense[0]["pids"] == ["2", "4", "6", "8", "10", "1"]
@@ -332,7 +521,9 @@ def test_readers_keep_tabs_and_quotes_in_the_last_field(tmp_path):
     path = tmp_path / "x.tsv"
     path.write_bytes(b'\xef\xbb\xbf1\tsay "hi"\tthere\r\n2\t"quoted, text"\r\n\r\n')
     assert list(read_fields(path, Problems(), 2, "pid, text", progress=False)) == [
-        (1, ["1", 'say "hi"\tthere']), (2, ["2", '"quoted, text"'])]
+        (1, ["1", 'say "hi"\tthere']),
+        (2, ["2", '"quoted, text"']),
+    ]
     path.write_bytes(b"a\n\nb\n")
     with pytest.raises(InputError, match=r"x.tsv:2: blank line"):
         list(read_lines(path, Problems(), progress=False))

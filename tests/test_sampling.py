@@ -63,8 +63,10 @@ def test_csr_pools_match_the_reference_function():
     rng = np.random.default_rng(0)
     num_queries, num_items, depth = 40, 30, 6
     for dedupe in (False, True):
-        sources = [[rng.integers(0, num_items, size=rng.integers(0, 10)).tolist() for _ in range(num_queries)]
-                   for _ in range(3)]
+        sources = [
+            [rng.integers(0, num_items, size=rng.integers(0, 10)).tolist() for _ in range(num_queries)]
+            for _ in range(3)
+        ]
         positives = [set(rng.integers(0, num_items, size=2).tolist()) for _ in range(num_queries)]
         query_index, candidates = [], []
         for lists in sources:  # sources interleaved per query; the function must restore query order
@@ -72,9 +74,11 @@ def test_csr_pools_match_the_reference_function():
                 query_index += [q] * len(ranked[:depth])
                 candidates += ranked[:depth]
         keys = np.array(sorted(q * num_items + p for q, pos in enumerate(positives) for p in pos))
-        offsets, rows = negative_pools_csr(np.array(query_index), np.array(candidates), num_queries, keys,
-                                           num_items, dedupe=dedupe)
+        offsets, rows = negative_pools_csr(
+            np.array(query_index), np.array(candidates), num_queries, keys, num_items, dedupe=dedupe
+        )
         for q in range(num_queries):
-            expected = negative_pool([[str(p) for p in s[q]] for s in sources], depth,
-                                     {str(p) for p in positives[q]}, dedupe)
-            assert [str(r) for r in rows[offsets[q]:offsets[q + 1]]] == expected
+            expected = negative_pool(
+                [[str(p) for p in s[q]] for s in sources], depth, {str(p) for p in positives[q]}, dedupe
+            )
+            assert [str(r) for r in rows[offsets[q] : offsets[q + 1]]] == expected

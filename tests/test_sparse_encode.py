@@ -19,31 +19,48 @@ from led_hf.retrieval.sparse_encode import (
     vocabulary_strings,
 )
 
-TEXTS = ["aspirin reduces the risk of heart attack", "salt", "short sleep raises blood pressure in adults",
-         "statins lower cholesterol", "what is the query", "passage text here and more passage text", "x"]
+TEXTS = [
+    "aspirin reduces the risk of heart attack",
+    "salt",
+    "short sleep raises blood pressure in adults",
+    "statins lower cholesterol",
+    "what is the query",
+    "passage text here and more passage text",
+    "x",
+]
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_bert_mlm_dir):
     import datasets
 
-    table = datasets.Dataset.from_dict({"pid": [f"p{i}" for i in range(len(TEXTS))], "title": [""] * len(TEXTS),
-                                        "text": TEXTS})
+    table = datasets.Dataset.from_dict(
+        {"pid": [f"p{i}" for i in range(len(TEXTS))], "title": [""] * len(TEXTS), "text": TEXTS}
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_mlm_dir)
     encoder = SpladeEncoder.from_pretrained(tiny_bert_mlm_dir).eval()
     collate = EncodeCollator(tokenizer, max_length=16, kind="passage")
     with torch.no_grad():
-        expected = encoder.encode_passage(collate([{"id": f"p{i}", "text": t} for i, t in enumerate(TEXTS)])["batch"])
+        expected = encoder.encode_passage(
+            collate([{"id": f"p{i}", "text": t} for i, t in enumerate(TEXTS)])["batch"]
+        )
     return TextSource(table, "pid", "passages"), tokenizer, encoder, collate, expected.numpy()
 
 
 def _encode(setup, out, shard_indices=(0, 1, 2), num_shards=3, **kwargs):
     source, tokenizer, encoder, collate, _ = setup
     kwargs = {"batch_size": 2, "chunk_rows": 3, "progress": False, **kwargs}
-    return encode_sparse_to_folder(source, out, encode_fn=encoder.encode_passage, collate=collate,
-                                   vocab=vocabulary_strings(tokenizer, encoder.vocab_size),
-                                   shard_indices=list(shard_indices), num_shards=num_shards,
-                                   manifest={"model": "tiny", "max_length": 16}, **kwargs)
+    return encode_sparse_to_folder(
+        source,
+        out,
+        encode_fn=encoder.encode_passage,
+        collate=collate,
+        vocab=vocabulary_strings(tokenizer, encoder.vocab_size),
+        shard_indices=list(shard_indices),
+        num_shards=num_shards,
+        manifest={"model": "tiny", "max_length": 16},
+        **kwargs,
+    )
 
 
 def test_csr_shards_hold_the_weights_in_row_order(setup, tmp_path):
@@ -57,12 +74,13 @@ def test_csr_shards_hold_the_weights_in_row_order(setup, tmp_path):
     # 7 rows in 3 shards: rows 0-1, 2-3, 4-6
     shard = tmp_path / "out" / "shard-00002-of-00003"
     assert (shard / "ids.txt").read_text().splitlines() == ["p4", "p5", "p6"]
-    indptr, indices, values = (np.load(shard / n, allow_pickle=False) for n in ("indptr.npy", "indices.npy",
-                                                                               "values.npy"))
+    indptr, indices, values = (
+        np.load(shard / n, allow_pickle=False) for n in ("indptr.npy", "indices.npy", "values.npy")
+    )
     assert indptr.dtype == np.int64 and indices.dtype == np.int32 and values.dtype == np.float32
     assert indptr.shape == (4,) and indptr[-1] == len(indices) == len(values) and np.all(values > 0)
     for row in range(3):
-        terms = indices[indptr[row]:indptr[row + 1]]
+        terms = indices[indptr[row] : indptr[row + 1]]
         assert np.all(np.diff(terms) > 0)
         np.testing.assert_array_equal(terms, np.flatnonzero(expected[4 + row]))
     ids, matrix = load_sparse(tmp_path / "out")
@@ -100,17 +118,26 @@ def test_mismatched_rerun_and_damage_are_refused(setup, tmp_path):
 def test_writer_refuses_negative_weights(setup, tmp_path):
     source, tokenizer, encoder, collate, _ = setup
     with pytest.raises(LedError, match="negative"):
-        encode_sparse_to_folder(source, tmp_path / "out", encode_fn=lambda batch: -encoder.encode_passage(batch),
-                                collate=collate, vocab=vocabulary_strings(tokenizer, encoder.vocab_size),
-                                shard_indices=[0], num_shards=1, progress=False)
+        encode_sparse_to_folder(
+            source,
+            tmp_path / "out",
+            encode_fn=lambda batch: -encoder.encode_passage(batch),
+            collate=collate,
+            vocab=vocabulary_strings(tokenizer, encoder.vocab_size),
+            shard_indices=[0],
+            num_shards=1,
+            progress=False,
+        )
     assert not (tmp_path / "out" / "shard-00000-of-00001").exists()
 
 
 def test_vocabulary_strings_pads_missing_ids(setup):
     tokenizer = setup[1]
     vocab = vocabulary_strings(tokenizer, len(tokenizer) + 2)
-    assert vocab[:3] == ["[PAD]", "[UNK]", "[CLS]"] and vocab[-2:] == [f"[unused-{len(tokenizer)}]",
-                                                                     f"[unused-{len(tokenizer) + 1}]"]
+    assert vocab[:3] == ["[PAD]", "[UNK]", "[CLS]"] and vocab[-2:] == [
+        f"[unused-{len(tokenizer)}]",
+        f"[unused-{len(tokenizer) + 1}]",
+    ]
 
 
 def test_led_encode_dispatches_splade_checkpoints(tiny_bert_mlm_dir, prepared_beir, tmp_path):
@@ -118,26 +145,74 @@ def test_led_encode_dispatches_splade_checkpoints(tiny_bert_mlm_dir, prepared_be
     from led_hf.data.store import PreparedData
 
     checkpoint = tmp_path / "splade"
-    SpladeEncoder.from_pretrained(tiny_bert_mlm_dir).save_pretrained(checkpoint,
-                                                                      AutoTokenizer.from_pretrained(tiny_bert_mlm_dir))
+    SpladeEncoder.from_pretrained(tiny_bert_mlm_dir).save_pretrained(
+        checkpoint, AutoTokenizer.from_pretrained(tiny_bert_mlm_dir)
+    )
     common = ["--model", str(checkpoint), "--data", str(prepared_beir), "--no-progress", "--max-length", "24"]
-    assert main(["encode", *common, "--corpus", "--output", str(tmp_path / "corpus"), "--num-shards", "2"]) == 0
+    assert (
+        main(["encode", *common, "--corpus", "--output", str(tmp_path / "corpus"), "--num-shards", "2"]) == 0
+    )
     ids, matrix = load_sparse(tmp_path / "corpus")
     corpus = PreparedData(prepared_beir).corpus
-    assert ids == corpus["pid"] and matrix.shape == (len(corpus), len(AutoTokenizer.from_pretrained(checkpoint)))
+    assert ids == corpus["pid"] and matrix.shape == (
+        len(corpus),
+        len(AutoTokenizer.from_pretrained(checkpoint)),
+    )
     assert matrix.nnz > 0 and (matrix.data > 0).all()
     # a plain MLM folder (no led_config.json) is encoded sparsely when asked for
-    assert main(["encode", *common, "--kind", "splade", "--model", str(tiny_bert_mlm_dir), "--queries",
-                 "--output", str(tmp_path / "queries")]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                *common,
+                "--kind",
+                "splade",
+                "--model",
+                str(tiny_bert_mlm_dir),
+                "--queries",
+                "--output",
+                str(tmp_path / "queries"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "queries" / "manifest.json").read_text())["what"] == "queries"
     # rerun: every shard complete, nothing encoded again
-    assert main(["encode", *common, "--corpus", "--output", str(tmp_path / "corpus"), "--num-shards", "2"]) == 0
+    assert (
+        main(["encode", *common, "--corpus", "--output", str(tmp_path / "corpus"), "--num-shards", "2"]) == 0
+    )
     # the shard format is what the inverted index reads; its float scores equal exact dot products
-    assert main(["index", "--vectors", str(tmp_path / "corpus"), "--output", str(tmp_path / "index"), "--float",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--vectors",
+                str(tmp_path / "corpus"),
+                "--output",
+                str(tmp_path / "index"),
+                "--float",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "run.trec"
-    assert main(["search", "--index", str(tmp_path / "index"), "--queries", str(tmp_path / "queries"),
-                 "--output", str(run), "--depth", "3"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(tmp_path / "index"),
+                "--queries",
+                str(tmp_path / "queries"),
+                "--output",
+                str(run),
+                "--depth",
+                "3",
+            ]
+        )
+        == 0
+    )
     query_ids, queries = load_sparse(tmp_path / "queries")
     scores = (queries @ matrix.T).toarray()
     first = run.read_text().splitlines()[0].split()

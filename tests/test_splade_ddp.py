@@ -50,8 +50,14 @@ def _worker(rank: int, world: int, folder: str) -> None:
         results = {}
         for global_flops in (True, False):
             model = torch.nn.parallel.DistributedDataParallel(_model())
-            parts = _parts(model, queries[q_rows], query_mask[q_rows], passages[p_rows], passage_mask[p_rows],
-                           global_flops)
+            parts = _parts(
+                model,
+                queries[q_rows],
+                query_mask[q_rows],
+                passages[p_rows],
+                passage_mask[p_rows],
+                global_flops,
+            )
             parts["loss"].backward()
             tag = "global" if global_flops else "local"
             for name, value in parts.items():
@@ -73,7 +79,9 @@ def test_two_gloo_processes_equal_one_process_full_batch(tmp_path):
     for result in ranks:
         for name in ("loss", "contrastive", "flops_query", "flops_passage"):
             assert result[f"global_{name}"] == pytest.approx(reference[name].item(), rel=1e-5), name
-        np.testing.assert_allclose(result["global_weight_grad"], model.weight.grad.numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            result["global_weight_grad"], model.weight.grad.numpy(), rtol=1e-4, atol=1e-6
+        )
         np.testing.assert_allclose(result["global_bias_grad"], model.bias.grad.numpy(), rtol=1e-4, atol=1e-6)
 
     # The local option regularises each device's own mean: a different value, so the check above can fail.

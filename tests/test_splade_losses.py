@@ -19,7 +19,10 @@ def _numpy_flops(representations: np.ndarray) -> float:
     representations = representations.astype(np.float64)
     total = 0.0
     for v in range(representations.shape[1]):
-        mean = sum(abs(representations[n, v]) for n in range(representations.shape[0])) / representations.shape[0]
+        mean = (
+            sum(abs(representations[n, v]) for n in range(representations.shape[0]))
+            / representations.shape[0]
+        )
         total += mean * mean
     return total
 
@@ -35,8 +38,12 @@ def _random_batch(seed: int, n: int = 5, length: int = 7, vocab: int = 11):
 
 def test_literal_examples():
     logits = torch.tensor([[[1.0, -2.0], [3.0, -1.0]]])
-    assert torch.allclose(splade_pool(logits, torch.tensor([[1, 1]])), torch.tensor([[float(np.log(4.0)), 0.0]]))
-    assert torch.allclose(splade_pool(logits, torch.tensor([[1, 0]])), torch.tensor([[float(np.log(2.0)), 0.0]]))
+    assert torch.allclose(
+        splade_pool(logits, torch.tensor([[1, 1]])), torch.tensor([[float(np.log(4.0)), 0.0]])
+    )
+    assert torch.allclose(
+        splade_pool(logits, torch.tensor([[1, 0]])), torch.tensor([[float(np.log(2.0)), 0.0]])
+    )
     assert flops_regularizer(torch.tensor([[1.0, 0.0], [3.0, 2.0]])).item() == pytest.approx(5.0)
 
 
@@ -45,7 +52,9 @@ def test_splade_pool_matches_numpy(seed):
     logits, mask = _random_batch(seed)
     pooled = splade_pool(logits.float(), mask)
     assert pooled.dtype == torch.float32 and pooled.shape == (5, 11)
-    np.testing.assert_allclose(pooled.numpy(), _numpy_pool(logits.numpy(), mask.numpy()), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        pooled.numpy(), _numpy_pool(logits.numpy(), mask.numpy()), rtol=1e-6, atol=1e-6
+    )
     assert torch.all(pooled[0] == 0)
 
 
@@ -109,8 +118,9 @@ def test_bad_shapes_raise():
         flops_regularizer(torch.zeros(0, 4))
 
 
-def _numpy_splade_loss(queries: np.ndarray, passages: np.ndarray, group_size: int, weight_q: float,
-                       weight_d: float) -> float:
+def _numpy_splade_loss(
+    queries: np.ndarray, passages: np.ndarray, group_size: int, weight_q: float, weight_d: float
+) -> float:
     queries, passages = queries.astype(np.float64), passages.astype(np.float64)
     scores = queries @ passages.T
     total = 0.0
@@ -130,9 +140,12 @@ def test_splade_loss_parts_match_numpy():
     assert parts["loss"].item() == pytest.approx(expected, rel=1e-5)
     assert parts["flops_query"].item() == pytest.approx(_numpy_flops(queries.numpy()), rel=1e-5)
     assert parts["loss"].item() == pytest.approx(
-        (parts["contrastive"] + 0.3 * parts["flops_query"] + 0.7 * parts["flops_passage"]).item(), rel=1e-6)
+        (parts["contrastive"] + 0.3 * parts["flops_query"] + 0.7 * parts["flops_passage"]).item(), rel=1e-6
+    )
 
 
 def test_quadratic_warmup():
-    assert [quadratic_warmup(8e-4, s, 4) for s in (0, 1, 2, 4, 9)] == pytest.approx([0, 5e-5, 2e-4, 8e-4, 8e-4])
+    assert [quadratic_warmup(8e-4, s, 4) for s in (0, 1, 2, 4, 9)] == pytest.approx(
+        [0, 5e-5, 2e-4, 8e-4, 8e-4]
+    )
     assert quadratic_warmup(6e-4, 0, 0) == 6e-4

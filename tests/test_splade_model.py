@@ -31,8 +31,10 @@ def test_pooling_mask_drops_cls_and_final_sep_only(tiny_bert_mlm_dir):
     padded = encoder.pooling_mask(batch2["input_ids"], batch2["attention_mask"]).tolist()
     assert padded == [[False, True, True, False], [False, True, False, False]]
     keep = SpladeEncoder.from_pretrained(tiny_bert_mlm_dir, mask_special_tokens=False)
-    assert keep.pooling_mask(batch2["input_ids"], batch2["attention_mask"]).tolist() == \
-        batch2["attention_mask"].bool().tolist()
+    assert (
+        keep.pooling_mask(batch2["input_ids"], batch2["attention_mask"]).tolist()
+        == batch2["attention_mask"].bool().tolist()
+    )
 
 
 @pytest.mark.parametrize("fixture", ["tiny_bert_mlm_dir", "tiny_distilbert_mlm_dir"])
@@ -53,7 +55,9 @@ def test_encode_matches_textbook_pooling(fixture, request):
     mask[np.arange(2), mask.shape[1] - 1 - np.argmax(batch["attention_mask"].numpy()[:, ::-1], axis=1)] = 0
     assert weights.shape == (2, len(tokenizer)) and weights.dtype == torch.float32
     np.testing.assert_allclose(weights.numpy(), _numpy_reference(logits, mask), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(scores.numpy(), weights.double().numpy() @ weights.double().numpy().T, rtol=1e-5)
+    np.testing.assert_allclose(
+        scores.numpy(), weights.double().numpy() @ weights.double().numpy().T, rtol=1e-5
+    )
     torch.testing.assert_close(out.query_representations, weights)
 
 

@@ -17,20 +17,44 @@ from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.splade import SpladeEncoder
 from led_hf.trainers.splade import SpladeTrainer
 
-LOGGED = ("loss", "contrastive_loss", "flops_query_loss", "flops_passage_loss", "query_flops_weight",
-          "passage_flops_weight", "query_nonzeros", "passage_nonzeros")
+LOGGED = (
+    "loss",
+    "contrastive_loss",
+    "flops_query_loss",
+    "flops_passage_loss",
+    "query_flops_weight",
+    "passage_flops_weight",
+    "query_nonzeros",
+    "passage_nonzeros",
+)
 
 
 def _trainer(model_dir, data_dir, output_dir, **overrides) -> SpladeTrainer:
-    settings = dict(output_dir=str(output_dir), use_cpu=True, per_device_train_batch_size=2, max_steps=3,
-                    learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none", seed=0,
-                    dataloader_num_workers=0, query_flops_weight=0.1, passage_flops_weight=0.2)
+    settings = dict(
+        output_dir=str(output_dir),
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        max_steps=3,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=0,
+        dataloader_num_workers=0,
+        query_flops_weight=0.1,
+        passage_flops_weight=0.2,
+    )
     settings.update(overrides)
     args = SpladeTrainingArguments(**settings)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     groups = TrainGroups(data_dir, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
-    return SpladeTrainer(model=SpladeEncoder.from_pretrained(model_dir), args=args, train_dataset=groups,
-                         data_collator=TrainCollator(tokenizer, 16, 32), processing_class=tokenizer)
+    return SpladeTrainer(
+        model=SpladeEncoder.from_pretrained(model_dir),
+        args=args,
+        train_dataset=groups,
+        data_collator=TrainCollator(tokenizer, 16, 32),
+        processing_class=tokenizer,
+    )
 
 
 def _train_logs(trainer) -> list[dict]:
@@ -47,10 +71,14 @@ def test_few_steps_train_log_and_save(fixture, request, prepared_msmarco, tmp_pa
     assert len(logs) == 3
     for entry in logs:
         assert all(name in entry for name in LOGGED), entry
-        assert entry["query_flops_weight"] == pytest.approx(0.1) and entry["passage_flops_weight"] == pytest.approx(0.2)
+        assert entry["query_flops_weight"] == pytest.approx(0.1) and entry[
+            "passage_flops_weight"
+        ] == pytest.approx(0.2)
         assert 0 < entry["query_nonzeros"] <= len(trainer.processing_class)
         # the logged total is the sum of its logged parts
-        expected = entry["contrastive_loss"] + 0.1 * entry["flops_query_loss"] + 0.2 * entry["flops_passage_loss"]
+        expected = (
+            entry["contrastive_loss"] + 0.1 * entry["flops_query_loss"] + 0.2 * entry["flops_passage_loss"]
+        )
         assert entry["loss"] == pytest.approx(expected, rel=1e-3, abs=1e-4)
     after = trainer.model.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
@@ -64,7 +92,9 @@ def test_few_steps_train_log_and_save(fixture, request, prepared_msmarco, tmp_pa
     assert AutoTokenizer.from_pretrained(saved).vocab == trainer.processing_class.vocab
 
 
-def test_flops_warmup_is_keyed_on_the_global_step_across_resume(tiny_bert_mlm_dir, prepared_msmarco, tmp_path):
+def test_flops_warmup_is_keyed_on_the_global_step_across_resume(
+    tiny_bert_mlm_dir, prepared_msmarco, tmp_path
+):
     common = dict(flops_warmup_steps=4, max_steps=4, save_strategy="steps", save_steps=2)
     full = _trainer(tiny_bert_mlm_dir, prepared_msmarco, tmp_path / "full", **common)
     full.train()
@@ -82,13 +112,28 @@ def test_flops_warmup_is_keyed_on_the_global_step_across_resume(tiny_bert_mlm_di
     assert [e["loss"] for e in tail] == pytest.approx([e["loss"] for e in _train_logs(full)[2:]], rel=1e-4)
 
 
-def test_recipe_main_trains_distilbert_and_saves_arguments(tiny_distilbert_mlm_dir, prepared_msmarco, tmp_path):
+def test_recipe_main_trains_distilbert_and_saves_arguments(
+    tiny_distilbert_mlm_dir, prepared_msmarco, tmp_path
+):
     out = tmp_path / "run"
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model_name_or_path": str(tiny_distilbert_mlm_dir), "data": str(prepared_msmarco),
-                                  "num_negatives": 2, "per_device_train_batch_size": 2, "max_steps": 2,
-                                  "passage_max_length": 32, "query_max_length": 16, "use_cpu": True,
-                                  "report_to": "none", "save_strategy": "no", "output_dir": str(out)}))
+    config.write_text(
+        json.dumps(
+            {
+                "model_name_or_path": str(tiny_distilbert_mlm_dir),
+                "data": str(prepared_msmarco),
+                "num_negatives": 2,
+                "per_device_train_batch_size": 2,
+                "max_steps": 2,
+                "passage_max_length": 32,
+                "query_max_length": 16,
+                "use_cpu": True,
+                "report_to": "none",
+                "save_strategy": "no",
+                "output_dir": str(out),
+            }
+        )
+    )
     assert main([str(config), "--query_flops_weight", "0.01", "--mask_special_tokens", "false"]) == 0
     resolved = json.loads((out / "led_args.json").read_text())
     assert resolved["query_flops_weight"] == 0.01 and resolved["passage_flops_weight"] == 8e-4
@@ -114,8 +159,10 @@ def test_cli_help_and_bad_config(tmp_path, capsys):
     assert "lambda_q" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, learning_rate, negatives", [("msmarco/lex_warmup.json", 3e-5, ["bm25"]),
-                                                          ("msmarco/lex_continue.json", 2e-5, ["sp-stg1"])])
+@pytest.mark.parametrize(
+    "name, learning_rate, negatives",
+    [("msmarco/lex_warmup.json", 3e-5, ["bm25"]), ("msmarco/lex_continue.json", 2e-5, ["sp-stg1"])],
+)
 def test_reference_configs_parse_with_the_recipe_values(name, learning_rate, negatives, tmp_path):
     from pathlib import Path
 
@@ -123,14 +170,17 @@ def test_reference_configs_parse_with_the_recipe_values(name, learning_rate, neg
     from led_hf.config import parse_arguments
 
     config = Path(__file__).resolve().parents[1] / "configs" / name
-    model_args, data_args, args = parse_arguments((SpladeModelArguments, DataArguments, SpladeTrainingArguments),
-                                                  [str(config), "--output_dir", str(tmp_path), "--use_cpu", "true",
-                                                   "--bf16", "false"])
+    model_args, data_args, args = parse_arguments(
+        (SpladeModelArguments, DataArguments, SpladeTrainingArguments),
+        [str(config), "--output_dir", str(tmp_path), "--use_cpu", "true", "--bf16", "false"],
+    )
     assert (args.learning_rate, data_args.negs_sources) == (learning_rate, negatives)
     assert (args.per_device_train_batch_size, data_args.num_negatives, args.num_train_epochs) == (48, 5, 3)
     assert (args.weight_decay, args.warmup_steps) == (0.01, 0.01)
     assert (args.query_flops_weight, args.passage_flops_weight) == (6e-4, 8e-4)
-    assert model_args.model_name_or_path == ("distilbert-base-uncased" if "warmup" in name else "runs/msmarco/sp-stg1")
+    assert model_args.model_name_or_path == (
+        "distilbert-base-uncased" if "warmup" in name else "runs/msmarco/sp-stg1"
+    )
 
 
 def test_demo_config_parses(tmp_path):
@@ -140,6 +190,8 @@ def test_demo_config_parses(tmp_path):
     from led_hf.config import parse_arguments
 
     config = Path(__file__).resolve().parents[1] / "configs" / "demo" / "lex_scifact.json"
-    model_args, _, _ = parse_arguments((SpladeModelArguments, DataArguments, SpladeTrainingArguments),
-                                       [str(config), "--output_dir", str(tmp_path), "--use_cpu", "true"])
+    model_args, _, _ = parse_arguments(
+        (SpladeModelArguments, DataArguments, SpladeTrainingArguments),
+        [str(config), "--output_dir", str(tmp_path), "--use_cpu", "true"],
+    )
     assert (Path(resolve_model_path(model_args.model_name_or_path)) / "config.json").is_file()

@@ -31,24 +31,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="led bm25",
         description="BM25 (Lucene scoring, bm25s) over DATA/corpus ('title text', English stopwords, Snowball "
-                    "stems). Writes a TREC run for the queries of --split and optionally DATA/negatives/NAME.",
+        "stems). Writes a TREC run for the queries of --split and optionally DATA/negatives/NAME.",
     )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
-    parser.add_argument("--split", required=True,
-                        help="qrels split whose queries are searched (and whose positives --negatives removes)")
-    parser.add_argument("--all-queries", action="store_true",
-                        help="search every query in DATA/queries, not only those with qrels in --split")
+    parser.add_argument(
+        "--split",
+        required=True,
+        help="qrels split whose queries are searched (and whose positives --negatives removes)",
+    )
+    parser.add_argument(
+        "--all-queries",
+        action="store_true",
+        help="search every query in DATA/queries, not only those with qrels in --split",
+    )
     parser.add_argument("--output", help="TREC run to write (qid Q0 pid rank score tag)")
     parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
-    parser.add_argument("--k1", type=float, default=DEFAULT_K1, help=f"BM25 k1 (default {DEFAULT_K1}, Anserini's)")
-    parser.add_argument("--b", type=float, default=DEFAULT_B, help=f"BM25 b (default {DEFAULT_B}, Anserini's)")
+    parser.add_argument(
+        "--k1", type=float, default=DEFAULT_K1, help=f"BM25 k1 (default {DEFAULT_K1}, Anserini's)"
+    )
+    parser.add_argument(
+        "--b", type=float, default=DEFAULT_B, help=f"BM25 b (default {DEFAULT_B}, Anserini's)"
+    )
     parser.add_argument("--no-stem", action="store_true", help="do not stem tokens")
     parser.add_argument("--tag", default="bm25", help="run tag, the last column of the run (default bm25)")
-    parser.add_argument("--negatives", metavar="NAME",
-                        help="also write DATA/negatives/NAME from the ranked lists (qrels positives removed)")
-    parser.add_argument("--keep", type=int, default=200, help="negatives kept per query, in rank order (default 200)")
+    parser.add_argument(
+        "--negatives",
+        metavar="NAME",
+        help="also write DATA/negatives/NAME from the ranked lists (qrels positives removed)",
+    )
+    parser.add_argument(
+        "--keep", type=int, default=200, help="negatives kept per query, in rank order (default 200)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DATA/negatives/NAME")
-    parser.add_argument("--batch-size", type=int, default=1000, help="queries per search batch (default 1000)")
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="queries per search batch (default 1000)"
+    )
     return parser
 
 
@@ -64,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     data = PreparedData(args.data)
     qrels = data.qrels_dict(args.split)
     if args.negatives and not args.overwrite and (data.root / "negatives" / args.negatives).exists():
-        raise LedError(f"{data.root / 'negatives' / args.negatives} already exists (pass --overwrite to replace it)")
+        raise LedError(
+            f"{data.root / 'negatives' / args.negatives} already exists (pass --overwrite to replace it)"
+        )
     if args.all_queries:
         qids = data.queries.data.column("qid").to_pylist()
     else:
@@ -72,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         qids = sorted(known)
         missing = [qid for qid in qids if qid not in data.qid_index]
         if missing:
-            raise LedError(f"qrels split {args.split!r} names query {missing[0]!r}, which is not in {data.root}/queries")
+            raise LedError(
+                f"qrels split {args.split!r} names query {missing[0]!r}, which is not in {data.root}/queries"
+            )
     if not qids:
         raise LedError(f"no queries to search (split {args.split!r} of {data.root})")
 
@@ -89,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.negatives:
         columns = negatives_from_results(results, qrels, keep=args.keep)
         count = write_negatives(data.root / "negatives" / args.negatives, columns, overwrite=args.overwrite)
-        print(f"wrote negatives for {count} queries to {data.root / 'negatives' / args.negatives}", file=sys.stderr)
-    print(f"indexed {len(index.pids)} passages in {indexed - started:.1f}s, searched {len(qids)} queries in "
-          f"{searched - indexed:.1f}s", file=sys.stderr)
+        print(
+            f"wrote negatives for {count} queries to {data.root / 'negatives' / args.negatives}",
+            file=sys.stderr,
+        )
+    print(
+        f"indexed {len(index.pids)} passages in {indexed - started:.1f}s, searched {len(qids)} queries in "
+        f"{searched - indexed:.1f}s",
+        file=sys.stderr,
+    )
     return 0

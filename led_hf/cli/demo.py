@@ -15,11 +15,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="led demo",
         description=f"Run {DEMO_CONFIG} from the repository root: prepare the bundled SciFact, BM25, "
-                    "zero-shot and fine-tuned retrievers, each evaluated on the test split; resumable.")
-    parser.add_argument("--output", default="runs/demo-scifact", help="output folder (default runs/demo-scifact)")
+        "zero-shot and fine-tuned retrievers, each evaluated on the test split; resumable.",
+    )
+    parser.add_argument(
+        "--output", default="runs/demo-scifact", help="output folder (default runs/demo-scifact)"
+    )
     parser.add_argument("--force", action="store_true", help="rerun every stage")
     args = parser.parse_args(argv)
     if not DEMO_CONFIG.exists():
-        raise LedError(f"{DEMO_CONFIG} not found: run `led demo` (or `make demo`) from the led-hf repository root")
+        raise LedError(
+            f"{DEMO_CONFIG} not found: run `led demo` (or `make demo`) from the led-hf repository root"
+        )
     forwarded = [str(DEMO_CONFIG), "--output", args.output] + (["--force"] if args.force else [])
     return pipeline.main(forwarded)

@@ -25,18 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="led evaluate",
         description="Score a TREC run (`qid Q0 pid rank score tag`) against DATA/qrels/SPLIT and print one JSON "
-                    "object: mrr@10, ndcg@10, recall@50, recall@1000 (hit rate: any relevant in the top k), "
-                    "trec_recall@50/@1000 (fraction of relevant retrieved), num_queries, num_queries_retrieved.",
+        "object: mrr@10, ndcg@10, recall@50, recall@1000 (hit rate: any relevant in the top k), "
+        "trec_recall@50/@1000 (fraction of relevant retrieved), num_queries, num_queries_retrieved.",
     )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
     parser.add_argument("--split", required=True, help="qrels split to evaluate against, e.g. dev, test")
     parser.add_argument("--run", required=True, help="TREC run file")
-    parser.add_argument("--relevance-level", type=int, default=1,
-                        help="minimum grade that counts as relevant for mrr/recall (default 1; 2 is usual for TREC DL)")
+    parser.add_argument(
+        "--relevance-level",
+        type=int,
+        default=1,
+        help="minimum grade that counts as relevant for mrr/recall (default 1; 2 is usual for TREC DL)",
+    )
     parser.add_argument("--mrr-depth", type=int, default=10, help="cutoff of MRR (default 10)")
     parser.add_argument("--ndcg-depth", type=int, default=10, help="cutoff of nDCG (default 10)")
-    parser.add_argument("--recall-depths", type=int, nargs="+", default=[50, 1000],
-                        help="cutoffs of recall / trec_recall (default 50 1000)")
+    parser.add_argument(
+        "--recall-depths",
+        type=int,
+        nargs="+",
+        default=[50, 1000],
+        help="cutoffs of recall / trec_recall (default 50 1000)",
+    )
     parser.add_argument("--output", help="also write the JSON object to this file")
     return parser
 
@@ -49,10 +58,18 @@ def main(argv: list[str] | None = None) -> int:
     run = read_run(args.run)
     unknown = sum(1 for qid in run if qid not in qrels)
     if unknown:
-        print(f"note: {unknown} of {len(run)} run queries have no qrels in split {args.split!r}; ignored",
-              file=sys.stderr)
-    metrics = evaluate_run(run, qrels, relevance_level=args.relevance_level, mrr_depth=args.mrr_depth,
-                           ndcg_depth=args.ndcg_depth, recall_depths=args.recall_depths)
+        print(
+            f"note: {unknown} of {len(run)} run queries have no qrels in split {args.split!r}; ignored",
+            file=sys.stderr,
+        )
+    metrics = evaluate_run(
+        run,
+        qrels,
+        relevance_level=args.relevance_level,
+        mrr_depth=args.mrr_depth,
+        ndcg_depth=args.ndcg_depth,
+        recall_depths=args.recall_depths,
+    )
     if metrics["num_queries_retrieved"] == 0:
         print(f"warning: the run retrieves nothing for any query of split {args.split!r}", file=sys.stderr)
     text = json.dumps(metrics)

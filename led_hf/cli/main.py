@@ -20,7 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("search", "retrieve with an encoded index and write a TREC run"),
     "index": ("index", "build a sparse index: embedded inverted (default) or Lucene impact / BM25"),
     "rerank": ("rerank", "re-rank a TREC run's top passages with a cross-encoder"),
-    "score-teacher": ("score_teacher", "score training candidates once with a frozen teacher (LED, precomputed)"),
+    "score-teacher": (
+        "score_teacher",
+        "score training candidates once with a frozen teacher (LED, precomputed)",
+    ),
     "mine": ("mine", "mine hard negatives for the next stage: DATA/negatives/NAME (dense, SPLADE, BM25)"),
     "evaluate": ("evaluate", "score a TREC run against qrels (one JSON object)"),
     "pipeline": ("pipeline", "run a multi-stage recipe and write a report"),
@@ -36,8 +39,9 @@ def usage_table(header: str, registry: dict[str, tuple[str, str]], heading: str,
     return "\n".join(lines + [""] + footer)
 
 
-def dispatch(argv: list[str], registry: dict[str, tuple[str, str]], usage: str, prog: str, what: str,
-             package: str = "") -> int:
+def dispatch(
+    argv: list[str], registry: dict[str, tuple[str, str]], usage: str, prog: str, what: str, package: str = ""
+) -> int:
     """Run `registry[argv[0]]`'s module `main(argv[1:])`, importing it only now; usage on -h/--help or nothing."""
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
@@ -50,8 +54,12 @@ def dispatch(argv: list[str], registry: dict[str, tuple[str, str]], usage: str, 
 
 
 def _usage() -> str:
-    return usage_table(f"usage: led <command> [options]   (led-hf {__version__})", COMMANDS, "commands:",
-                       ["`led <command> --help` describes each command."])
+    return usage_table(
+        f"usage: led <command> [options]   (led-hf {__version__})",
+        COMMANDS,
+        "commands:",
+        ["`led <command> --help` describes each command."],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="led pipeline",
         description="Run the stages of a pipeline config (JSON) in order. A completed stage leaves "
-                    "OUT/stages/<name>.json and is skipped on rerun, so an interrupted run resumes. "
-                    "Writes OUT/report.json, report.md and report.png (test metrics per stage).")
+        "OUT/stages/<name>.json and is skipped on rerun, so an interrupted run resumes. "
+        "Writes OUT/report.json, report.md and report.png (test metrics per stage).",
+    )
     parser.add_argument("config", help="pipeline config (JSON), e.g. configs/demo/pipeline_scifact.json")
     parser.add_argument("--output", help="output folder (overrides the config's 'output')")
-    parser.add_argument("--stages", help="comma-separated stage names to (re)run; others must be complete or are skipped")
+    parser.add_argument(
+        "--stages", help="comma-separated stage names to (re)run; others must be complete or are skipped"
+    )
     parser.add_argument("--force", action="store_true", help="rerun the selected stages even if complete")
     return parser
 

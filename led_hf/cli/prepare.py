@@ -33,16 +33,28 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="led prepare", description=DESCRIPTION, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="led prepare",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--format", required=True, choices=("msmarco", "beir"), help="layout of INPUT")
     parser.add_argument("--input", required=True, metavar="INPUT", help="folder holding the source files")
     parser.add_argument("--output", required=True, metavar="OUTPUT", help="folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    parser.add_argument("--skip-bad-lines", action="store_true",
-                        help="skip bad lines (counted by reason in the summary and manifest) instead of stopping")
-    parser.add_argument("--batch-size", type=int, default=10_000, metavar="N",
-                        help="rows per Arrow write batch (default: %(default)s)")
+    parser.add_argument(
+        "--skip-bad-lines",
+        action="store_true",
+        help="skip bad lines (counted by reason in the summary and manifest) instead of stopping",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="rows per Arrow write batch (default: %(default)s)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
     return parser
 
@@ -51,8 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from led_hf.data.prepare import prepare  # after parsing: `--help` does not pay for datasets
 
-    summary = prepare(args.format, args.input, args.output, overwrite=args.overwrite,
-                      skip_bad_lines=args.skip_bad_lines, batch_size=args.batch_size, progress=not args.quiet)
+    summary = prepare(
+        args.format,
+        args.input,
+        args.output,
+        overwrite=args.overwrite,
+        skip_bad_lines=args.skip_bad_lines,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
     if not args.quiet:
         print(summary.render())
     return 0

@@ -20,22 +20,36 @@ from led_hf.precision import add_precision_argument
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="led rerank", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="led rerank",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score each query's top --depth passages of a TREC run with a cross-encoder "
-                    "(`[CLS] query [SEP] title [SEP] text [SEP]`, one logit per pair) and write them ranked by "
-                    "that score. Passages below --depth are dropped.",
-        epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--model", required=True, help="cross-encoder folder or hub id (a trained 1-logit head)")
+        "(`[CLS] query [SEP] title [SEP] text [SEP]`, one logit per pair) and write them ranked by "
+        "that score. Passages below --depth are dropped.",
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    parser.add_argument(
+        "--model", required=True, help="cross-encoder folder or hub id (a trained 1-logit head)"
+    )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
     parser.add_argument("--run", required=True, help="TREC run to re-rank (qid Q0 pid rank score tag)")
     parser.add_argument("--output", required=True, help="re-ranked TREC run to write")
-    parser.add_argument("--split", help="re-rank only the run's queries with qrels in this split (default: all)")
+    parser.add_argument(
+        "--split", help="re-rank only the run's queries with qrels in this split (default: all)"
+    )
     parser.add_argument("--depth", type=int, default=100, help="passages re-ranked per query (default 100)")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass (default 32)")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="pair tokens, special tokens included (default: the model's training length, else 256)")
-    parser.add_argument("--tag", default="rerank", help="run tag, the last column of the run (default rerank)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="pair tokens, special tokens included (default: the model's training length, else 256)",
+    )
+    parser.add_argument(
+        "--tag", default="rerank", help="run tag, the last column of the run (default rerank)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
     add_precision_argument(parser, "cross-encoder (scores stay fp32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -64,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         qrels = data.qrels_dict(args.split)
         qids = [qid for qid in run if qid in qrels]
         if len(qids) < len(run):
-            print(f"note: {len(run) - len(qids)} of {len(run)} run queries have no qrels in split "
-                  f"{args.split!r}; not re-ranked", file=sys.stderr)
+            print(
+                f"note: {len(run) - len(qids)} of {len(run)} run queries have no qrels in split "
+                f"{args.split!r}; not re-ranked",
+                file=sys.stderr,
+            )
     candidates = top_candidates(run, args.depth, qids)
     if not candidates:
         raise LedError(f"{args.run}: no queries to re-rank")
@@ -83,10 +100,21 @@ def main(argv: list[str] | None = None) -> int:
     precision = resolve_precision(args.precision, device)
 
     started = time.perf_counter()
-    results = rerank_pairs(model, collator, data, pairs, batch_size=args.batch_size, device=device,
-                           precision=precision, progress=not args.no_progress)
+    results = rerank_pairs(
+        model,
+        collator,
+        data,
+        pairs,
+        batch_size=args.batch_size,
+        device=device,
+        precision=precision,
+        progress=not args.no_progress,
+    )
     seconds = time.perf_counter() - started
     lines = write_run(args.output, results, tag=args.tag)
-    print(f"re-ranked {lines} pairs of {len(results)} queries in {seconds:.1f}s ({lines / max(seconds, 1e-9):.1f} "
-          f"pairs/s, max length {collator.max_length}, {precision}); wrote {args.output}", file=sys.stderr)
+    print(
+        f"re-ranked {lines} pairs of {len(results)} queries in {seconds:.1f}s ({lines / max(seconds, 1e-9):.1f} "
+        f"pairs/s, max length {collator.max_length}, {precision}); wrote {args.output}",
+        file=sys.stderr,
+    )
     return 0

@@ -18,57 +18,116 @@ from led_hf.precision import add_precision_argument
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="led score-teacher", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="led score-teacher",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score each training query's positives and negative pool (the passages LED training can "
-                    "draw for it) with a frozen SPLADE or cross-encoder teacher, once, into "
-                    "DATA/teacher_scores/NAME (Arrow rows {qid, pids, scores}; written atomically). "
-                    "`led train led --teacher_scores precomputed --teacher_scores_name NAME` (or "
-                    "--cross_encoder_scores_name NAME) then reads the scores instead of running the teacher.",
-        epilog=__doc__.split("\n", 2)[2])
+        "draw for it) with a frozen SPLADE or cross-encoder teacher, once, into "
+        "DATA/teacher_scores/NAME (Arrow rows {qid, pids, scores}; written atomically). "
+        "`led train led --teacher_scores precomputed --teacher_scores_name NAME` (or "
+        "--cross_encoder_scores_name NAME) then reads the scores instead of running the teacher.",
+        epilog=__doc__.split("\n", 2)[2],
+    )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
-    parser.add_argument("--teacher", required=True,
-                        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder")
+    parser.add_argument(
+        "--teacher",
+        required=True,
+        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder",
+    )
     parser.add_argument("--name", required=True, help="output folder name under DATA/teacher_scores/")
-    parser.add_argument("--kind", choices=("splade", "cross-encoder"), default=None,
-                        help="teacher kind (default: the checkpoint's led_config.json)")
-    parser.add_argument("--split", default="train", help="qrels split of the training queries (default train)")
-    parser.add_argument("--negs-sources", default="bm25",
-                        help="negative sources, comma-separated, as in training (default bm25)")
-    parser.add_argument("--num-negs-per-system", type=int, default=200,
-                        help="entries kept per source, as in training (default 200)")
+    parser.add_argument(
+        "--kind",
+        choices=("splade", "cross-encoder"),
+        default=None,
+        help="teacher kind (default: the checkpoint's led_config.json)",
+    )
+    parser.add_argument(
+        "--split", default="train", help="qrels split of the training queries (default train)"
+    )
+    parser.add_argument(
+        "--negs-sources",
+        default="bm25",
+        help="negative sources, comma-separated, as in training (default bm25)",
+    )
+    parser.add_argument(
+        "--num-negs-per-system",
+        type=int,
+        default=200,
+        help="entries kept per source, as in training (default 200)",
+    )
     parser.add_argument("--query-max-length", type=int, default=32, help="SPLADE teacher: query tokens (32)")
-    parser.add_argument("--passage-max-length", type=int, default=128, help="SPLADE teacher: passage tokens (128)")
-    parser.add_argument("--max-length", type=int, default=None,
-                        help="cross-encoder: pair tokens (default: its training length, else 256)")
+    parser.add_argument(
+        "--passage-max-length", type=int, default=128, help="SPLADE teacher: passage tokens (128)"
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="cross-encoder: pair tokens (default: its training length, else 256)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="texts or pairs per forward pass (64)")
-    parser.add_argument("--queries-per-chunk", type=int, default=64,
-                        help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)")
-    parser.add_argument("--corpus-vectors", metavar="ENC", default=None,
-                        help="SPLADE teacher: its `led encode --corpus` folder (same --passage-max-length); passages "
-                             "are looked up instead of encoded again (the fast path for small corpora)")
-    parser.add_argument("--part-queries", type=int, default=4096,
-                        help="queries per resumable part: a rerun after a kill scores only missing parts (4096)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--queries-per-chunk",
+        type=int,
+        default=64,
+        help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)",
+    )
+    parser.add_argument(
+        "--corpus-vectors",
+        metavar="ENC",
+        default=None,
+        help="SPLADE teacher: its `led encode --corpus` folder (same --passage-max-length); passages "
+        "are looked up instead of encoded again (the fast path for small corpora)",
+    )
+    parser.add_argument(
+        "--part-queries",
+        type=int,
+        default=4096,
+        help="queries per resumable part: a rerun after a kill scores only missing parts (4096)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
     add_precision_argument(parser, "teacher (scores are kept in fp32)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing DATA/teacher_scores/NAME")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing DATA/teacher_scores/NAME"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("num_negs_per_system", "query_max_length", "passage_max_length", "batch_size", "queries_per_chunk",
-                 "part_queries"):
+    for name in (
+        "num_negs_per_system",
+        "query_max_length",
+        "passage_max_length",
+        "batch_size",
+        "queries_per_chunk",
+        "part_queries",
+    ):
         if getattr(args, name) < 1:
             raise LedError(f"--{name.replace('_', '-')} must be positive")
     from led_hf.retrieval.teacher_scores import score_teacher
 
     metadata = score_teacher(
-        args.data, args.teacher, args.name, split=args.split, negs_sources=args.negs_sources,
-        num_negs_per_system=args.num_negs_per_system, kind=args.kind, query_max_length=args.query_max_length,
-        passage_max_length=args.passage_max_length, max_length=args.max_length, batch_size=args.batch_size,
-        queries_per_chunk=args.queries_per_chunk, part_queries=args.part_queries,
-        corpus_vectors=args.corpus_vectors, device=args.device, precision=args.precision, overwrite=args.overwrite,
-        progress=not args.no_progress)
+        args.data,
+        args.teacher,
+        args.name,
+        split=args.split,
+        negs_sources=args.negs_sources,
+        num_negs_per_system=args.num_negs_per_system,
+        kind=args.kind,
+        query_max_length=args.query_max_length,
+        passage_max_length=args.passage_max_length,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        queries_per_chunk=args.queries_per_chunk,
+        part_queries=args.part_queries,
+        corpus_vectors=args.corpus_vectors,
+        device=args.device,
+        precision=args.precision,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     print(json.dumps(metadata))
     return 0

@@ -14,15 +14,27 @@ from led_hf.cli.main import dispatch, usage_table
 RECIPES: dict[str, tuple[str, str]] = {
     "dense": ("led_hf.cli.train_dense", "dense bi-encoder, contrastive loss (coCondenser / MiniLM recipes)"),
     "splade": ("led_hf.cli.train_splade", "SPLADE lexical retriever, contrastive + FLOPS regularisation"),
-    "led": ("led_hf.cli.train_led", "LED: dense student + frozen SPLADE teacher (rank loss) [+ cross-encoder KL]"),
-    "cross-encoder": ("led_hf.cli.train_cross_encoder", "cross-encoder re-ranker (the RT teacher), listwise CE"),
+    "led": (
+        "led_hf.cli.train_led",
+        "LED: dense student + frozen SPLADE teacher (rank loss) [+ cross-encoder KL]",
+    ),
+    "cross-encoder": (
+        "led_hf.cli.train_cross_encoder",
+        "cross-encoder re-ranker (the RT teacher), listwise CE",
+    ),
 }
 
 
 def _usage() -> str:
-    return usage_table("usage: led train <method> [CONFIG.json|yaml] [--option value ...]", RECIPES, "methods:",
-                       ["Options given as flags override the config file; `led train <method> --help` lists them.",
-                        "Multi-GPU: accelerate launch scripts/train_<method>.py CONFIG [--option value ...]"])
+    return usage_table(
+        "usage: led train <method> [CONFIG.json|yaml] [--option value ...]",
+        RECIPES,
+        "methods:",
+        [
+            "Options given as flags override the config file; `led train <method> --help` lists them.",
+            "Multi-GPU: accelerate launch scripts/train_<method>.py CONFIG [--option value ...]",
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

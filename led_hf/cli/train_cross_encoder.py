@@ -27,16 +27,22 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     return run_recipe(
-        argv, (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments),
-        train_cross_encoder, prog="led train cross-encoder",
+        argv,
+        (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments),
+        train_cross_encoder,
+        prog="led train cross-encoder",
         description="Train a cross-encoder ([CLS] query [SEP] title [SEP] text [SEP] -> one logit) with a "
-                    "listwise cross-entropy over each query's positive and hard negatives. CONFIG (JSON/YAML) "
-                    "holds any option below; flags override it. A backbone without a classification head "
-                    "(e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny) gets a fresh 1-logit head.")
+        "listwise cross-entropy over each query's positive and hard negatives. CONFIG (JSON/YAML) "
+        "holds any option below; flags override it. A backbone without a classification head "
+        "(e.g. bundled:all-minilm-l6-v2, bundled:splade-tiny) gets a fresh 1-logit head.",
+    )
 
 
-def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: CrossEncoderDataArguments,
-                        training_args: CrossEncoderTrainingArguments):
+def train_cross_encoder(
+    model_args: CrossEncoderModelArguments,
+    data_args: CrossEncoderDataArguments,
+    training_args: CrossEncoderTrainingArguments,
+):
     """Run the recipe; returns the trainer (its model, state and log history)."""
     from transformers import AutoTokenizer
 
@@ -53,27 +59,49 @@ def train_cross_encoder(model_args: CrossEncoderModelArguments, data_args: Cross
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
 
     train_groups = train_groups_from_args(data_args, training_args)
-    collator = CrossEncoderCollator(tokenizer, max_length=data_args.max_length,
-                                    pad_to_multiple_of=tensor_core_padding(training_args))
-    logger.info("%d training groups of %d pairs; pair length %d", len(train_groups), train_groups.group_size,
-                data_args.max_length)
+    collator = CrossEncoderCollator(
+        tokenizer, max_length=data_args.max_length, pad_to_multiple_of=tensor_core_padding(training_args)
+    )
+    logger.info(
+        "%d training groups of %d pairs; pair length %d",
+        len(train_groups),
+        train_groups.group_size,
+        data_args.max_length,
+    )
 
     eval_pairs = None
     if data_args.eval_run:  # resolved now: a bad run fails before training
         from led_hf.evaluation.runs import read_run
         from led_hf.retrieval.rerank import evaluation_pairs
 
-        eval_pairs = evaluation_pairs(train_groups.data, data_args.eval_split, read_run(data_args.eval_run),
-                                      data_args.eval_depth, source=data_args.eval_run)
+        eval_pairs = evaluation_pairs(
+            train_groups.data,
+            data_args.eval_split,
+            read_run(data_args.eval_run),
+            data_args.eval_depth,
+            source=data_args.eval_run,
+        )
 
-    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
-                                  processing_class=tokenizer, model_args=model_args, data_args=data_args)
-    after_training = (None if eval_pairs is None else
-                      partial(evaluate_after_training, trainer, data_args, train_groups.data, collator, eval_pairs))
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_groups,
+        data_collator=collator,
+        processing_class=tokenizer,
+        model_args=model_args,
+        data_args=data_args,
+    )
+    after_training = (
+        None
+        if eval_pairs is None
+        else partial(evaluate_after_training, trainer, data_args, train_groups.data, collator, eval_pairs)
+    )
     return fit_and_save(trainer, model_args, data_args, training_args, after_training=after_training)
 
 
-def evaluate_after_training(trainer, data_args: CrossEncoderDataArguments, data, collator, pairs) -> dict[str, float]:
+def evaluate_after_training(
+    trainer, data_args: CrossEncoderDataArguments, data, collator, pairs
+) -> dict[str, float]:
     """Re-rank `pairs` (eval_run's top eval_depth on eval_split; main process), log and save the metrics as
     eval_*; called before saving the model, so that the card shows them."""
 
@@ -84,9 +112,18 @@ def evaluate_after_training(trainer, data_args: CrossEncoderDataArguments, data,
         model = trainer.accelerator.unwrap_model(trainer.model)
         args = trainer.args
         precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
-        found = evaluate_reranking(model, collator, data, data_args.eval_split, pairs,
-                                   depth=data_args.eval_depth, batch_size=args.per_device_eval_batch_size,
-                                   device=args.device, precision=precision, progress=args.should_log)
+        found = evaluate_reranking(
+            model,
+            collator,
+            data,
+            data_args.eval_split,
+            pairs,
+            depth=data_args.eval_depth,
+            batch_size=args.per_device_eval_batch_size,
+            device=args.device,
+            precision=precision,
+            progress=args.should_log,
+        )
         metrics = {f"eval_{name}": float(value) for name, value in found.items()}
         trainer.log(metrics)
         trainer.save_metrics("eval", metrics)

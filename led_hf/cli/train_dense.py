@@ -22,10 +22,14 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_recipe(argv, (ModelArguments, DataArguments, DenseTrainingArguments), train_dense,
-                      prog="led train dense",
-                      description="Train a dense bi-encoder with the contrastive loss. CONFIG (JSON/YAML) holds any "
-                                  "option below; flags override it.")
+    return run_recipe(
+        argv,
+        (ModelArguments, DataArguments, DenseTrainingArguments),
+        train_dense,
+        prog="led train dense",
+        description="Train a dense bi-encoder with the contrastive loss. CONFIG (JSON/YAML) holds any "
+        "option below; flags override it.",
+    )
 
 
 def run_recipe(argv: list[str] | None, dataclass_types: tuple, train, prog: str, description: str) -> int:
@@ -54,17 +58,33 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
     model, tokenizer = dense_model_from_args(model_args, data_args)
 
     train_groups = train_groups_from_args(data_args, training_args)
-    collator = TrainCollator(tokenizer, query_max_length=data_args.query_max_length,
-                             passage_max_length=data_args.passage_max_length,
-                             pad_to_multiple_of=tensor_core_padding(training_args))
-    logger.info("%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
-                len(train_groups), train_groups.group_size, model.pooling, model.normalize, model.temperature)
+    collator = TrainCollator(
+        tokenizer,
+        query_max_length=data_args.query_max_length,
+        passage_max_length=data_args.passage_max_length,
+        pad_to_multiple_of=tensor_core_padding(training_args),
+    )
+    logger.info(
+        "%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
+        len(train_groups),
+        train_groups.group_size,
+        model.pooling,
+        model.normalize,
+        model.temperature,
+    )
 
     evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
 
-    trainer = DenseTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
-                           processing_class=tokenizer, model_args=model_args, data_args=data_args,
-                           retrieval_evaluator=evaluator)
+    trainer = DenseTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_groups,
+        data_collator=collator,
+        processing_class=tokenizer,
+        model_args=model_args,
+        data_args=data_args,
+        retrieval_evaluator=evaluator,
+    )
     return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
 
 
@@ -87,8 +107,10 @@ def start_run(training_args) -> None:
     """The first step of every recipe: log lines at INFO on the main process (WARNING elsewhere), seed."""
     from transformers import set_seed
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
-                        if training_args.should_log else logging.WARNING)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
     set_seed(training_args.seed)
 
 
@@ -104,11 +126,17 @@ def train_groups_from_args(data_args, training_args, groups_class=None, **extra)
     from led_hf.data.groups import TrainGroups
 
     return (groups_class or TrainGroups)(
-        data_args.data, split=data_args.train_split, negs_sources=data_args.negs_sources,
-        num_negs_per_system=data_args.num_negs_per_system, num_negatives=data_args.num_negatives,
-        dedupe_negatives=data_args.dedupe_negatives, empty_pool=data_args.empty_pool,
+        data_args.data,
+        split=data_args.train_split,
+        negs_sources=data_args.negs_sources,
+        num_negs_per_system=data_args.num_negs_per_system,
+        num_negatives=data_args.num_negatives,
+        dedupe_negatives=data_args.dedupe_negatives,
+        empty_pool=data_args.empty_pool,
         seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
-        show_progress=training_args.should_log, **extra)
+        show_progress=training_args.should_log,
+        **extra,
+    )
 
 
 def dense_model_from_args(model_args: ModelArguments, data_args: DataArguments):
@@ -121,9 +149,13 @@ def dense_model_from_args(model_args: ModelArguments, data_args: DataArguments):
 
     model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:all-minilm-l6-v2
     model = DenseEncoder.from_pretrained(
-        model_path, pooling=model_args.pooling, normalize=model_args.normalize,
-        temperature=model_args.temperature, separate_encoders=model_args.separate_encoders,
-        trust_remote_code=model_args.trust_remote_code)
+        model_path,
+        pooling=model_args.pooling,
+        normalize=model_args.normalize,
+        temperature=model_args.temperature,
+        separate_encoders=model_args.separate_encoders,
+        trust_remote_code=model_args.trust_remote_code,
+    )
     model.max_seq_length = data_args.passage_max_length
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
     return model, tokenizer
@@ -135,10 +167,16 @@ def retrieval_evaluator_from_args(data, data_args: DataArguments, training_args)
         return None
     from led_hf.evaluation.evaluator import RetrievalEvaluator
 
-    return RetrievalEvaluator(data, data_args.eval_split, mode=data_args.eval_mode,
-                              max_queries=data_args.eval_max_queries, max_passages=data_args.eval_max_passages,
-                              seed=training_args.seed, use_gpu=training_args.device.type == "cuda",
-                              progress=training_args.should_log)
+    return RetrievalEvaluator(
+        data,
+        data_args.eval_split,
+        mode=data_args.eval_mode,
+        max_queries=data_args.eval_max_queries,
+        max_passages=data_args.eval_max_passages,
+        seed=training_args.seed,
+        use_gpu=training_args.device.type == "cuda",
+        progress=training_args.should_log,
+    )
 
 
 def resolve_checkpoint(training_args) -> str | None:
@@ -149,9 +187,13 @@ def resolve_checkpoint(training_args) -> str | None:
     if value in ("last", "true", "True"):
         from transformers.trainer_utils import get_last_checkpoint
 
-        found = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        found = (
+            get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        )
         if found is None and value != "last":
-            raise LedError(f"resume_from_checkpoint={value}: no checkpoint-* folder in {training_args.output_dir}")
+            raise LedError(
+                f"resume_from_checkpoint={value}: no checkpoint-* folder in {training_args.output_dir}"
+            )
         return found
     if not os.path.isdir(value):
         raise LedError(f"resume_from_checkpoint: {value} is not a folder")

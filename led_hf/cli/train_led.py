@@ -28,10 +28,14 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     return run_recipe(
-        argv, (ModelArguments, DataArguments, LEDTrainingArguments), train_led, prog="led train led",
+        argv,
+        (ModelArguments, DataArguments, LEDTrainingArguments),
+        train_led,
+        prog="led train led",
         description="Train a lexicon-enlightened dense retriever: contrastive loss + rank consistency with a "
-                    "frozen SPLADE teacher (+ KL to a frozen cross-encoder for LED w/ RT). CONFIG (JSON/YAML) "
-                    "holds any option below; flags override it.")
+        "frozen SPLADE teacher (+ KL to a frozen cross-encoder for LED w/ RT). CONFIG (JSON/YAML) "
+        "holds any option below; flags override it.",
+    )
 
 
 def train_led(model_args: ModelArguments, data_args: DataArguments, training_args: LEDTrainingArguments):
@@ -51,36 +55,63 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
     start_run(training_args)
     model, tokenizer = dense_model_from_args(model_args, data_args)
     score_tables = precomputed_score_tables(training_args)
-    train_groups = train_groups_from_args(data_args, training_args, ScoredTrainGroups, score_tables=score_tables)
+    train_groups = train_groups_from_args(
+        data_args, training_args, ScoredTrainGroups, score_tables=score_tables
+    )
 
     teacher = cross_encoder = teacher_tokenizer = cross_encoder_collator = None
     pad_to_multiple_of = tensor_core_padding(training_args)
     if training_args.teacher_scores == "online":
         if training_args.rank_weight > 0:
-            teacher, teacher_tokenizer = load_splade_teacher(training_args.teacher_model_name_or_path,
-                                                             model_args.trust_remote_code)
+            teacher, teacher_tokenizer = load_splade_teacher(
+                training_args.teacher_model_name_or_path, model_args.trust_remote_code
+            )
             if teacher_reuses_student_tokens(tokenizer, teacher_tokenizer, data_args, training_args):
                 teacher_tokenizer = None  # LEDCollator adds no second tokenization
         if training_args.kl_weight > 0:
             cross_encoder, cross_encoder_collator = load_cross_encoder_teacher(
-                training_args.cross_encoder_name_or_path, training_args.cross_encoder_max_length,
-                pad_to_multiple_of, model_args.trust_remote_code)
-    collator = LEDCollator(tokenizer, query_max_length=data_args.query_max_length,
-                           passage_max_length=data_args.passage_max_length, pad_to_multiple_of=pad_to_multiple_of,
-                           extra_keys=tuple(score_tables), teacher_tokenizer=teacher_tokenizer,
-                           teacher_query_max_length=training_args.teacher_query_max_length,
-                           teacher_passage_max_length=training_args.teacher_passage_max_length,
-                           cross_encoder_collator=cross_encoder_collator)
-    logger.info("%d training groups of %d passages; teacher scores %s (%s); rank weight %g (positive %s), "
-                "KL weight %g (T %g)", len(train_groups), train_groups.group_size, training_args.teacher_scores,
-                "SPLADE teacher tokenizes itself" if teacher_tokenizer is not None else "shared token ids",
-                training_args.rank_weight, "in" if training_args.rank_include_positive else "out",
-                training_args.kl_weight, training_args.kl_temperature)
+                training_args.cross_encoder_name_or_path,
+                training_args.cross_encoder_max_length,
+                pad_to_multiple_of,
+                model_args.trust_remote_code,
+            )
+    collator = LEDCollator(
+        tokenizer,
+        query_max_length=data_args.query_max_length,
+        passage_max_length=data_args.passage_max_length,
+        pad_to_multiple_of=pad_to_multiple_of,
+        extra_keys=tuple(score_tables),
+        teacher_tokenizer=teacher_tokenizer,
+        teacher_query_max_length=training_args.teacher_query_max_length,
+        teacher_passage_max_length=training_args.teacher_passage_max_length,
+        cross_encoder_collator=cross_encoder_collator,
+    )
+    logger.info(
+        "%d training groups of %d passages; teacher scores %s (%s); rank weight %g (positive %s), "
+        "KL weight %g (T %g)",
+        len(train_groups),
+        train_groups.group_size,
+        training_args.teacher_scores,
+        "SPLADE teacher tokenizes itself" if teacher_tokenizer is not None else "shared token ids",
+        training_args.rank_weight,
+        "in" if training_args.rank_include_positive else "out",
+        training_args.kl_weight,
+        training_args.kl_temperature,
+    )
 
     evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
-    trainer = LEDTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
-                         processing_class=tokenizer, model_args=model_args, data_args=data_args,
-                         retrieval_evaluator=evaluator, teacher=teacher, cross_encoder=cross_encoder)
+    trainer = LEDTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_groups,
+        data_collator=collator,
+        processing_class=tokenizer,
+        model_args=model_args,
+        data_args=data_args,
+        retrieval_evaluator=evaluator,
+        teacher=teacher,
+        cross_encoder=cross_encoder,
+    )
     return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
 
 
@@ -117,13 +148,16 @@ def teacher_reuses_student_tokens(student_tokenizer, teacher_tokenizer, data_arg
     """The SPLADE teacher can score the student's token ids: same tokenization and the same lengths."""
     from led_hf.collators.led import same_tokenization
 
-    same_lengths = (training_args.teacher_query_max_length in (None, data_args.query_max_length)
-                    and training_args.teacher_passage_max_length in (None, data_args.passage_max_length))
+    same_lengths = training_args.teacher_query_max_length in (
+        None,
+        data_args.query_max_length,
+    ) and training_args.teacher_passage_max_length in (None, data_args.passage_max_length)
     return same_lengths and same_tokenization(student_tokenizer, teacher_tokenizer)
 
 
-def load_cross_encoder_teacher(path: str, max_length: int | None, pad_to_multiple_of: int | None,
-                               trust_remote_code: bool = False):
+def load_cross_encoder_teacher(
+    path: str, max_length: int | None, pad_to_multiple_of: int | None, trust_remote_code: bool = False
+):
     """(CrossEncoder, CrossEncoderCollator) of a trained cross-encoder; an untrained head is an error."""
     from transformers import AutoTokenizer
 
@@ -132,7 +166,11 @@ def load_cross_encoder_teacher(path: str, max_length: int | None, pad_to_multipl
     from led_hf.modeling.cross_encoder import CrossEncoder
 
     path = resolve_model_path(path)
-    cross_encoder = CrossEncoder.from_pretrained(path, trust_remote_code=trust_remote_code, allow_new_head=False)
+    cross_encoder = CrossEncoder.from_pretrained(
+        path, trust_remote_code=trust_remote_code, allow_new_head=False
+    )
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     length = max_length or cross_encoder.max_length or 256
-    return cross_encoder, CrossEncoderCollator(tokenizer, max_length=length, pad_to_multiple_of=pad_to_multiple_of)
+    return cross_encoder, CrossEncoderCollator(
+        tokenizer, max_length=length, pad_to_multiple_of=pad_to_multiple_of
+    )

@@ -20,14 +20,19 @@ logger = logging.getLogger(__name__)
 def main(argv: list[str] | None = None) -> int:
     """`led train splade [CONFIG] [--flag value ...]`; returns the exit status."""
     return run_recipe(
-        argv, (SpladeModelArguments, DataArguments, SpladeTrainingArguments), train_splade, prog="led train splade",
+        argv,
+        (SpladeModelArguments, DataArguments, SpladeTrainingArguments),
+        train_splade,
+        prog="led train splade",
         description="Train a SPLADE (lexicon-aware) retriever: contrastive + FLOPS. CONFIG (JSON/YAML) holds any "
-                    "option below; flags override it. model_name_or_path may be bundled:splade-tiny (the "
-                    "SPLADE-tiny of led-hf[demo]).")
+        "option below; flags override it. model_name_or_path may be bundled:splade-tiny (the "
+        "SPLADE-tiny of led-hf[demo]).",
+    )
 
 
-def train_splade(model_args: SpladeModelArguments, data_args: DataArguments,
-                 training_args: SpladeTrainingArguments):
+def train_splade(
+    model_args: SpladeModelArguments, data_args: DataArguments, training_args: SpladeTrainingArguments
+):
     """Run the recipe; returns the trainer (its model, state and log history)."""
     from transformers import AutoTokenizer
 
@@ -40,17 +45,36 @@ def train_splade(model_args: SpladeModelArguments, data_args: DataArguments,
     start_run(training_args)
     model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:splade-tiny
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
-    model = SpladeEncoder.from_pretrained(model_path, mask_special_tokens=model_args.mask_special_tokens,
-                                          trust_remote_code=model_args.trust_remote_code)
+    model = SpladeEncoder.from_pretrained(
+        model_path,
+        mask_special_tokens=model_args.mask_special_tokens,
+        trust_remote_code=model_args.trust_remote_code,
+    )
 
     train_groups = train_groups_from_args(data_args, training_args)
-    collator = TrainCollator(tokenizer, query_max_length=data_args.query_max_length,
-                             passage_max_length=data_args.passage_max_length,
-                             pad_to_multiple_of=tensor_core_padding(training_args))
-    logger.info("%d training groups of %d passages; vocabulary %d; λ_q %g, λ_d %g (warm-up %d steps)",
-                len(train_groups), train_groups.group_size, model.vocab_size, training_args.query_flops_weight,
-                training_args.passage_flops_weight, training_args.flops_warmup_steps)
+    collator = TrainCollator(
+        tokenizer,
+        query_max_length=data_args.query_max_length,
+        passage_max_length=data_args.passage_max_length,
+        pad_to_multiple_of=tensor_core_padding(training_args),
+    )
+    logger.info(
+        "%d training groups of %d passages; vocabulary %d; λ_q %g, λ_d %g (warm-up %d steps)",
+        len(train_groups),
+        train_groups.group_size,
+        model.vocab_size,
+        training_args.query_flops_weight,
+        training_args.passage_flops_weight,
+        training_args.flops_warmup_steps,
+    )
 
-    trainer = SpladeTrainer(model=model, args=training_args, train_dataset=train_groups, data_collator=collator,
-                            processing_class=tokenizer, model_args=model_args, data_args=data_args)
+    trainer = SpladeTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_groups,
+        data_collator=collator,
+        processing_class=tokenizer,
+        model_args=model_args,
+        data_args=data_args,
+    )
     return fit_and_save(trainer, model_args, data_args, training_args)

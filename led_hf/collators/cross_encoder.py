@@ -43,8 +43,15 @@ class CrossEncoderCollator:
 
     def encode(self, queries: list[str], titles: list[str], texts: list[str]) -> BatchEncoding:
         seconds = [self.second_segment(title, text) for title, text in zip(titles, texts)]
-        return self.tokenizer(list(queries), seconds, max_length=self.max_length, truncation="longest_first",
-                              padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        return self.tokenizer(
+            list(queries),
+            seconds,
+            max_length=self.max_length,
+            truncation="longest_first",
+            padding=True,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+            return_tensors="pt",
+        )
 
     def __call__(self, features: list[dict]) -> dict:
         if not features:
@@ -58,6 +65,9 @@ class CrossEncoderCollator:
         return {
             "qids": [str(f["qid"]) for f in features],
             "pids": [str(f["pid"]) for f in features],
-            "pairs": self.encode([f["query"] for f in features], [f.get("title") or "" for f in features],
-                                 [f["text"] for f in features]),
+            "pairs": self.encode(
+                [f["query"] for f in features],
+                [f.get("title") or "" for f in features],
+                [f["text"] for f in features],
+            ),
         }

@@ -16,18 +16,32 @@ DEFAULT_MAX_LENGTH = {"query": 32, "passage": 128}
 def check_padding(max_length: int, pad_to_multiple_of: int | None, name: str = "max_length") -> None:
     """Padding rounds up to the multiple, so the limit must be one (else the tokenizer raises mid-training)."""
     if pad_to_multiple_of and max_length % pad_to_multiple_of:
-        raise ValueError(f"{name} ({max_length}) must be a multiple of pad_to_multiple_of ({pad_to_multiple_of})")
+        raise ValueError(
+            f"{name} ({max_length}) must be a multiple of pad_to_multiple_of ({pad_to_multiple_of})"
+        )
 
 
-def encode_texts(tokenizer, texts: list[str], max_length: int, pad_to_multiple_of: int | None = None
-                 ) -> BatchEncoding:
+def encode_texts(
+    tokenizer, texts: list[str], max_length: int, pad_to_multiple_of: int | None = None
+) -> BatchEncoding:
     """Single-segment encodings ``[CLS] text [SEP]`` -> BatchEncoding of tensors [N, L]."""
-    return tokenizer(list(texts), max_length=max_length, truncation=True, padding=True,
-                     pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
+    return tokenizer(
+        list(texts),
+        max_length=max_length,
+        truncation=True,
+        padding=True,
+        pad_to_multiple_of=pad_to_multiple_of,
+        return_tensors="pt",
+    )
 
 
-def encode_passages(tokenizer, titles: list[str] | None, texts: list[str], max_length: int,
-                    pad_to_multiple_of: int | None = None) -> BatchEncoding:
+def encode_passages(
+    tokenizer,
+    titles: list[str] | None,
+    texts: list[str],
+    max_length: int,
+    pad_to_multiple_of: int | None = None,
+) -> BatchEncoding:
     """Passages as (title, text) pairs where a title exists -> BatchEncoding of tensors [N, L].
 
     >>> batch = encode_passages(tokenizer, ["Aspirin", ""], ["reduces risk", "salt intake"], 16)  # doctest: +SKIP
@@ -42,13 +56,24 @@ def encode_passages(tokenizer, titles: list[str] | None, texts: list[str], max_l
     if not with_title:
         return encode_texts(tokenizer, texts, max_length, pad_to_multiple_of)
     if len(with_title) == len(texts):
-        return tokenizer(titles, texts, max_length=max_length, truncation="longest_first", padding=True,
-                         pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")
+        return tokenizer(
+            titles,
+            texts,
+            max_length=max_length,
+            truncation="longest_first",
+            padding=True,
+            pad_to_multiple_of=pad_to_multiple_of,
+            return_tensors="pt",
+        )
     # Mixed batch: a pair call would give an empty title "[CLS] [SEP] text [SEP]", so tokenize the two
     # kinds apart and pad them together.
     without_title = [i for i, title in enumerate(titles) if not title.strip()]
-    pairs = tokenizer([titles[i] for i in with_title], [texts[i] for i in with_title], max_length=max_length,
-                      truncation="longest_first")
+    pairs = tokenizer(
+        [titles[i] for i in with_title],
+        [texts[i] for i in with_title],
+        max_length=max_length,
+        truncation="longest_first",
+    )
     singles = tokenizer([texts[i] for i in without_title], max_length=max_length, truncation=True)
     features: list[dict | None] = [None] * len(texts)
     for encoded, positions in ((pairs, with_title), (singles, without_title)):
@@ -70,8 +95,13 @@ class EncodeCollator:
     (['7'], torch.Size([1, 10]))
     """
 
-    def __init__(self, tokenizer, max_length: int | None = None, pad_to_multiple_of: int | None = None,
-                 kind: str = "passage"):
+    def __init__(
+        self,
+        tokenizer,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        kind: str = "passage",
+    ):
         if kind not in DEFAULT_MAX_LENGTH:
             raise ValueError(f"kind must be 'query' or 'passage', got {kind!r}")
         self.tokenizer = tokenizer

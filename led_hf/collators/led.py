@@ -17,7 +17,10 @@ from led_hf.collators.encode import check_padding, encode_passages, encode_texts
 from led_hf.collators.train import TrainCollator
 
 # Texts whose tokenization tells tokenizers with the same vocabulary apart (casing, accents, CJK, digits).
-_PROBES = ("Aspirin reduces the RISK of heart-attacks: naïve café, 1,234 mg/dL (p<0.05)!", "東京 résumé ÉCOLE")
+_PROBES = (
+    "Aspirin reduces the RISK of heart-attacks: naïve café, 1,234 mg/dL (p<0.05)!",
+    "東京 résumé ÉCOLE",
+)
 
 
 def same_tokenization(student_tokenizer, teacher_tokenizer) -> bool:
@@ -27,7 +30,9 @@ def same_tokenization(student_tokenizer, teacher_tokenizer) -> bool:
         return True
     if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
         return False
-    return all(student_tokenizer(text)["input_ids"] == teacher_tokenizer(text)["input_ids"] for text in _PROBES)
+    return all(
+        student_tokenizer(text)["input_ids"] == teacher_tokenizer(text)["input_ids"] for text in _PROBES
+    )
 
 
 class LEDCollator(TrainCollator):
@@ -40,11 +45,18 @@ class LEDCollator(TrainCollator):
         cross_encoder_collator: a `CrossEncoderCollator` for the cross-encoder teacher (online), or None.
     """
 
-    def __init__(self, tokenizer, query_max_length: int = 32, passage_max_length: int = 128,
-                 pad_to_multiple_of: int | None = None, extra_keys: tuple[str, ...] = (),
-                 teacher_tokenizer=None, teacher_query_max_length: int | None = None,
-                 teacher_passage_max_length: int | None = None,
-                 cross_encoder_collator: CrossEncoderCollator | None = None):
+    def __init__(
+        self,
+        tokenizer,
+        query_max_length: int = 32,
+        passage_max_length: int = 128,
+        pad_to_multiple_of: int | None = None,
+        extra_keys: tuple[str, ...] = (),
+        teacher_tokenizer=None,
+        teacher_query_max_length: int | None = None,
+        teacher_passage_max_length: int | None = None,
+        cross_encoder_collator: CrossEncoderCollator | None = None,
+    ):
         super().__init__(tokenizer, query_max_length, passage_max_length, pad_to_multiple_of, extra_keys)
         self.teacher_tokenizer = teacher_tokenizer
         self.teacher_query_max_length = int(teacher_query_max_length or query_max_length)
@@ -58,11 +70,19 @@ class LEDCollator(TrainCollator):
         batch = super().__call__(features)
         if self.teacher_tokenizer is not None:
             titles = [t for f in features for t in f.get("titles") or [""] * len(f["pids"])]
-            batch["teacher_query"] = encode_texts(self.teacher_tokenizer, [f["query"] for f in features],
-                                                  self.teacher_query_max_length, self.pad_to_multiple_of)
+            batch["teacher_query"] = encode_texts(
+                self.teacher_tokenizer,
+                [f["query"] for f in features],
+                self.teacher_query_max_length,
+                self.pad_to_multiple_of,
+            )
             batch["teacher_passage"] = encode_passages(
-                self.teacher_tokenizer, titles, [t for f in features for t in f["texts"]],
-                self.teacher_passage_max_length, self.pad_to_multiple_of)
+                self.teacher_tokenizer,
+                titles,
+                [t for f in features for t in f["texts"]],
+                self.teacher_passage_max_length,
+                self.pad_to_multiple_of,
+            )
         if self.cross_encoder_collator is not None:
             batch["cross_encoder_pairs"] = self.cross_encoder_collator(features)["pairs"]
         return batch

@@ -38,8 +38,14 @@ class TrainCollator:
         extra_keys: per-candidate numeric item keys to pass through as float tensors [B, G].
     """
 
-    def __init__(self, tokenizer, query_max_length: int = 32, passage_max_length: int = 128,
-                 pad_to_multiple_of: int | None = None, extra_keys: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        tokenizer,
+        query_max_length: int = 32,
+        passage_max_length: int = 128,
+        pad_to_multiple_of: int | None = None,
+        extra_keys: tuple[str, ...] = (),
+    ):
         self.tokenizer = tokenizer
         self.query_max_length = int(query_max_length)
         self.passage_max_length = int(passage_max_length)
@@ -55,10 +61,12 @@ class TrainCollator:
         titles = [title for f in features for title in f.get("titles") or [""] * len(f["pids"])]
         texts = [text for f in features for text in f["texts"]]
         batch = {
-            "query": encode_texts(self.tokenizer, [f["query"] for f in features], self.query_max_length,
-                                  self.pad_to_multiple_of),
-            "passage": encode_passages(self.tokenizer, titles, texts, self.passage_max_length,
-                                       self.pad_to_multiple_of),
+            "query": encode_texts(
+                self.tokenizer, [f["query"] for f in features], self.query_max_length, self.pad_to_multiple_of
+            ),
+            "passage": encode_passages(
+                self.tokenizer, titles, texts, self.passage_max_length, self.pad_to_multiple_of
+            ),
         }
         for key in self.extra_keys:
             batch[key] = torch.tensor([f[key] for f in features], dtype=torch.float32).view(-1, group_size)

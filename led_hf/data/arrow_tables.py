@@ -83,7 +83,9 @@ class TableWriter:
     def __init__(self, root: Path, name: str, features: Features, batch_size: int, scratch: bool = False):
         self.root, self.name, self.features, self.batch_size = root, name, features, batch_size
         self.folder = root / ".build" if scratch else root / name
-        self.path = self.folder / (f"{name.replace('/', '__')}.arrow" if scratch else "data-00000-of-00001.arrow")
+        self.path = self.folder / (
+            f"{name.replace('/', '__')}.arrow" if scratch else "data-00000-of-00001.arrow"
+        )
         self.folder.mkdir(parents=True, exist_ok=True)
         self._schema = features.arrow_schema
         self._writer = ArrowWriter(features=features, path=str(self.path))
@@ -122,13 +124,22 @@ class TableWriter:
         # dataset of the same features: Dataset.from_file on the written file would page all of it in
         # (measured: +130 MiB RSS per 1M passages), and its metadata is the same.
         dataset = Dataset.from_dict({key: [] for key in self.features}, features=self.features)
-        state = {key: dataset.__dict__[key] for key in
-                 ("_fingerprint", "_format_columns", "_format_kwargs", "_format_type", "_output_all_columns")}
+        state = {
+            key: dataset.__dict__[key]
+            for key in (
+                "_fingerprint",
+                "_format_columns",
+                "_format_kwargs",
+                "_format_type",
+                "_output_all_columns",
+            )
+        }
         state["_split"] = None
         state["_data_files"] = [{"filename": self.path.name}]
         (self.folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
         info = asdict(dataset.info)
         (self.folder / "dataset_info.json").write_text(
-            json.dumps({key: info[key] for key in sorted(info)}, indent=2), encoding="utf-8")
+            json.dumps({key: info[key] for key in sorted(info)}, indent=2), encoding="utf-8"
+        )
         del dataset
         return self.rows

@@ -66,10 +66,18 @@ class TrainGroups(torch.utils.data.Dataset):
     among the split's positive qrels rows, so it does not change with ``empty_pool`` or iteration order.
     """
 
-    def __init__(self, data: PreparedData | str | Path, split: str = "train",
-                 negs_sources: str | list[str] | None = None, num_negs_per_system: int = 200,
-                 num_negatives: int = 7, dedupe_negatives: bool = False, seed: int = 42,
-                 empty_pool: str = "skip", show_progress: bool = True):
+    def __init__(
+        self,
+        data: PreparedData | str | Path,
+        split: str = "train",
+        negs_sources: str | list[str] | None = None,
+        num_negs_per_system: int = 200,
+        num_negatives: int = 7,
+        dedupe_negatives: bool = False,
+        seed: int = 42,
+        empty_pool: str = "skip",
+        show_progress: bool = True,
+    ):
         if empty_pool not in EMPTY_POOL_POLICIES:
             raise LedError(f"empty_pool must be one of {EMPTY_POOL_POLICIES}, got {empty_pool!r}")
         if num_negatives < 0 or num_negs_per_system < 0:
@@ -99,12 +107,22 @@ class TrainGroups(torch.utils.data.Dataset):
         row_qids = qrels.column("qid").combine_chunks()
         self._qids = pc.unique(row_qids)  # first-appearance order
         num_queries = len(self._qids)
-        row_query = pc.index_in(row_qids, value_set=self._qids).to_numpy(zero_copy_only=False).astype(np.int64)
+        row_query = (
+            pc.index_in(row_qids, value_set=self._qids).to_numpy(zero_copy_only=False).astype(np.int64)
+        )
 
-        self._query_rows = _resolve_ids(self._qids, data.queries.data.column("qid"), data.qid_index.is_identity)
-        _fail_on_unknown(self._query_rows, self._qids, f"{qrels_path}: qid {{!r}} is not in {data.root}/queries")
-        row_positive = _resolve_ids(qrels.column("pid").combine_chunks(), corpus_ids, data.pid_index.is_identity)
-        _fail_on_unknown(row_positive, qrels.column("pid"), f"{qrels_path}: pid {{!r}} is not in {data.root}/corpus")
+        self._query_rows = _resolve_ids(
+            self._qids, data.queries.data.column("qid"), data.qid_index.is_identity
+        )
+        _fail_on_unknown(
+            self._query_rows, self._qids, f"{qrels_path}: qid {{!r}} is not in {data.root}/queries"
+        )
+        row_positive = _resolve_ids(
+            qrels.column("pid").combine_chunks(), corpus_ids, data.pid_index.is_identity
+        )
+        _fail_on_unknown(
+            row_positive, qrels.column("pid"), f"{qrels_path}: pid {{!r}} is not in {data.root}/corpus"
+        )
 
         # Every positive of a query, as one int64 key per (query, corpus row): removed from its pool and
         # from the in-batch fallback.
@@ -132,12 +150,19 @@ class TrainGroups(torch.utils.data.Dataset):
         if self.num_empty_pools:
             logger.warning(
                 "%s: %d of %d training queries have an empty negative pool (sources: %s); %s",
-                qrels_path, self.num_empty_pools, num_queries, ",".join(self.negs_sources) or "none",
-                f"{self.num_skipped_rows} training rows skipped" if self.empty_pool == "skip"
-                else "they get other queries' positives as negatives (in_batch)")
+                qrels_path,
+                self.num_empty_pools,
+                num_queries,
+                ",".join(self.negs_sources) or "none",
+                f"{self.num_skipped_rows} training rows skipped"
+                if self.empty_pool == "skip"
+                else "they get other queries' positives as negatives (in_batch)",
+            )
         if len(self._example_rows) == 0:
-            raise LedError(f"{qrels_path}: no training rows left (every query has an empty negative pool; "
-                           "check negs_sources or use empty_pool='in_batch')")
+            raise LedError(
+                f"{qrels_path}: no training rows left (every query has an empty negative pool; "
+                "check negs_sources or use empty_pool='in_batch')"
+            )
 
     def _build_pools(self, num_queries: int, corpus_ids, row_dtype) -> tuple[np.ndarray, np.ndarray]:
         identity = self.data.pid_index.is_identity
@@ -150,8 +175,9 @@ class TrainGroups(torch.utils.data.Dataset):
             sources.append((source, table.column("pids"), where.fill_null(-1).to_numpy(zero_copy_only=False)))
         offsets_parts, rows_parts = [np.zeros(1, dtype=np.int64)], []
         starts = range(0, num_queries, _QUERIES_PER_BUILD_BATCH)
-        for start in tqdm(starts, desc="negative pools", unit="batch", disable=not self._show_progress
-                          or len(starts) < 2):
+        for start in tqdm(
+            starts, desc="negative pools", unit="batch", disable=not self._show_progress or len(starts) < 2
+        ):
             stop = min(start + _QUERIES_PER_BUILD_BATCH, num_queries)
             query_parts, row_parts = [], []
             for source, pid_lists, where in sources:
@@ -166,21 +192,31 @@ class TrainGroups(torch.utils.data.Dataset):
                 bad = np.flatnonzero(rows < 0)
                 if len(bad):
                     qid = self._qids[start + int(local[parents[bad[0]]])].as_py()
-                    raise LedError(f"{self.data.root}/negatives/{source}: qid {qid!r} lists pid "
-                                   f"{flat[int(bad[0])].as_py()!r}, which is not in the corpus")
+                    raise LedError(
+                        f"{self.data.root}/negatives/{source}: qid {qid!r} lists pid "
+                        f"{flat[int(bad[0])].as_py()!r}, which is not in the corpus"
+                    )
                 query_parts.append(local[parents])
                 row_parts.append(rows)
             query_index = np.concatenate(query_parts) if query_parts else np.zeros(0, np.int64)
             candidates = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-            positive_keys = self._positive_keys[(self._positive_keys >= start * self._num_corpus)
-                                                & (self._positive_keys < stop * self._num_corpus)]
-            offsets, rows = negative_pools_csr(query_index, candidates, stop - start,
-                                               positive_keys - start * self._num_corpus, self._num_corpus,
-                                               dedupe=self.dedupe_negatives)
+            positive_keys = self._positive_keys[
+                (self._positive_keys >= start * self._num_corpus)
+                & (self._positive_keys < stop * self._num_corpus)
+            ]
+            offsets, rows = negative_pools_csr(
+                query_index,
+                candidates,
+                stop - start,
+                positive_keys - start * self._num_corpus,
+                self._num_corpus,
+                dedupe=self.dedupe_negatives,
+            )
             offsets_parts.append(offsets[1:] + offsets_parts[-1][-1])
             rows_parts.append(rows.astype(row_dtype))
-        return np.concatenate(offsets_parts), (np.concatenate(rows_parts) if rows_parts
-                                               else np.zeros(0, dtype=row_dtype))
+        return np.concatenate(offsets_parts), (
+            np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype=row_dtype)
+        )
 
     # ------------------------------------------------------------------ per-epoch draw
     @property
@@ -196,7 +232,7 @@ class TrainGroups(torch.utils.data.Dataset):
 
     def pool(self, query: int) -> np.ndarray:
         """Corpus rows of the pool of query number ``query`` (order of the split's first appearance)."""
-        return self._pool_rows[self._pool_offsets[query]:self._pool_offsets[query + 1]]
+        return self._pool_rows[self._pool_offsets[query] : self._pool_offsets[query + 1]]
 
     def candidate_rows(self, index: int, epoch: int | None = None) -> np.ndarray:
         """Corpus rows of item ``index``'s group for ``epoch`` (default: the current one), positive first."""
@@ -210,7 +246,7 @@ class TrainGroups(torch.utils.data.Dataset):
             negatives = pool[draw_positions(len(pool), self.num_negatives, self.seed, epoch, example)]
         else:
             negatives = self._fallback_negatives(query, example, epoch)
-        return np.concatenate([self._row_positive[example:example + 1], negatives]).astype(np.int64)
+        return np.concatenate([self._row_positive[example : example + 1], negatives]).astype(np.int64)
 
     def _fallback_negatives(self, query: int, example: int, epoch: int) -> np.ndarray:
         # Draw from all training positives, then drop the query's own: a uniform sample without
@@ -292,15 +328,20 @@ class _RowReader:
         # all columns of a datasets table share one chunking; re-chunk any that does not
         for name, chunks in self._chunks.items():
             if [len(c) for c in chunks] != [len(c) for c in first.chunks]:
-                self._chunks[name] = [table.column(name).slice(int(s), len(c)).combine_chunks()
-                                      for s, c in zip(self._starts, first.chunks)]
+                self._chunks[name] = [
+                    table.column(name).slice(int(s), len(c)).combine_chunks()
+                    for s, c in zip(self._starts, first.chunks)
+                ]
 
     def rows(self, rows) -> dict[str, list]:
         rows = np.asarray(rows, dtype=np.int64)
         chunk = np.searchsorted(self._starts, rows, side="right") - 1
         local = (rows - self._starts[chunk]).tolist()
         chunk = chunk.tolist()
-        out = {name: [chunks[k][i].as_py() for k, i in zip(chunk, local)] for name, chunks in self._chunks.items()}
+        out = {
+            name: [chunks[k][i].as_py() for k, i in zip(chunk, local)]
+            for name, chunks in self._chunks.items()
+        }
         for name in self.columns:
             out.setdefault(name, [""] * len(rows))
         return out
@@ -342,8 +383,9 @@ class TrainGroupsIterable(torch.utils.data.IterableDataset):
         """Items this process yields per epoch (all its DataLoader workers together)."""
         return len(self.groups) // self._world()[1]
 
-    def shard_indices(self, rank: int | None = None, world: int | None = None, worker: int = 0,
-                      num_workers: int = 1) -> np.ndarray:
+    def shard_indices(
+        self, rank: int | None = None, world: int | None = None, worker: int = 0, num_workers: int = 1
+    ) -> np.ndarray:
         """Dataset indices one (process, worker) yields this epoch, in order."""
         if rank is None or world is None:
             rank, world = self._world()

@@ -62,8 +62,11 @@ class PrepareSummary:
 
     def render(self) -> str:
         width = max([len(name) for name in self.counts] + [len(r) for r in self.skipped] + [24])
-        lines = [f"led prepare: {self.format} -> {self.output} ({self.seconds:.1f} s)", "",
-                 f"  {'table':<{width}}  {'rows':>11}"]
+        lines = [
+            f"led prepare: {self.format} -> {self.output} ({self.seconds:.1f} s)",
+            "",
+            f"  {'table':<{width}}  {'rows':>11}",
+        ]
         lines += [f"  {name:<{width}}  {rows:>11,}" for name, rows in self.counts.items()]
         lines += ["", f"  skipped lines: {sum(self.skipped.values()):,}"]
         for reason, count in self.skipped.items():
@@ -95,15 +98,18 @@ class _Converter:
             self.notes[name] = self.notes.get(name, 0) + count
 
     # corpus and queries -------------------------------------------------------------------------
-    def add_passage(self, writer: TableWriter, path: Path, number: int, pid: str, title: str, text: str) -> bool:
+    def add_passage(
+        self, writer: TableWriter, path: Path, number: int, pid: str, title: str, text: str
+    ) -> bool:
         if not self.pids.add(pid):
             self.problems.report(path, number, "duplicate pid", f"pid {pid!r} appeared earlier in the corpus")
             return False
         writer.add(pid, title, text)
         return True
 
-    def add_query(self, writer: TableWriter, path: Path, number: int, qid: str, text: str,
-                  seen_in_file: set[str]) -> None:
+    def add_query(
+        self, writer: TableWriter, path: Path, number: int, qid: str, text: str, seen_in_file: set[str]
+    ) -> None:
         if qid in seen_in_file:
             self.problems.report(path, number, "duplicate qid", f"qid {qid!r} appeared earlier in this file")
             return
@@ -111,8 +117,9 @@ class _Converter:
         known = self.query_texts.get(qid)
         if known is not None:
             if known != hash(text):
-                self.problems.report(path, number, "duplicate qid",
-                                     f"qid {qid!r} has a different text in another queries file")
+                self.problems.report(
+                    path, number, "duplicate qid", f"qid {qid!r} has a different text in another queries file"
+                )
             return  # same qid, same text in another split's file: written once
         self.query_texts[qid] = hash(text)
         writer.add(qid, text)
@@ -152,7 +159,9 @@ class _Converter:
             writer.add(qid, pid, grade)
         self.close(writer)
 
-    def _without_positives(self, source: str, qid: str, pids: list[str], scores: list[float]) -> tuple[list, list]:
+    def _without_positives(
+        self, source: str, qid: str, pids: list[str], scores: list[float]
+    ) -> tuple[list, list]:
         keep = [i for i, pid in enumerate(pids) if f"{qid}\t{pid}" not in self.positives]
         self.note(f"negatives/{source}: positives removed", len(pids) - len(keep))
         return [pids[i] for i in keep], [scores[i] for i in keep] if scores else []
@@ -162,9 +171,13 @@ class _Converter:
         writer = self.writer(f"negatives/{source}", NEGATIVES_FEATURES)
         seen: set[str] = set()
         for number, (qid, joined) in read_fields(path, self.problems, 2, "qid, pids", progress=self.progress):
-            pids = list(dict.fromkeys(p.strip() for p in joined.split(",") if p.strip()))  # dedupe, keep order
+            pids = list(
+                dict.fromkeys(p.strip() for p in joined.split(",") if p.strip())
+            )  # dedupe, keep order
             if qid in seen:
-                self.problems.report(path, number, "duplicate qid", f"qid {qid!r} appeared earlier in this file")
+                self.problems.report(
+                    path, number, "duplicate qid", f"qid {qid!r} appeared earlier in this file"
+                )
                 continue
             if not self.check_ids(path, number, qid, pids):
                 continue
@@ -187,7 +200,9 @@ class _Converter:
                 return
             finished.add(current)
             rows.sort(key=lambda row: row[0])  # by rank; stable for ties
-            pids, scores = self._without_positives(source, current, [r[1] for r in rows], [r[2] for r in rows])
+            pids, scores = self._without_positives(
+                source, current, [r[1] for r in rows], [r[2] for r in rows]
+            )
             if pids:
                 writer.add(current, pids, scores)
             else:
@@ -196,8 +211,12 @@ class _Converter:
         for number, qid, pid, rank, score in read_trec_run(path, self.problems, progress=self.progress):
             if qid != current:
                 if qid in finished:
-                    self.problems.report(path, number, "run not grouped by query",
-                                         f"qid {qid!r} appears again after other queries (sort the run by qid)")
+                    self.problems.report(
+                        path,
+                        number,
+                        "run not grouped by query",
+                        f"qid {qid!r} appears again after other queries (sort the run by qid)",
+                    )
                     continue
                 if not self.check_ids(path, number, qid, ()):
                     continue
@@ -215,9 +234,12 @@ class _Converter:
 
     def write_candidates(self, path: Path, split: str) -> None:
         """`qid<TAB>pid<TAB>query<TAB>passage` lines (any order) -> one row per qid with its pids."""
-        pairs = TableWriter(self.staging, f"candidate_pairs_{split}", PAIR_FEATURES, self.batch_size, scratch=True)
-        for number, (qid, pid) in read_fields(path, self.problems, 2, "qid, pid, query, passage",
-                                              at_least=True, progress=self.progress):
+        pairs = TableWriter(
+            self.staging, f"candidate_pairs_{split}", PAIR_FEATURES, self.batch_size, scratch=True
+        )
+        for number, (qid, pid) in read_fields(
+            path, self.problems, 2, "qid, pid, query, passage", at_least=True, progress=self.progress
+        ):
             if self.check_ids(path, number, qid, (pid,)):
                 pairs.add(qid, pid)
         build = pairs.finish()
@@ -242,7 +264,7 @@ def _required(path: Path) -> Path:
 
 
 def _split_name(path: Path, prefix: str, suffixes: tuple[str, ...]) -> str:
-    name = path.name[len(prefix):]
+    name = path.name[len(prefix) :]
     for suffix in suffixes:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
@@ -266,9 +288,13 @@ class _TitleAligner:
         self.window: deque = deque()
 
     def _unmatched(self, number: int, pid: str) -> None:
-        self.conv.problems.report(self.path, number, "unmatched title",
-                                  f"no passage {pid!r} at this point of the collection (unknown pid, "
-                                  "duplicate, or titles not in the collection's pid order)")
+        self.conv.problems.report(
+            self.path,
+            number,
+            "unmatched title",
+            f"no passage {pid!r} at this point of the collection (unknown pid, "
+            "duplicate, or titles not in the collection's pid order)",
+        )
 
     def title_for(self, pid: str) -> str:
         while len(self.window) < self.LOOKAHEAD and (row := next(self.rows, None)) is not None:
@@ -314,8 +340,12 @@ def _convert_msmarco(conv: _Converter) -> None:
     conv.close(queries)
 
     for path in qrels_files:
-        rows = ((n, f[0], f[2], f[3]) for n, f in read_fields(
-            path, conv.problems, 4, "qid, 0, pid, relevance", whitespace=True, progress=conv.progress))
+        rows = (
+            (n, f[0], f[2], f[3])
+            for n, f in read_fields(
+                path, conv.problems, 4, "qid, 0, pid, relevance", whitespace=True, progress=conv.progress
+            )
+        )
         conv.write_qrels(_split_name(path, "qrels.", (".tsv",)), path, rows)
 
     if (src / "train.negatives.tsv").is_file():
@@ -349,8 +379,9 @@ def _convert_beir(conv: _Converter) -> None:
 def _beir_qrels_rows(path: Path, conv: _Converter):
     """(line, qid, pid, score) from `query-id<TAB>corpus-id<TAB>score`, skipping the header line."""
     first = True
-    for number, (qid, pid, score) in read_fields(path, conv.problems, 3, "query-id, corpus-id, score",
-                                                 progress=conv.progress):
+    for number, (qid, pid, score) in read_fields(
+        path, conv.problems, 3, "query-id, corpus-id, score", progress=conv.progress
+    ):
         if first and not score.lstrip("-").isdigit():  # the header ("query-id corpus-id score")
             first = False
             continue
@@ -366,8 +397,16 @@ def _convert_runs(conv: _Converter) -> None:
         conv.write_run(path, source)
 
 
-def prepare(format: str, source, output, *, overwrite: bool = False, skip_bad_lines: bool = False,
-            batch_size: int = 10_000, progress: bool = True) -> PrepareSummary:
+def prepare(
+    format: str,
+    source,
+    output,
+    *,
+    overwrite: bool = False,
+    skip_bad_lines: bool = False,
+    batch_size: int = 10_000,
+    progress: bool = True,
+) -> PrepareSummary:
     """Convert `source` (an MS MARCO or BEIR folder) into prepared tables at `output`; see the module doc."""
     if format not in FORMATS:
         raise LedError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
@@ -384,12 +423,24 @@ def prepare(format: str, source, output, *, overwrite: bool = False, skip_bad_li
         conv = _Converter(source, staging, problems, batch_size, progress)
         (_convert_msmarco if format == "msmarco" else _convert_beir)(conv)
         shutil.rmtree(staging / ".build", ignore_errors=True)
-        summary = PrepareSummary(output, format, conv.counts, dict(problems.counts), dict(problems.first),
-                                 conv.notes, time.perf_counter() - started)
+        summary = PrepareSummary(
+            output,
+            format,
+            conv.counts,
+            dict(problems.counts),
+            dict(problems.first),
+            conv.notes,
+            time.perf_counter() - started,
+        )
         manifest = {
-            "format": format, "input": str(source.resolve()), "counts": summary.counts,
-            "skipped_lines": summary.skipped, "first_skipped": summary.first_skipped, "notes": summary.notes,
-            "led_hf_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 (3.10)
+            "format": format,
+            "input": str(source.resolve()),
+            "counts": summary.counts,
+            "skipped_lines": summary.skipped,
+            "first_skipped": summary.first_skipped,
+            "notes": summary.notes,
+            "led_hf_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),  # noqa: UP017 (3.10)
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return summary

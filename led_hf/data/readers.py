@@ -56,11 +56,19 @@ def _progress(path: Path, enabled: bool):
     from tqdm.auto import tqdm
 
     # disable=None hides the bar when stderr is not a terminal (logs, pytest): error output stays one line
-    return tqdm(total=os.path.getsize(path), unit="B", unit_scale=True, desc=path.name, leave=False,
-                disable=None if enabled else True)
+    return tqdm(
+        total=os.path.getsize(path),
+        unit="B",
+        unit_scale=True,
+        desc=path.name,
+        leave=False,
+        disable=None if enabled else True,
+    )
 
 
-def read_lines(path: str | os.PathLike, problems: Problems, progress: bool = True) -> Iterator[tuple[int, str]]:
+def read_lines(
+    path: str | os.PathLike, problems: Problems, progress: bool = True
+) -> Iterator[tuple[int, str]]:
     """Yield `(line_number, text)` for every non-blank line (numbers start at 1, line ending removed).
 
     >>> # b"\\xef\\xbb\\xbf0\\ta\\r\\n1\\tb\\r\\n\\r\\n" yields (1, "0\\ta"), (2, "1\\tb")
@@ -79,7 +87,7 @@ def read_lines(path: str | os.PathLike, problems: Problems, progress: bool = Tru
                 bar.update(unreported)
                 unreported = 0
             if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
+                raw = raw[len(BOM) :]
             raw = raw.rstrip(b"\n").rstrip(b"\r")
             if not raw.strip():
                 if pending_blank is None:
@@ -91,8 +99,9 @@ def read_lines(path: str | os.PathLike, problems: Problems, progress: bool = Tru
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                problems.report(path, number, "non-UTF-8 bytes",
-                                f"byte {raw[err.start]:#04x} at column {err.start + 1}")
+                problems.report(
+                    path, number, "non-UTF-8 bytes", f"byte {raw[err.start]:#04x} at column {err.start + 1}"
+                )
                 continue
             yielded = True
             yield number, text
@@ -101,8 +110,16 @@ def read_lines(path: str | os.PathLike, problems: Problems, progress: bool = Tru
         raise InputError(path, 1, "file is empty")
 
 
-def read_fields(path, problems: Problems, count: int, names: str, *, whitespace: bool = False,
-                at_least: bool = False, progress: bool = True) -> Iterator[tuple[int, list[str]]]:
+def read_fields(
+    path,
+    problems: Problems,
+    count: int,
+    names: str,
+    *,
+    whitespace: bool = False,
+    at_least: bool = False,
+    progress: bool = True,
+) -> Iterator[tuple[int, list[str]]]:
     """Yield `(line_number, fields)` for a tab-separated file with `count` fields named `names`.
 
     Splits on the first `count - 1` tabs only, so the last field (a passage) may itself hold tabs;
@@ -118,8 +135,12 @@ def read_fields(path, problems: Problems, count: int, names: str, *, whitespace:
             fields = text.split("\t", count - 1 if not at_least else count)
         if len(fields) < count or (len(fields) > count and not at_least):
             sep = "whitespace" if whitespace else "tab"
-            problems.report(path, number, "wrong field count",
-                            f"expected {count} {sep}-separated fields ({names}), got {len(fields)}")
+            problems.report(
+                path,
+                number,
+                "wrong field count",
+                f"expected {count} {sep}-separated fields ({names}), got {len(fields)}",
+            )
             continue
         fields = fields[:count]
         if not fields[0].strip() or (not whitespace and fields[0] != fields[0].strip()):
@@ -128,8 +149,9 @@ def read_fields(path, problems: Problems, count: int, names: str, *, whitespace:
         yield number, fields
 
 
-def read_jsonl(path, problems: Problems, required: tuple[str, ...], optional: tuple[str, ...] = (),
-               progress: bool = True) -> Iterator[tuple[int, dict[str, str]]]:
+def read_jsonl(
+    path, problems: Problems, required: tuple[str, ...], optional: tuple[str, ...] = (), progress: bool = True
+) -> Iterator[tuple[int, dict[str, str]]]:
     """Yield `(line_number, record)` for a JSON-lines file; `record` holds `required` + `optional` keys as str.
 
     `_id` may be a JSON string or integer (stored as its decimal string); other fields must be strings
@@ -158,7 +180,11 @@ def read_jsonl(path, problems: Problems, required: tuple[str, ...], optional: tu
                 bad = f"field {key!r} is missing" if value is None else f"field {key!r} is not a string"
                 break
             record[key] = value
-        if bad is None and "_id" in record and (not record["_id"].strip() or record["_id"] != record["_id"].strip()):
+        if (
+            bad is None
+            and "_id" in record
+            and (not record["_id"].strip() or record["_id"] != record["_id"].strip())
+        ):
             bad = f"_id {record['_id']!r} is empty or has surrounding spaces"
         if bad is not None:
             problems.report(path, number, "bad record", bad)
@@ -166,18 +192,23 @@ def read_jsonl(path, problems: Problems, required: tuple[str, ...], optional: tu
         yield number, record
 
 
-def read_trec_run(path, problems: Problems, progress: bool = True) -> Iterator[tuple[int, str, str, int, float]]:
+def read_trec_run(
+    path, problems: Problems, progress: bool = True
+) -> Iterator[tuple[int, str, str, int, float]]:
     """Yield `(line_number, qid, pid, rank, score)` from a TREC run (`qid Q0 pid rank score tag`).
 
     >>> # "100 Q0 7 1 19.5 dense" -> (1, "100", "7", 1, 19.5)
     """
     for number, (qid, _, pid, rank, score, _) in read_fields(
-            path, problems, 6, "qid, Q0, pid, rank, score, tag", whitespace=True, progress=progress):
+        path, problems, 6, "qid, Q0, pid, rank, score, tag", whitespace=True, progress=progress
+    ):
         try:
             parsed = int(rank), float(score)
         except ValueError:
             parsed = None
         if parsed is None or not math.isfinite(parsed[1]):
-            problems.report(path, number, "bad number", f"rank {rank!r} must be an integer, score {score!r} a number")
+            problems.report(
+                path, number, "bad number", f"rank {rank!r} must be an integer, score {score!r} a number"
+            )
             continue
         yield number, qid, pid, parsed[0], parsed[1]

@@ -22,8 +22,9 @@ import numpy as np
 T = TypeVar("T")
 
 
-def negative_pool(source_lists: list[list[str]], num_negs_per_system: int, positives: set[str],
-                  dedupe: bool = False) -> list[str]:
+def negative_pool(
+    source_lists: list[list[str]], num_negs_per_system: int, positives: set[str], dedupe: bool = False
+) -> list[str]:
     """The negative pool of one query (spec §2).
 
     Each source list is truncated to its first ``num_negs_per_system`` entries, the truncated lists are
@@ -66,8 +67,9 @@ def draw_positions(pool_size: int, num_negatives: int, seed: int, epoch: int, ro
     return rng.choice(pool_size, size=num_negatives, replace=False).astype(np.int64)
 
 
-def draw_negatives(pool: Sequence[T] | np.ndarray, num_negatives: int, seed: int, epoch: int,
-                   row: int) -> list[T]:
+def draw_negatives(
+    pool: Sequence[T] | np.ndarray, num_negatives: int, seed: int, epoch: int, row: int
+) -> list[T]:
     """Draw NN negatives of one training row for one epoch; deterministic in ``(seed, epoch, row)``.
 
     Works on any sequence: pid strings, or corpus row numbers (a numpy array) as the training groups use.
@@ -84,9 +86,14 @@ def draw_negatives(pool: Sequence[T] | np.ndarray, num_negatives: int, seed: int
     return [pool[int(p)] for p in positions]
 
 
-def negative_pools_csr(query_index: np.ndarray, candidate_rows: np.ndarray, num_queries: int,
-                       positive_keys: np.ndarray, num_items: int, dedupe: bool = False
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def negative_pools_csr(
+    query_index: np.ndarray,
+    candidate_rows: np.ndarray,
+    num_queries: int,
+    positive_keys: np.ndarray,
+    num_items: int,
+    dedupe: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """`negative_pool` for many queries at once, on integer ids, as a CSR pair ``(offsets, rows)``.
 
     ``query_index[k]``/``candidate_rows[k]`` list every (already truncated) candidate of every source,

@@ -79,10 +79,14 @@ class ScoredTrainGroups(TrainGroups):
         if missing:
             problems.append(f"no scores for source(s) {', '.join(missing)}")
         if self.negs_sources and int(metadata.get("num_negs_per_system", 0)) < self.num_negs_per_system:
-            problems.append(f"num_negs_per_system {metadata.get('num_negs_per_system')} < {self.num_negs_per_system}")
+            problems.append(
+                f"num_negs_per_system {metadata.get('num_negs_per_system')} < {self.num_negs_per_system}"
+            )
         if problems:
-            raise LedError(f"{path} does not cover this training setup: {'; '.join(problems)}; "
-                           "rerun `led score-teacher` with the training options")
+            raise LedError(
+                f"{path} does not cover this training setup: {'; '.join(problems)}; "
+                "rerun `led score-teacher` with the training options"
+            )
         qids = self._score_columns(name)[0]
         # -1: a query the table lacks; an error only if it is ever drawn.
         where = pc.index_in(self._qids, value_set=qids.combine_chunks())
@@ -123,8 +127,10 @@ class ScoredTrainGroups(TrainGroups):
         positions = pc.index_in(candidate_pids, value_set=pids).fill_null(-1).to_numpy(zero_copy_only=False)
         if (positions < 0).any():
             pid = candidate_pids[int(np.flatnonzero(positions < 0)[0])].as_py()
-            raise LedError(f"{path}: qid {qid!r} has no teacher score for pid {pid!r} (scores cover each "
-                           "query's positives and negative pool only)")
+            raise LedError(
+                f"{path}: qid {qid!r} has no teacher score for pid {pid!r} (scores cover each "
+                "query's positives and negative pool only)"
+            )
         return scores.to_numpy(zero_copy_only=False)[positions].astype(np.float32).tolist()
 
     # -- what `led score-teacher` scores ------------------------------------------------------------

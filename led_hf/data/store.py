@@ -112,7 +112,9 @@ class PreparedData:
     def qrels(self, split: str):
         path = self.root / "qrels" / split
         if not path.is_dir():
-            raise LedError(f"no qrels split {split!r} in {self.root} (have: {', '.join(self.splits()) or 'none'})")
+            raise LedError(
+                f"no qrels split {split!r} in {self.root} (have: {', '.join(self.splits()) or 'none'})"
+            )
         return self._load(path)
 
     def negatives(self, source: str):
@@ -154,4 +156,8 @@ class PreparedData:
 
 
 def _subfolders(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")) if path.is_dir() else []
+    return (
+        sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if path.is_dir()
+        else []
+    )

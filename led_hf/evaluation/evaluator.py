@@ -73,10 +73,22 @@ class RetrievalEvaluator:
         encode_batch_size: texts handed to one encode call (the callable may batch further).
     """
 
-    def __init__(self, data: PreparedData | str | Path, split: str, mode: str = "full", max_queries: int | None = 1000,
-                 candidates: str | Path | None = None, max_passages: int | None = None, depth: int = 1000,
-                 relevance_level: int = 1, primary: str = "ndcg@10", seed: int = 0, encode_batch_size: int = 1024,
-                 use_gpu: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        data: PreparedData | str | Path,
+        split: str,
+        mode: str = "full",
+        max_queries: int | None = 1000,
+        candidates: str | Path | None = None,
+        max_passages: int | None = None,
+        depth: int = 1000,
+        relevance_level: int = 1,
+        primary: str = "ndcg@10",
+        seed: int = 0,
+        encode_batch_size: int = 1024,
+        use_gpu: bool = False,
+        progress: bool = True,
+    ):
         if mode not in MODES:
             raise LedError(f"evaluation mode must be one of {MODES}, got {mode!r}")
         if max_queries is not None and max_queries < 1:
@@ -121,22 +133,31 @@ class RetrievalEvaluator:
         else:
             path = self.data.root / "candidates" / self.split
             if not path.is_dir():
-                raise LedError(f"rerank evaluation needs {path} (from `led prepare` with top1000.{self.split}) "
-                               f"or a candidates run file")
+                raise LedError(
+                    f"rerank evaluation needs {path} (from `led prepare` with top1000.{self.split}) "
+                    f"or a candidates run file"
+                )
             from datasets import load_from_disk
 
             table = load_from_disk(str(path)).data
-            lists = {qid: pids for qid, pids in zip(table.column("qid").to_pylist(), table.column("pids").to_pylist())
-                     if qid in wanted}
+            lists = {
+                qid: pids
+                for qid, pids in zip(table.column("qid").to_pylist(), table.column("pids").to_pylist())
+                if qid in wanted
+            }
         missing = len(wanted) - len(lists)
         if missing:
-            logger.warning("%d of %d evaluation queries have no candidates; they count 0", missing, len(wanted))
+            logger.warning(
+                "%d of %d evaluation queries have no candidates; they count 0", missing, len(wanted)
+            )
         candidates = {}
         for qid, pids in lists.items():
             rows = self.data.pid_index.rows(pids, strict=False)
             known = [pid for pid, row in zip(pids, rows) if row >= 0]
             if len(known) < len(pids):
-                logger.warning("query %s: %d candidates are not in the corpus; dropped", qid, len(pids) - len(known))
+                logger.warning(
+                    "query %s: %d candidates are not in the corpus; dropped", qid, len(pids) - len(known)
+                )
             candidates[qid] = known[: self.depth]
         return candidates
 
@@ -150,7 +171,9 @@ class RetrievalEvaluator:
         rows = [r for r in index.rows(judged, strict=False).tolist() if r >= 0]
         if (self.data.root / "candidates" / self.split).is_dir():
             candidate_lists = self._load_candidates(None)
-            rows += index.rows([pid for pids in candidate_lists.values() for pid in pids], strict=False).tolist()
+            rows += index.rows(
+                [pid for pids in candidate_lists.values() for pid in pids], strict=False
+            ).tolist()
         rows = list(dict.fromkeys(rows))[:max_passages]  # unique, first-seen order
         if len(rows) < max_passages:
             taken = np.zeros(num_rows, dtype=bool)
@@ -161,8 +184,9 @@ class RetrievalEvaluator:
         return np.sort(np.asarray(rows, dtype=np.int64))
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, encode_queries: EncodeQueries, encode_passages: EncodePassages,
-                 prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, encode_queries: EncodeQueries, encode_passages: EncodePassages, prefix: str = "eval"
+    ) -> dict[str, float]:
         """Encode, retrieve or re-rank, score. Keys are `f"{prefix}_{name}"` (no prefix if `prefix` is empty)."""
         started = time.perf_counter()
         query_embeddings = self._encode_queries(encode_queries)
@@ -171,7 +195,9 @@ class RetrievalEvaluator:
         else:
             results = self._rerank(query_embeddings, encode_passages)
         run = {qid: dict(ranked) for qid, ranked in results.items()}
-        metrics = evaluate_run(run, self.qrels, relevance_level=self.relevance_level, recall_depths=self.recall_depths)
+        metrics = evaluate_run(
+            run, self.qrels, relevance_level=self.relevance_level, recall_depths=self.recall_depths
+        )
         # not "runtime": the Trainer's own eval_runtime would be overwritten
         metrics["retrieval_runtime"] = time.perf_counter() - started
         key = (lambda name: f"{prefix}_{name}") if prefix else (lambda name: name)
@@ -180,15 +206,21 @@ class RetrievalEvaluator:
     __call__ = evaluate
 
     def _encode_queries(self, encode_queries: EncodeQueries) -> np.ndarray:
-        chunks = [_as_matrix(encode_queries(list(self.query_texts[start:start + self.encode_batch_size])), "queries")
-                  for start in range(0, len(self.query_texts), self.encode_batch_size)]
+        chunks = [
+            _as_matrix(
+                encode_queries(list(self.query_texts[start : start + self.encode_batch_size])), "queries"
+            )
+            for start in range(0, len(self.query_texts), self.encode_batch_size)
+        ]
         return np.concatenate(chunks)
 
     def _encode_rows(self, encode_passages: EncodePassages, rows: np.ndarray | None) -> np.ndarray:
         corpus = self.data.corpus
         total = len(corpus) if rows is None else len(rows)
         chunks = []
-        bar = tqdm(total=total, desc="eval: encode passages", unit="p", disable=None if self.progress else True)
+        bar = tqdm(
+            total=total, desc="eval: encode passages", unit="p", disable=None if self.progress else True
+        )
         for start in range(0, total, self.encode_batch_size):
             stop = min(start + self.encode_batch_size, total)
             batch = corpus[start:stop] if rows is None else corpus[rows[start:stop].tolist()]
@@ -203,8 +235,9 @@ class RetrievalEvaluator:
         from led_hf.retrieval.faiss_search import search_dense
 
         passage_embeddings = self._encode_rows(encode_passages, self.passage_rows)
-        scores, indices = search_dense(query_embeddings, [passage_embeddings], depth=self.depth, use_gpu=self.use_gpu,
-                                       progress=False)
+        scores, indices = search_dense(
+            query_embeddings, [passage_embeddings], depth=self.depth, use_gpu=self.use_gpu, progress=False
+        )
         pid_column = self.data.corpus.data.column("pid")
         rows = np.arange(len(passage_embeddings)) if self.passage_rows is None else self.passage_rows
         hit_rows = np.unique(indices[indices >= 0])
@@ -227,18 +260,26 @@ class RetrievalEvaluator:
         return results
 
     # ------------------------------------------------------------------ trainer hook
-    def evaluate_trainer(self, trainer, make_encoders: Callable, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate_trainer(
+        self, trainer, make_encoders: Callable, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         """Run `evaluate` on a Trainer's model and log the metrics; see the module docstring.
 
         The main process encodes and searches; the metrics are broadcast so that every rank returns the
         same dict (the Trainer's best-checkpoint logic runs on all ranks).
         """
-        metrics = self._evaluate_model(trainer.accelerator.unwrap_model(trainer.model), make_encoders,
-                                       metric_key_prefix, trainer.accelerator)
+        metrics = self._evaluate_model(
+            trainer.accelerator.unwrap_model(trainer.model),
+            make_encoders,
+            metric_key_prefix,
+            trainer.accelerator,
+        )
         trainer.log(metrics)
         return metrics
 
-    def _evaluate_model(self, model, make_encoders: Callable, prefix: str, accelerator=None) -> dict[str, float]:
+    def _evaluate_model(
+        self, model, make_encoders: Callable, prefix: str, accelerator=None
+    ) -> dict[str, float]:
         import torch
 
         metrics: list = [None]
@@ -277,7 +318,9 @@ class RetrievalEvaluatorCallback(TrainerCallback):
     (the stock `evaluate()` requires one); otherwise override `evaluate()` as in the module docstring.
     """
 
-    def __init__(self, evaluator: RetrievalEvaluator, make_encoders: Callable, metric_key_prefix: str = "eval"):
+    def __init__(
+        self, evaluator: RetrievalEvaluator, make_encoders: Callable, metric_key_prefix: str = "eval"
+    ):
         self.evaluator = evaluator
         self.make_encoders = make_encoders
         self.metric_key_prefix = metric_key_prefix
@@ -287,8 +330,9 @@ class RetrievalEvaluatorCallback(TrainerCallback):
             return
         from accelerate import PartialState
 
-        added = self.evaluator._evaluate_model(_unwrap(model), self.make_encoders, self.metric_key_prefix,
-                                               _StateAccelerator(PartialState()))
+        added = self.evaluator._evaluate_model(
+            _unwrap(model), self.make_encoders, self.metric_key_prefix, _StateAccelerator(PartialState())
+        )
         metrics.update(added)
         state.log_history.append({**added, "epoch": state.epoch, "step": state.global_step})
 
@@ -309,7 +353,8 @@ class _StateAccelerator:
 
 def subset_size_note(evaluator: RetrievalEvaluator) -> str:
     """One line describing the evaluation set, for logs: 'dev: 1000 queries, full over 8841823 passages'."""
-    passages = len(evaluator.data.pid_index) if evaluator.passage_rows is None else len(evaluator.passage_rows)
+    passages = (
+        len(evaluator.data.pid_index) if evaluator.passage_rows is None else len(evaluator.passage_rows)
+    )
     where = f"full over {passages} passages" if evaluator.mode == "full" else "re-ranking candidates"
     return f"{evaluator.split}: {len(evaluator.qids)} queries, {where}"
-

@@ -31,7 +31,9 @@ Qrels = Mapping[str, Mapping[str, int]]
 RunLike = Mapping[str, Mapping[str, float]]
 
 
-def metric_names(mrr_depth: int = 10, ndcg_depth: int = 10, recall_depths: Sequence[int] = (50, 1000)) -> list[str]:
+def metric_names(
+    mrr_depth: int = 10, ndcg_depth: int = 10, recall_depths: Sequence[int] = (50, 1000)
+) -> list[str]:
     """The per-query metric names `evaluate_run` reports, e.g. ['mrr@10', 'ndcg@10', 'recall@50', ...]."""
     names = [f"mrr@{mrr_depth}", f"ndcg@{ndcg_depth}"]
     names += [f"recall@{k}" for k in recall_depths]
@@ -39,8 +41,14 @@ def metric_names(mrr_depth: int = 10, ndcg_depth: int = 10, recall_depths: Seque
     return names
 
 
-def evaluate_per_query(run: RunLike, qrels: Qrels, relevance_level: int = 1, mrr_depth: int = 10,
-                       ndcg_depth: int = 10, recall_depths: Sequence[int] = (50, 1000)) -> dict[str, dict[str, float]]:
+def evaluate_per_query(
+    run: RunLike,
+    qrels: Qrels,
+    relevance_level: int = 1,
+    mrr_depth: int = 10,
+    ndcg_depth: int = 10,
+    recall_depths: Sequence[int] = (50, 1000),
+) -> dict[str, dict[str, float]]:
     """{qid: {metric: value}} for every query in `qrels` (queries only in the run are ignored).
 
     A qrels query absent from the run, or present with no passages, gets 0 for every metric.
@@ -71,15 +79,23 @@ def evaluate_per_query(run: RunLike, qrels: Qrels, relevance_level: int = 1, mrr
 
     for qid, items in ranked.items():
         judged = qrels[qid]
-        first_hit = next((rank for rank, (pid, _) in enumerate(items, start=1)
-                          if judged.get(pid, 0) >= relevance_level), None)
+        first_hit = next(
+            (rank for rank, (pid, _) in enumerate(items, start=1) if judged.get(pid, 0) >= relevance_level),
+            None,
+        )
         for k in recall_depths:
             results[qid][f"recall@{k}"] = float(first_hit is not None and first_hit <= k)
     return results
 
 
-def evaluate_run(run: RunLike, qrels: Qrels, relevance_level: int = 1, mrr_depth: int = 10, ndcg_depth: int = 10,
-                 recall_depths: Sequence[int] = (50, 1000)) -> dict[str, float | int]:
+def evaluate_run(
+    run: RunLike,
+    qrels: Qrels,
+    relevance_level: int = 1,
+    mrr_depth: int = 10,
+    ndcg_depth: int = 10,
+    recall_depths: Sequence[int] = (50, 1000),
+) -> dict[str, float | int]:
     """Mean of `evaluate_per_query` over all qrels queries, plus `num_queries` (queries with qrels)
     and `num_queries_retrieved` (of those, how many have at least one passage in the run).
 
@@ -91,8 +107,9 @@ def evaluate_run(run: RunLike, qrels: Qrels, relevance_level: int = 1, mrr_depth
     per_query = evaluate_per_query(run, qrels, relevance_level, mrr_depth, ndcg_depth, recall_depths)
     names = metric_names(mrr_depth, ndcg_depth, recall_depths)
     count = len(per_query)
-    summary: dict[str, float | int] = {name: sum(values[name] for values in per_query.values()) / count
-                                       for name in names}
+    summary: dict[str, float | int] = {
+        name: sum(values[name] for values in per_query.values()) / count for name in names
+    }
     summary["num_queries"] = count
     summary["num_queries_retrieved"] = sum(1 for qid in per_query if run.get(qid))
     return summary

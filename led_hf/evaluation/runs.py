@@ -44,8 +44,9 @@ def read_run(path: str | os.PathLike) -> Run:
             if not fields:
                 continue
             if len(fields) != 6:
-                raise InputError(path, line_number,
-                                 f"expected 6 fields `qid Q0 pid rank score tag`, found {len(fields)}")
+                raise InputError(
+                    path, line_number, f"expected 6 fields `qid Q0 pid rank score tag`, found {len(fields)}"
+                )
             qid, _, pid, rank, score_text, _ = fields
             try:
                 int(rank)
@@ -82,8 +83,12 @@ def _format_score(score) -> str:
     return text
 
 
-def write_run(path: str | os.PathLike, results: Mapping[str, Mapping[str, float] | Sequence[tuple[str, float]]],
-              tag: str = "led", depth: int | None = None) -> int:
+def write_run(
+    path: str | os.PathLike,
+    results: Mapping[str, Mapping[str, float] | Sequence[tuple[str, float]]],
+    tag: str = "led",
+    depth: int | None = None,
+) -> int:
     """Write {qid: [(pid, score), ...]} (or {qid: {pid: score}}) as a TREC run, atomically.
 
     Each query's passages are ranked by `rank_passages` (ranks 1..k), cut to `depth` if given; queries
@@ -114,8 +119,9 @@ def write_run(path: str | os.PathLike, results: Mapping[str, Mapping[str, float]
     return lines
 
 
-def results_from_arrays(qids: Sequence[str], scores: np.ndarray, indices: np.ndarray,
-                        pids: Sequence[str]) -> dict[str, list[tuple[str, float]]]:
+def results_from_arrays(
+    qids: Sequence[str], scores: np.ndarray, indices: np.ndarray, pids: Sequence[str]
+) -> dict[str, list[tuple[str, float]]]:
     """Turn search output arrays into {qid: [(pid, score), ...]}.
 
     `scores` and `indices` are [Q, k] (faiss / bm25s output); `indices` index into `pids` (a list, or
@@ -132,8 +138,15 @@ def results_from_arrays(qids: Sequence[str], scores: np.ndarray, indices: np.nda
     return results
 
 
-def write_run_arrays(path: str | os.PathLike, qids: Sequence[str], scores: np.ndarray, indices: np.ndarray,
-                     pids: Sequence[str], tag: str = "led", depth: int | None = None) -> int:
+def write_run_arrays(
+    path: str | os.PathLike,
+    qids: Sequence[str],
+    scores: np.ndarray,
+    indices: np.ndarray,
+    pids: Sequence[str],
+    tag: str = "led",
+    depth: int | None = None,
+) -> int:
     """`write_run` for [Q, k] score / index arrays (see `results_from_arrays`)."""
     return write_run(path, results_from_arrays(qids, scores, indices, pids), tag=tag, depth=depth)
 

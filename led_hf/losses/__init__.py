@@ -6,5 +6,13 @@ from led_hf.losses.gather import gather_with_grad
 from led_hf.losses.listwise import listwise_cross_entropy
 from led_hf.losses.splade import flops_regularizer, splade_pool
 
-__all__ = ["contrastive_loss", "flops_regularizer", "gather_with_grad", "kl_distillation_loss",
-           "listwise_cross_entropy", "rank_consistency_loss", "ranking_agreement", "splade_pool"]
+__all__ = [
+    "contrastive_loss",
+    "flops_regularizer",
+    "gather_with_grad",
+    "kl_distillation_loss",
+    "listwise_cross_entropy",
+    "rank_consistency_loss",
+    "ranking_agreement",
+    "splade_pool",
+]

@@ -21,8 +21,13 @@ import torch.nn.functional as F
 from led_hf.errors import LedError
 
 
-def contrastive_loss(query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor, group_size: int,
-                     temperature: float = 1.0, in_batch_negatives: bool = True) -> torch.Tensor:
+def contrastive_loss(
+    query_embeddings: torch.Tensor,
+    passage_embeddings: torch.Tensor,
+    group_size: int,
+    temperature: float = 1.0,
+    in_batch_negatives: bool = True,
+) -> torch.Tensor:
     """Mean cross-entropy of each query's positive among the passages (scalar, fp32).
 
     With `in_batch_negatives=False` query i is scored against its own group only (S is [B, G],
@@ -31,7 +36,9 @@ def contrastive_loss(query_embeddings: torch.Tensor, passage_embeddings: torch.T
     """
     num_queries = query_embeddings.shape[0]
     if passage_embeddings.shape[0] != num_queries * group_size:
-        raise LedError(f"{passage_embeddings.shape[0]} passages for {num_queries} queries x group size {group_size}")
+        raise LedError(
+            f"{passage_embeddings.shape[0]} passages for {num_queries} queries x group size {group_size}"
+        )
     queries, passages = query_embeddings.float(), passage_embeddings.float()
     if in_batch_negatives:
         scores = queries @ passages.T
@@ -43,8 +50,12 @@ def contrastive_loss(query_embeddings: torch.Tensor, passage_embeddings: torch.T
     return F.cross_entropy(scores / temperature, targets)
 
 
-def positive_rank_accuracy(query_embeddings: torch.Tensor, passage_embeddings: torch.Tensor, group_size: int,
-                           in_batch_negatives: bool = True) -> torch.Tensor:
+def positive_rank_accuracy(
+    query_embeddings: torch.Tensor,
+    passage_embeddings: torch.Tensor,
+    group_size: int,
+    in_batch_negatives: bool = True,
+) -> torch.Tensor:
     """Fraction of queries whose positive scores highest among the passages `contrastive_loss` uses."""
     with torch.no_grad():
         num_queries = query_embeddings.shape[0]
@@ -53,6 +64,8 @@ def positive_rank_accuracy(query_embeddings: torch.Tensor, passage_embeddings: t
             predicted = (queries @ passages.T).argmax(dim=1)
             targets = torch.arange(num_queries, device=predicted.device) * group_size
         else:
-            predicted = torch.einsum("bh,bgh->bg", queries, passages.view(num_queries, group_size, -1)).argmax(dim=1)
+            predicted = torch.einsum(
+                "bh,bgh->bg", queries, passages.view(num_queries, group_size, -1)
+            ).argmax(dim=1)
             targets = torch.zeros_like(predicted)
         return (predicted == targets).float().mean()

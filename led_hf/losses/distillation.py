@@ -19,8 +19,10 @@ from led_hf.errors import LedError
 
 def _check(student_scores: torch.Tensor, teacher_scores: torch.Tensor, name: str) -> None:
     if student_scores.dim() != 2 or student_scores.shape != teacher_scores.shape:
-        raise LedError(f"{name}: student and teacher scores must both be [B, C], got "
-                       f"{tuple(student_scores.shape)} and {tuple(teacher_scores.shape)}")
+        raise LedError(
+            f"{name}: student and teacher scores must both be [B, C], got "
+            f"{tuple(student_scores.shape)} and {tuple(teacher_scores.shape)}"
+        )
 
 
 def teacher_pair_mask(teacher_scores: torch.Tensor, min_teacher_gap: float | None = None) -> torch.Tensor:
@@ -41,8 +43,13 @@ def teacher_pair_mask(teacher_scores: torch.Tensor, min_teacher_gap: float | Non
     return mask
 
 
-def rank_consistency_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor, include_positive: bool = True,
-                          margin: float = 0.0, min_teacher_gap: float | None = None) -> torch.Tensor:
+def rank_consistency_loss(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    include_positive: bool = True,
+    margin: float = 0.0,
+    min_teacher_gap: float | None = None,
+) -> torch.Tensor:
     """Pairwise hinge loss that asks the student to order each query's candidates like the teacher.
 
         P = {(i, a, b) : teacher ranks a above b for query i}          (see `teacher_pair_mask`)
@@ -69,8 +76,9 @@ def rank_consistency_loss(student_scores: torch.Tensor, teacher_scores: torch.Te
         return total / mask.sum().clamp(min=1)
 
 
-def kl_distillation_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor,
-                         temperature: float = 1.0) -> torch.Tensor:
+def kl_distillation_loss(
+    student_scores: torch.Tensor, teacher_scores: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """Forward KL (teacher || student) between softmax distributions over each query's candidates.
 
         p = softmax(t / T),  q = softmax(s / T)                        per row, over the C candidates
@@ -91,8 +99,12 @@ def kl_distillation_loss(student_scores: torch.Tensor, teacher_scores: torch.Ten
         return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * temperature**2
 
 
-def ranking_agreement(student_scores: torch.Tensor, teacher_scores: torch.Tensor, include_positive: bool = True,
-                      min_teacher_gap: float | None = None) -> torch.Tensor:
+def ranking_agreement(
+    student_scores: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    include_positive: bool = True,
+    min_teacher_gap: float | None = None,
+) -> torch.Tensor:
     """Fraction of the teacher's ordered pairs that the student orders the same way (strictly), for logs.
 
         agreement = |{(i,a,b) in P : s[i, a] > s[i, b]}| / |P|          (1.0 when P is empty)

@@ -42,7 +42,7 @@ class _AllGatherWithGrad(torch.autograd.Function):
         grad = grad_output.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = sum(ctx.sizes[: ctx.rank])
-        return grad[start: start + ctx.sizes[ctx.rank]]
+        return grad[start : start + ctx.sizes[ctx.rank]]
 
 
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:

@@ -23,8 +23,10 @@ def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     with m = [[1, 0]] -> [[log 2, 0]].
     """
     if logits.dim() != 3 or attention_mask.shape != logits.shape[:2]:
-        raise ValueError(f"splade_pool: logits [N, L, V] and attention_mask [N, L] expected, "
-                         f"got {tuple(logits.shape)} and {tuple(attention_mask.shape)}")
+        raise ValueError(
+            f"splade_pool: logits [N, L, V] and attention_mask [N, L] expected, "
+            f"got {tuple(logits.shape)} and {tuple(attention_mask.shape)}"
+        )
     # The max of fp16/bf16 values is one of those values, so it is exact in the input dtype; only the
     # [N, V] result is cast up. Masked positions become -inf, which relu maps to 0 (a zero weight).
     with torch.autocast(device_type=logits.device.type, enabled=False):
@@ -61,9 +63,16 @@ def flops_regularizer(representations: torch.Tensor) -> torch.Tensor:
         return (mean_weights * mean_weights).sum()
 
 
-def splade_loss(query_representations: torch.Tensor, passage_representations: torch.Tensor, group_size: int,
-                query_flops_weight: float, passage_flops_weight: float, flops_over_global_batch: bool = False,
-                gather_across_devices: bool = True, in_batch_negatives: bool = True) -> dict[str, torch.Tensor]:
+def splade_loss(
+    query_representations: torch.Tensor,
+    passage_representations: torch.Tensor,
+    group_size: int,
+    query_flops_weight: float,
+    passage_flops_weight: float,
+    flops_over_global_batch: bool = False,
+    gather_across_devices: bool = True,
+    in_batch_negatives: bool = True,
+) -> dict[str, torch.Tensor]:
     """SPLADE stage loss (spec §4), as named parts:
 
         loss = contrastive(Q, P) + λ_q · FLOPS(Q) + λ_d · FLOPS(P)
@@ -79,16 +88,31 @@ def splade_loss(query_representations: torch.Tensor, passage_representations: to
     from led_hf.losses.gather import gather_with_grad
 
     if gather_across_devices or flops_over_global_batch:
-        all_queries, all_passages = gather_with_grad(query_representations), gather_with_grad(passage_representations)
-    contrastive_queries, contrastive_passages = (all_queries, all_passages) if gather_across_devices else \
-        (query_representations, passage_representations)
-    contrastive = contrastive_loss(contrastive_queries, contrastive_passages, group_size,
-                                   in_batch_negatives=in_batch_negatives)
-    flops_queries, flops_passages = (all_queries, all_passages) if flops_over_global_batch else \
-        (query_representations, passage_representations)
+        all_queries, all_passages = (
+            gather_with_grad(query_representations),
+            gather_with_grad(passage_representations),
+        )
+    contrastive_queries, contrastive_passages = (
+        (all_queries, all_passages)
+        if gather_across_devices
+        else (query_representations, passage_representations)
+    )
+    contrastive = contrastive_loss(
+        contrastive_queries, contrastive_passages, group_size, in_batch_negatives=in_batch_negatives
+    )
+    flops_queries, flops_passages = (
+        (all_queries, all_passages)
+        if flops_over_global_batch
+        else (query_representations, passage_representations)
+    )
     flops_query, flops_passage = flops_regularizer(flops_queries), flops_regularizer(flops_passages)
     loss = contrastive + query_flops_weight * flops_query + passage_flops_weight * flops_passage
-    return {"loss": loss, "contrastive": contrastive, "flops_query": flops_query, "flops_passage": flops_passage}
+    return {
+        "loss": loss,
+        "contrastive": contrastive,
+        "flops_query": flops_query,
+        "flops_passage": flops_passage,
+    }
 
 
 def quadratic_warmup(weight: float, step: int, warmup_steps: int) -> float:

@@ -5,4 +5,12 @@ from led_hf.modeling.cross_encoder import CrossEncoder, CrossEncoderOutput
 from led_hf.modeling.dense import DenseEncoder, DenseOutput
 from led_hf.modeling.pooling import pool
 
-__all__ = ["CrossEncoder", "CrossEncoderOutput", "DenseEncoder", "DenseOutput", "load_model_kind", "pool", "read_led_config"]
+__all__ = [
+    "CrossEncoder",
+    "CrossEncoderOutput",
+    "DenseEncoder",
+    "DenseOutput",
+    "load_model_kind",
+    "pool",
+    "read_led_config",
+]

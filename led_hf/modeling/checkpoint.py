@@ -28,8 +28,12 @@ def read_json_file(path: str | os.PathLike, filename: str):
         from transformers.utils import cached_file
 
         try:
-            found = cached_file(str(path), filename, _raise_exceptions_for_missing_entries=False,
-                                _raise_exceptions_for_connection_errors=False)
+            found = cached_file(
+                str(path),
+                filename,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+            )
         except OSError:
             return None
         if found is None:
@@ -63,7 +67,7 @@ def sub_state_dict(state_dict: dict | None, prefix: str) -> dict | None:
     """
     if state_dict is None:
         return None
-    return {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
 def load_model_kind(path: str | os.PathLike) -> str | None:

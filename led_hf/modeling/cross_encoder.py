@@ -63,7 +63,9 @@ class CrossEncoder(nn.Module):
     def __init__(self, model: PreTrainedModel, max_length: int | None = None):
         super().__init__()
         if model.config.num_labels != 1:
-            raise LedError(f"a cross-encoder scores with one logit; the model has num_labels={model.config.num_labels}")
+            raise LedError(
+                f"a cross-encoder scores with one logit; the model has num_labels={model.config.num_labels}"
+            )
         self.model = model
         self.max_length = max_length
         # DistilBERT takes no token_type_ids although BERT tokenizers produce them.
@@ -71,8 +73,14 @@ class CrossEncoder(nn.Module):
 
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, num_labels: int = 1, trust_remote_code: bool = False,
-                        torch_dtype: torch.dtype | str | None = None, allow_new_head: bool = True) -> CrossEncoder:
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        num_labels: int = 1,
+        trust_remote_code: bool = False,
+        torch_dtype: torch.dtype | str | None = None,
+        allow_new_head: bool = True,
+    ) -> CrossEncoder:
         """Load a folder or hub id as `AutoModelForSequenceClassification(num_labels=1)`.
 
         Weights the checkpoint lacks (a plain backbone's classifier, and BERT's pooler when the backbone
@@ -90,22 +98,29 @@ class CrossEncoder(nn.Module):
             model, info = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
         except (OSError, ValueError, RuntimeError) as err:
             raise LedError(f"{path}: cannot load a sequence-classification model ({err})") from err
-        mismatched = [item[0] if isinstance(item, tuple | list) else item for item in info.get("mismatched_keys") or []]
+        mismatched = [
+            item[0] if isinstance(item, tuple | list) else item for item in info.get("mismatched_keys") or []
+        ]
         new_weights = sorted(map(str, info.get("missing_keys") or [])) + sorted(map(str, mismatched))
         if new_weights:
             if not allow_new_head:
-                raise LedError(f"{path} has no trained classification head (missing {', '.join(new_weights)}): "
-                               "train one with `led train cross-encoder` or pass a trained cross-encoder")
+                raise LedError(
+                    f"{path} has no trained classification head (missing {', '.join(new_weights)}): "
+                    "train one with `led train cross-encoder` or pass a trained cross-encoder"
+                )
             if path not in _warned_new_heads:
                 _warned_new_heads.add(path)
-                logger.warning("%s: new %d-logit head; freshly initialised: %s", path, num_labels,
-                               ", ".join(new_weights))
+                logger.warning(
+                    "%s: new %d-logit head; freshly initialised: %s", path, num_labels, ", ".join(new_weights)
+                )
         max_length = saved.get("max_length") if saved.get("kind") == KIND else None
         return cls(model, max_length=max_length)
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load the weights of a folder written by `save_pretrained` (e.g. to resume training)."""
-        loaded = CrossEncoder.from_pretrained(path, num_labels=self.model.config.num_labels, allow_new_head=False)
+        loaded = CrossEncoder.from_pretrained(
+            path, num_labels=self.model.config.num_labels, allow_new_head=False
+        )
         self.model.load_state_dict(loaded.model.state_dict())
 
     # -- scoring -------------------------------------------------------------------------------------
@@ -138,11 +153,18 @@ class CrossEncoder(nn.Module):
 
     # -- saving --------------------------------------------------------------------------------------
     def led_config(self) -> dict:
-        return {"kind": KIND, "architecture": type(self.model).__name__, "num_labels": self.model.config.num_labels,
-                "max_length": self.max_length, "input_format": "[CLS] query [SEP] title [SEP] text [SEP]",
-                "score": "logit"}
+        return {
+            "kind": KIND,
+            "architecture": type(self.model).__name__,
+            "num_labels": self.model.config.num_labels,
+            "max_length": self.max_length,
+            "input_format": "[CLS] query [SEP] title [SEP] text [SEP]",
+            "score": "logit",
+        }
 
-    def save_pretrained(self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None) -> None:
+    def save_pretrained(
+        self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None
+    ) -> None:
         """Write the layout in the module docstring. `state_dict` (keys of this module, e.g. gathered by
         DeepSpeed ZeRO-3) replaces the live weights when given."""
         path = Path(path)
@@ -168,4 +190,3 @@ def _set_model_max_length(path: Path, max_length: int) -> None:
         raise LedError(f"{file}:{err.lineno}: not valid JSON ({err.msg})") from err
     config["model_max_length"] = max_length
     file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-

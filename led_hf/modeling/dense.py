@@ -51,9 +51,15 @@ class DenseEncoder(nn.Module):
     `passage_encoder`.
     """
 
-    def __init__(self, encoder: PreTrainedModel, pooling: str = "cls", normalize: bool = False,
-                 temperature: float = 1.0, passage_encoder: PreTrainedModel | None = None,
-                 max_seq_length: int | None = None):
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        pooling: str = "cls",
+        normalize: bool = False,
+        temperature: float = 1.0,
+        passage_encoder: PreTrainedModel | None = None,
+        max_seq_length: int | None = None,
+    ):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise LedError(f"pooling {pooling!r} is not supported (choose {' or '.join(POOLING_MODES)})")
@@ -80,10 +86,16 @@ class DenseEncoder(nn.Module):
 
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, pooling: str | None = None, normalize: bool | None = None,
-                        temperature: float | None = None, separate_encoders: bool = False,
-                        torch_dtype: torch.dtype | str | None = None,
-                        trust_remote_code: bool = False) -> DenseEncoder:
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        temperature: float | None = None,
+        separate_encoders: bool = False,
+        torch_dtype: torch.dtype | str | None = None,
+        trust_remote_code: bool = False,
+    ) -> DenseEncoder:
         """Load a backbone folder (or hub id) with its settings.
 
         Each setting left as None comes from the folder's `led_config.json`, else from its
@@ -112,15 +124,23 @@ class DenseEncoder(nn.Module):
         else:
             query_encoder = _load_backbone(path, load)
             passage_encoder = _load_backbone(path, load) if separate_encoders else None
-        return cls(query_encoder, pooling=pooling, normalize=normalize, temperature=float(temperature),
-                   passage_encoder=passage_encoder, max_seq_length=saved.get("max_seq_length"))
+        return cls(
+            query_encoder,
+            pooling=pooling,
+            normalize=normalize,
+            temperature=float(temperature),
+            passage_encoder=passage_encoder,
+            max_seq_length=saved.get("max_seq_length"),
+        )
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load the backbone weights of a folder written by `save_pretrained` (e.g. to resume training)."""
         path = str(path)
         if self.separate_encoders:
-            pairs = [(self.query_encoder, os.path.join(path, QUERY_FOLDER)),
-                     (self.passage_encoder, os.path.join(path, PASSAGE_FOLDER))]
+            pairs = [
+                (self.query_encoder, os.path.join(path, QUERY_FOLDER)),
+                (self.passage_encoder, os.path.join(path, PASSAGE_FOLDER)),
+            ]
         else:
             pairs = [(self.encoder, path)]
         for module, folder in pairs:
@@ -160,27 +180,39 @@ class DenseEncoder(nn.Module):
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
         for side in ("query", "passage"):
-            self._backbone(side).gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+            self._backbone(side).gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
+            )
 
     # -- saving --------------------------------------------------------------------------------------
     def led_config(self) -> dict:
-        return {"kind": "dense", "pooling": self.pooling, "normalize": self.normalize,
-                "temperature": self.temperature, "separate_encoders": self.separate_encoders,
-                "max_seq_length": self._max_seq_length(), "similarity": "cosine" if self.normalize else "dot"}
+        return {
+            "kind": "dense",
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "temperature": self.temperature,
+            "separate_encoders": self.separate_encoders,
+            "max_seq_length": self._max_seq_length(),
+            "similarity": "cosine" if self.normalize else "dot",
+        }
 
     def _max_seq_length(self) -> int:
         if self.max_seq_length:
             return int(self.max_seq_length)
         return int(min(getattr(self.config, "max_position_embeddings", 512) or 512, 512))
 
-    def save_pretrained(self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None) -> None:
+    def save_pretrained(
+        self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None
+    ) -> None:
         """Write the layout in the module docstring. `state_dict` (keys of this module, e.g. gathered by
         DeepSpeed ZeRO-3) replaces the live weights when given."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if self.separate_encoders:
-            targets = [("query_encoder.", self.query_encoder, path / QUERY_FOLDER),
-                       ("passage_encoder.", self.passage_encoder, path / PASSAGE_FOLDER)]
+            targets = [
+                ("query_encoder.", self.query_encoder, path / QUERY_FOLDER),
+                ("passage_encoder.", self.passage_encoder, path / PASSAGE_FOLDER),
+            ]
             if tokenizer is not None:  # encoders of either side find the tokenizer at the top too
                 tokenizer.save_pretrained(path)
         else:
@@ -189,9 +221,14 @@ class DenseEncoder(nn.Module):
             module.save_pretrained(folder, state_dict=sub_state_dict(state_dict, prefix))
             if tokenizer is not None:
                 tokenizer.save_pretrained(folder)
-            write_sentence_transformers_files(folder, pooling=self.pooling, normalize=self.normalize,
-                                              dimension=module.config.hidden_size,
-                                              max_seq_length=self._max_seq_length(), versions=_versions())
+            write_sentence_transformers_files(
+                folder,
+                pooling=self.pooling,
+                normalize=self.normalize,
+                dimension=module.config.hidden_size,
+                max_seq_length=self._max_seq_length(),
+                versions=_versions(),
+            )
         write_led_config(path, self.led_config())
 
 

@@ -40,8 +40,13 @@ class SpladeEncoder(nn.Module):
     `SpladeOutput` with both. Pooling and scores stay fp32 under fp16/bf16 autocast.
     """
 
-    def __init__(self, model: PreTrainedModel, cls_token_id: int | None, sep_token_id: int | None,
-                 mask_special_tokens: bool = True):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        cls_token_id: int | None,
+        sep_token_id: int | None,
+        mask_special_tokens: bool = True,
+    ):
         super().__init__()
         self.model = model
         self.cls_token_id = cls_token_id
@@ -59,9 +64,13 @@ class SpladeEncoder(nn.Module):
         return int(self.model.get_output_embeddings().weight.shape[0])
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, mask_special_tokens: bool | None = None,
-                        torch_dtype: torch.dtype | str | None = None,
-                        trust_remote_code: bool = False) -> SpladeEncoder:
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        mask_special_tokens: bool | None = None,
+        torch_dtype: torch.dtype | str | None = None,
+        trust_remote_code: bool = False,
+    ) -> SpladeEncoder:
         """Load any `AutoModelForMaskedLM` folder or hub id (BERT, DistilBERT, ...).
 
         `mask_special_tokens` defaults to the value saved in `led_config.json`, else True. The `[CLS]`
@@ -71,8 +80,11 @@ class SpladeEncoder(nn.Module):
         saved = read_led_config(path)
         if saved.get("kind", "splade") != "splade":
             raise LedError(f"{path}: {LED_CONFIG_NAME} says kind {saved['kind']!r}, not a SPLADE model")
-        model = _load_mlm(path, trust_remote_code=trust_remote_code,
-                          **({} if torch_dtype is None else {"dtype": torch_dtype}))
+        model = _load_mlm(
+            path,
+            trust_remote_code=trust_remote_code,
+            **({} if torch_dtype is None else {"dtype": torch_dtype}),
+        )
         cls_token_id, sep_token_id = saved.get("cls_token_id"), saved.get("sep_token_id")
         if "cls_token_id" not in saved:
             try:
@@ -129,12 +141,19 @@ class SpladeEncoder(nn.Module):
         self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
 
     def led_config(self) -> dict:
-        return {"kind": "splade", "architecture": type(self.model).__name__,
-                "mask_special_tokens": self.mask_special_tokens,
-                "cls_token_id": self.cls_token_id, "sep_token_id": self.sep_token_id,
-                "pooling": "max_t log1p(relu(logits)) over the attention mask", "similarity": "dot"}
+        return {
+            "kind": "splade",
+            "architecture": type(self.model).__name__,
+            "mask_special_tokens": self.mask_special_tokens,
+            "cls_token_id": self.cls_token_id,
+            "sep_token_id": self.sep_token_id,
+            "pooling": "max_t log1p(relu(logits)) over the attention mask",
+            "similarity": "dot",
+        }
 
-    def save_pretrained(self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None) -> None:
+    def save_pretrained(
+        self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None
+    ) -> None:
         """Write a plain `AutoModelForMaskedLM` folder (+ tokenizer) and `led_config.json`.
 
         `state_dict` (keys of this module, e.g. gathered by DeepSpeed ZeRO-3) replaces the live weights.

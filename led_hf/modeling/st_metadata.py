@@ -48,7 +48,9 @@ def read_sentence_transformers_settings(path: str | os.PathLike) -> dict:
         elif kind == "Normalize":
             settings["normalize"] = True
         elif kind != "Transformer":
-            logger.warning("%s: sentence-transformers module %s is not reproduced by DenseEncoder", path, kind)
+            logger.warning(
+                "%s: sentence-transformers module %s is not reproduced by DenseEncoder", path, kind
+            )
     bert_config = read_json_file(path, "sentence_bert_config.json") or {}
     if bert_config.get("max_seq_length"):
         settings["max_seq_length"] = int(bert_config["max_seq_length"])
@@ -64,28 +66,49 @@ def _pooling_mode(config: dict, path) -> str:
     return modes[0]
 
 
-def write_sentence_transformers_files(path: str | os.PathLike, *, pooling: str, normalize: bool, dimension: int,
-                                      max_seq_length: int, versions: dict[str, str] | None = None) -> None:
+def write_sentence_transformers_files(
+    path: str | os.PathLike,
+    *,
+    pooling: str,
+    normalize: bool,
+    dimension: int,
+    max_seq_length: int,
+    versions: dict[str, str] | None = None,
+) -> None:
     """Write the metadata files listed in the module docstring into `path` (beside the HF weights)."""
     path = Path(path)
-    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
     if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
         (path / "2_Normalize").mkdir(exist_ok=True)
     _write_json(path / "modules.json", modules)
-    _write_json(path / "config_sentence_transformers.json", {
-        "__version__": versions or {}, "prompts": {}, "default_prompt_name": None,
-        # What the embeddings were trained for: raw dot product (coCondenser) or cosine (normalised).
-        "similarity_fn_name": "cosine" if normalize else "dot",
-    })
-    _write_json(path / "sentence_bert_config.json", {"max_seq_length": int(max_seq_length), "do_lower_case": False})
+    _write_json(
+        path / "config_sentence_transformers.json",
+        {
+            "__version__": versions or {},
+            "prompts": {},
+            "default_prompt_name": None,
+            # What the embeddings were trained for: raw dot product (coCondenser) or cosine (normalised).
+            "similarity_fn_name": "cosine" if normalize else "dot",
+        },
+    )
+    _write_json(
+        path / "sentence_bert_config.json", {"max_seq_length": int(max_seq_length), "do_lower_case": False}
+    )
     (path / "1_Pooling").mkdir(exist_ok=True)
-    _write_json(path / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": int(dimension),
-        **{flag: name == pooling for flag, name in _POOLING_FLAGS.items()},
-        "include_prompt": True,
-    })
+    _write_json(
+        path / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": int(dimension),
+            **{flag: name == pooling for flag, name in _POOLING_FLAGS.items()},
+            "include_prompt": True,
+        },
+    )
 
 
 def _write_json(file: Path, value) -> None:

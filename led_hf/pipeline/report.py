@@ -22,13 +22,20 @@ def write_report(records: list[dict], output: Path, title: str = "led-hf pipelin
 
 
 def render_markdown(records: list[dict], title: str) -> str:
-    lines = [f"# {title}", "", "| stage | " + " | ".join(COLUMNS) + " | queries | wall time (s) | model |",
-             "|---|" + "---:|" * (len(COLUMNS) + 2) + "---|"]
+    lines = [
+        f"# {title}",
+        "",
+        "| stage | " + " | ".join(COLUMNS) + " | queries | wall time (s) | model |",
+        "|---|" + "---:|" * (len(COLUMNS) + 2) + "---|",
+    ]
     for record in records:
         metrics = record.get("metrics") or {}
         cells = [f"{metrics[c]:.4f}" if c in metrics else "" for c in COLUMNS]
-        lines.append(f"| {record['name']} | " + " | ".join(cells)
-                     + f" | {metrics.get('num_queries', '')} | {record.get('wall_time_s', '')} | {record.get('model') or ''} |")
+        lines.append(
+            f"| {record['name']} | "
+            + " | ".join(cells)
+            + f" | {metrics.get('num_queries', '')} | {record.get('wall_time_s', '')} | {record.get('model') or ''} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -57,14 +57,17 @@ class Pipeline:
         for number, entry in enumerate(raw.get("stages", []), 1):
             if not isinstance(entry, dict) or "name" not in entry or "commands" not in entry:
                 raise LedError(f"{path}: stage {number} needs 'name' and 'commands'")
-            stages.append(Stage(
-                name=entry["name"],
-                commands=[[_fill(arg, values, path) for arg in command] for command in entry["commands"]],
-                model=_fill(entry["model"], values, path) if entry.get("model") else None,
-                evaluate={k: _fill(str(v), values, path) for k, v in entry["evaluate"].items()}
-                if entry.get("evaluate") else None,
-                description=entry.get("description", ""),
-            ))
+            stages.append(
+                Stage(
+                    name=entry["name"],
+                    commands=[[_fill(arg, values, path) for arg in command] for command in entry["commands"]],
+                    model=_fill(entry["model"], values, path) if entry.get("model") else None,
+                    evaluate={k: _fill(str(v), values, path) for k, v in entry["evaluate"].items()}
+                    if entry.get("evaluate")
+                    else None,
+                    description=entry.get("description", ""),
+                )
+            )
         if len({stage.name for stage in stages}) != len(stages):
             raise LedError(f"{path}: stage names must be unique")
         return cls(output=Path(out), stages=stages)
@@ -90,8 +93,12 @@ class Pipeline:
                 status = led(command)
                 if status != 0:
                     raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
-            record = {"name": stage.name, "description": stage.description, "model": stage.model,
-                      "wall_time_s": round(time.perf_counter() - start, 1)}
+            record = {
+                "name": stage.name,
+                "description": stage.description,
+                "model": stage.model,
+                "wall_time_s": round(time.perf_counter() - start, 1),
+            }
             if stage.evaluate:
                 record["metrics"] = _evaluate(stage.evaluate)
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)

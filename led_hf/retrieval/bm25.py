@@ -52,9 +52,9 @@ def make_tokenizer(stem: bool = True):
 
 
 def passage_texts(corpus, batch_size: int = 10_000) -> Iterator[str]:
-    """"title text" of every passage of a prepared corpus table, in row order, read in slices."""
+    """ "title text" of every passage of a prepared corpus table, in row order, read in slices."""
     for start in range(0, len(corpus), batch_size):
-        batch = corpus[start:start + batch_size]
+        batch = corpus[start : start + batch_size]
         titles = batch.get("title") or [None] * len(batch["text"])
         for title, text in zip(titles, batch["text"]):
             yield f"{title} {text}" if title else (text or "")
@@ -76,8 +76,15 @@ class BM25Index:
         self._empty_token = tokenizer.word_to_id.get("")
 
     @classmethod
-    def build(cls, texts, pids: Sequence[str], k1: float = DEFAULT_K1, b: float = DEFAULT_B, stem: bool = True,
-              progress: bool = True) -> BM25Index:
+    def build(
+        cls,
+        texts,
+        pids: Sequence[str],
+        k1: float = DEFAULT_K1,
+        b: float = DEFAULT_B,
+        stem: bool = True,
+        progress: bool = True,
+    ) -> BM25Index:
         """Index `texts` (an iterable of strings, aligned with `pids`)."""
         import bm25s
 
@@ -86,16 +93,18 @@ class BM25Index:
         if len(pids) == 0:
             raise LedError("cannot build a BM25 index over an empty corpus")
         tokenizer = make_tokenizer(stem)
-        token_ids = tokenizer.tokenize(texts, update_vocab=True, return_as="tuple", length=len(pids),
-                                       show_progress=progress)
+        token_ids = tokenizer.tokenize(
+            texts, update_vocab=True, return_as="tuple", length=len(pids), show_progress=progress
+        )
         if len(token_ids.ids) != len(pids):
             raise LedError(f"{len(token_ids.ids)} texts for {len(pids)} passage ids")
         retriever = bm25s.BM25(k1=k1, b=b, method="lucene")
         retriever.index(token_ids, show_progress=progress)
         return cls(retriever, tokenizer, pids)
 
-    def search(self, queries: Sequence[str], depth: int = 1000, batch_size: int = 1000,
-               progress: bool = True) -> list[list[tuple[str, float]]]:
+    def search(
+        self, queries: Sequence[str], depth: int = 1000, batch_size: int = 1000, progress: bool = True
+    ) -> list[list[tuple[str, float]]]:
         """For each query text, up to `depth` (pid, score) pairs with score > 0, best first."""
         if depth < 1:
             raise LedError(f"--depth must be at least 1, got {depth}")
@@ -103,25 +112,31 @@ class BM25Index:
         results: list[list[tuple[str, float]]] = []
         bar = tqdm(total=len(queries), desc="BM25 search", unit="q", disable=None if progress else True)
         for start in range(0, len(queries), batch_size):
-            chunk = list(queries[start:start + batch_size])
-            query_ids = self.tokenizer.tokenize(chunk, update_vocab=False, return_as="ids", show_progress=False)
+            chunk = list(queries[start : start + batch_size])
+            query_ids = self.tokenizer.tokenize(
+                chunk, update_vocab=False, return_as="ids", show_progress=False
+            )
             query_ids = [[t for t in ids if t != self._empty_token] for ids in query_ids]
             matchable = [i for i, ids in enumerate(query_ids) if ids]
             chunk_results: list[list[tuple[str, float]]] = [[] for _ in chunk]
             if matchable:
-                documents, scores = self.retriever.retrieve([query_ids[i] for i in matchable], k=k,
-                                                            show_progress=False, n_threads=0)
+                documents, scores = self.retriever.retrieve(
+                    [query_ids[i] for i in matchable], k=k, show_progress=False, n_threads=0
+                )
                 for i, row_docs, row_scores in zip(matchable, documents, scores):
                     keep = row_scores > 0
-                    chunk_results[i] = [(self.pids[d], s) for d, s in zip(row_docs[keep].tolist(), row_scores[keep])]
+                    chunk_results[i] = [
+                        (self.pids[d], s) for d, s in zip(row_docs[keep].tolist(), row_scores[keep])
+                    ]
             results.extend(chunk_results)
             bar.update(len(chunk))
         bar.close()
         return results
 
 
-def build_corpus_index(data, k1: float = DEFAULT_K1, b: float = DEFAULT_B, stem: bool = True,
-                       progress: bool = True) -> BM25Index:
+def build_corpus_index(
+    data, k1: float = DEFAULT_K1, b: float = DEFAULT_B, stem: bool = True, progress: bool = True
+) -> BM25Index:
     """`BM25Index` over every passage of a `PreparedData` ("title text")."""
     corpus = data.corpus
     pids = corpus.data.column("pid").to_pylist()
@@ -134,8 +149,11 @@ def query_texts(data, qids: Sequence[str]) -> list[str]:
     return list(data.queries.select(rows.tolist())["text"]) if len(rows) else []
 
 
-def negatives_from_results(results: Mapping[str, Sequence[tuple[str, float]]],
-                           qrels: Mapping[str, Mapping[str, int]], keep: int = 200) -> dict[str, list]:
+def negatives_from_results(
+    results: Mapping[str, Sequence[tuple[str, float]]],
+    qrels: Mapping[str, Mapping[str, int]],
+    keep: int = 200,
+) -> dict[str, list]:
     """Columns {qid, pids, scores} of a negatives table: each query's ranked passages with its qrels
     passages removed (any judged grade > 0), the first `keep` kept in rank order.
 
@@ -161,11 +179,13 @@ def negatives_features():
     """`datasets.Features` of a negatives table: {qid: string, pids: [string], scores: [float32]}."""
     import datasets
 
-    return datasets.Features({
-        "qid": datasets.Value("string"),
-        "pids": datasets.List(datasets.Value("string")),
-        "scores": datasets.List(datasets.Value("float32")),
-    })
+    return datasets.Features(
+        {
+            "qid": datasets.Value("string"),
+            "pids": datasets.List(datasets.Value("string")),
+            "scores": datasets.List(datasets.Value("float32")),
+        }
+    )
 
 
 def write_negatives(folder, columns, overwrite: bool = False, manifest: dict | None = None) -> int:
@@ -185,13 +205,16 @@ def write_negatives(folder, columns, overwrite: bool = False, manifest: dict | N
 
     features = negatives_features()
     if isinstance(columns, pa.Table):
-        table = datasets.Dataset(columns.select(list(features)).cast(features.arrow_schema),
-                                 info=datasets.DatasetInfo(features=features))
+        table = datasets.Dataset(
+            columns.select(list(features)).cast(features.arrow_schema),
+            info=datasets.DatasetInfo(features=features),
+        )
     else:
         table = datasets.Dataset.from_dict(columns, features=features)
     with atomic_directory(folder, overwrite=overwrite) as staging:
         table.save_to_disk(str(staging))
         if manifest is not None:
-            (staging / NEGATIVES_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
-                                                      encoding="utf-8")
+            (staging / NEGATIVES_MANIFEST).write_text(
+                json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            )
     return len(table)

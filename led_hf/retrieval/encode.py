@@ -44,8 +44,19 @@ from led_hf.retrieval.encoding_files import (
 )
 
 # Manifest fields that must agree for a rerun to resume into an existing folder.
-IDENTITY_FIELDS = ("kind", "model", "data", "what", "split", "num_shards", "num_rows", "max_length", "dtype", "dim",
-                   "precision")
+IDENTITY_FIELDS = (
+    "kind",
+    "model",
+    "data",
+    "what",
+    "split",
+    "num_shards",
+    "num_rows",
+    "max_length",
+    "dtype",
+    "dim",
+    "precision",
+)
 
 Collate = Callable[[list[dict]], dict]  # features -> {"ids": list[str], "batch": BatchEncoding}
 EncodeFn = Callable[[dict], torch.Tensor]  # BatchEncoding (on device) -> [B, H]
@@ -137,8 +148,8 @@ def token_lengths(features: Sequence[dict], collate: Collate, chunk: int = 512) 
     """
     lengths = np.empty(len(features), dtype=np.int64)
     for start in range(0, len(features), chunk):
-        mask = collate(list(features[start:start + chunk]))["batch"]["attention_mask"]
-        lengths[start:start + len(mask)] = np.asarray(mask).sum(axis=1)
+        mask = collate(list(features[start : start + chunk]))["batch"]["attention_mask"]
+        lengths[start : start + len(mask)] = np.asarray(mask).sum(axis=1)
     return lengths
 
 
@@ -148,12 +159,17 @@ def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     E.g. lengths [3, 9, 5, 9], batch_size 2 -> [[1, 3], [2, 0]].
     """
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def encode_batches(features: Sequence[dict], collate: Collate, encode_fn: EncodeFn, batch_size: int,
-                   device: torch.device | str = "cpu", lengths: np.ndarray | None = None,
-                   ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+def encode_batches(
+    features: Sequence[dict],
+    collate: Collate,
+    encode_fn: EncodeFn,
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    lengths: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield (positions in `features`, outputs[len(positions), ...] on the CPU) batch by batch, length-sorted."""
     if lengths is None:
         lengths = token_lengths(features, collate)
@@ -173,10 +189,13 @@ class DenseShardWriter:
         for line, id_ in enumerate(ids, start=1):
             # str.splitlines also splits on \v, \f, \x1c-\x1e, \x85, \u2028, \u2029: refuse all of them.
             if not isinstance(id_, str) or not id_ or id_.splitlines() != [id_]:
-                raise LedError(f"id {id_!r} (row {line} of {folder.name}) cannot be written one per line in {IDS}")
+                raise LedError(
+                    f"id {id_!r} (row {line} of {folder.name}) cannot be written one per line in {IDS}"
+                )
         (folder / IDS).write_text("".join(f"{id_}\n" for id_ in ids), encoding="utf-8")
-        self.embeddings = np.lib.format.open_memmap(folder / EMBEDDINGS, mode="w+", dtype=np.dtype(dtype),
-                                                    shape=(len(ids), dim))
+        self.embeddings = np.lib.format.open_memmap(
+            folder / EMBEDDINGS, mode="w+", dtype=np.dtype(dtype), shape=(len(ids), dim)
+        )
         self.filled = np.zeros(len(ids), dtype=bool)
 
     def write(self, rows: np.ndarray, outputs: torch.Tensor) -> None:
@@ -198,10 +217,20 @@ class ShardWriter(Protocol):
     def close(self) -> None: ...
 
 
-def write_shard(source: TextSource, out: str | Path, shard_index: int, num_shards: int, *,
-                make_writer: Callable[[Path, list[str]], ShardWriter], encode_fn: EncodeFn, collate: Collate,
-                batch_size: int = 64, chunk_rows: int = 16384, device: torch.device | str = "cpu",
-                progress: bool = True) -> None:
+def write_shard(
+    source: TextSource,
+    out: str | Path,
+    shard_index: int,
+    num_shards: int,
+    *,
+    make_writer: Callable[[Path, list[str]], ShardWriter],
+    encode_fn: EncodeFn,
+    collate: Collate,
+    batch_size: int = 64,
+    chunk_rows: int = 16384,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> None:
     """Encode the rows of shard `shard_index` of `num_shards` into OUT/shard-i-of-n/ through a writer.
 
     The shard appears only when complete (staged, then renamed). A leftover temporary folder of this shard
@@ -229,33 +258,57 @@ def write_shard(source: TextSource, out: str | Path, shard_index: int, num_shard
         writer.close()
 
 
-def encode_shard(source: TextSource, out: str | Path, shard_index: int, num_shards: int, *, encode_fn: EncodeFn,
-                 collate: Collate, dim: int, dtype: str = "float32", batch_size: int = 64, chunk_rows: int = 16384,
-                 device: torch.device | str = "cpu", progress: bool = True) -> bool:
+def encode_shard(
+    source: TextSource,
+    out: str | Path,
+    shard_index: int,
+    num_shards: int,
+    *,
+    encode_fn: EncodeFn,
+    collate: Collate,
+    dim: int,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    chunk_rows: int = 16384,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> bool:
     """Encode dense shard `shard_index` of `num_shards` into OUT/shard-i-of-n/ unless it is complete already.
 
     Returns True when the shard was encoded now, False when it was skipped (complete from an earlier run).
     """
     if shard_is_complete(out, shard_index, num_shards, len(source), dim):
         return False
-    write_shard(source, out, shard_index, num_shards, make_writer=lambda folder, ids: DenseShardWriter(
-        folder, ids, dim, dtype), encode_fn=encode_fn, collate=collate, batch_size=batch_size,
-        chunk_rows=chunk_rows, device=device, progress=progress)
+    write_shard(
+        source,
+        out,
+        shard_index,
+        num_shards,
+        make_writer=lambda folder, ids: DenseShardWriter(folder, ids, dim, dtype),
+        encode_fn=encode_fn,
+        collate=collate,
+        batch_size=batch_size,
+        chunk_rows=chunk_rows,
+        device=device,
+        progress=progress,
+    )
     return True
 
 
 def _ids(source: TextSource, rows: range) -> list[str]:
     if source.rows is None:
         return source.table.data.column(source.id_column).slice(rows.start, len(rows)).to_pylist()
-    return source.table.data.column(source.id_column).take(source.rows[rows.start:rows.stop]).to_pylist()
+    return source.table.data.column(source.id_column).take(source.rows[rows.start : rows.stop]).to_pylist()
 
 
 # ----------------------------------------------------------------------------- manifest
-def probe_dim(source: TextSource, collate: Collate, encode_fn: EncodeFn, device: torch.device | str = "cpu") -> int:
+def probe_dim(
+    source: TextSource, collate: Collate, encode_fn: EncodeFn, device: torch.device | str = "cpu"
+) -> int:
     """Output width H, from encoding the first row (one short forward pass)."""
     if len(source) == 0:
         raise LedError(f"nothing to encode: no {source.what}")
-    (_, outputs), = encode_batches(source.features(0, 1), collate, encode_fn, 1, device, lengths=np.ones(1))
+    ((_, outputs),) = encode_batches(source.features(0, 1), collate, encode_fn, 1, device, lengths=np.ones(1))
     if outputs.dim() != 2:
         raise LedError(f"the encoder returned shape {tuple(outputs.shape)}, expected [batch, dim]")
     return int(outputs.shape[1])
@@ -275,18 +328,30 @@ def ensure_manifest(out: str | Path, manifest: dict) -> dict:
         return manifest
     for field in IDENTITY_FIELDS:
         if existing.get(field) != manifest.get(field):
-            raise LedError(f"{out / MANIFEST} was written for {field}={existing.get(field)!r}, this run has "
-                           f"{field}={manifest.get(field)!r}; use another --output or --overwrite")
+            raise LedError(
+                f"{out / MANIFEST} was written for {field}={existing.get(field)!r}, this run has "
+                f"{field}={manifest.get(field)!r}; use another --output or --overwrite"
+            )
     return existing
 
 
-def ensure_source_manifest(out: str | Path, source: TextSource, num_shards: int, fields: dict,
-                           manifest: dict | None = None) -> dict:
+def ensure_source_manifest(
+    out: str | Path, source: TextSource, num_shards: int, fields: dict, manifest: dict | None = None
+) -> dict:
     """`ensure_manifest` for `num_shards` shards of `source`: {what, split, num_shards, num_rows} + the
     encoding's `fields` (kind, dim / vocab_size, dtype) + the caller's identity `manifest` (model, data, ...).
     Returns the manifest on disk."""
-    return ensure_manifest(out, {"what": source.what, "split": source.split, **fields, "num_shards": num_shards,
-                                 "num_rows": len(source), **(manifest or {})})
+    return ensure_manifest(
+        out,
+        {
+            "what": source.what,
+            "split": source.split,
+            **fields,
+            "num_shards": num_shards,
+            "num_rows": len(source),
+            **(manifest or {}),
+        },
+    )
 
 
 def remove_output(out: str | Path) -> None:
@@ -299,10 +364,21 @@ def remove_output(out: str | Path) -> None:
     shutil.rmtree(out)
 
 
-def encode_to_folder(source: TextSource, out: str | Path, *, encode_fn: EncodeFn, collate: Collate,
-                     shard_indices: Sequence[int], num_shards: int, manifest: dict | None = None,
-                     dtype: str = "float32", batch_size: int = 64, chunk_rows: int = 16384,
-                     device: torch.device | str = "cpu", progress: bool = True) -> list[int]:
+def encode_to_folder(
+    source: TextSource,
+    out: str | Path,
+    *,
+    encode_fn: EncodeFn,
+    collate: Collate,
+    shard_indices: Sequence[int],
+    num_shards: int,
+    manifest: dict | None = None,
+    dtype: str = "float32",
+    batch_size: int = 64,
+    chunk_rows: int = 16384,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> list[int]:
     """Encode `shard_indices` of `num_shards` into `out`; returns the shards encoded now (others were complete).
 
     `manifest` carries the caller's identity fields (model, data, max_length, ...); kind, what, split, dim,
@@ -312,10 +388,24 @@ def encode_to_folder(source: TextSource, out: str | Path, *, encode_fn: EncodeFn
         raise LedError(f"--num-shards must be at least 1, got {num_shards}")
     dim = probe_dim(source, collate, encode_fn, device)
     ensure_source_manifest(out, source, num_shards, {"kind": "dense", "dim": dim, "dtype": dtype}, manifest)
-    return [shard_index for shard_index in shard_indices
-            if encode_shard(source, out, shard_index, num_shards, encode_fn=encode_fn, collate=collate, dim=dim,
-                            dtype=dtype, batch_size=batch_size, chunk_rows=chunk_rows, device=device,
-                            progress=progress)]
+    return [
+        shard_index
+        for shard_index in shard_indices
+        if encode_shard(
+            source,
+            out,
+            shard_index,
+            num_shards,
+            encode_fn=encode_fn,
+            collate=collate,
+            dim=dim,
+            dtype=dtype,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            device=device,
+            progress=progress,
+        )
+    ]
 
 
 def load_embeddings(out: str | Path) -> tuple[list[str], np.ndarray]:

@@ -1,8 +1,8 @@
 """Names and readers shared by every encoding folder, dense or sparse (no torch: search stays light).
 
-    OUT/manifest.json                      what was encoded, by which model (see led_hf.retrieval.encode)
-    OUT/shard-00000-of-00004/ids.txt       one id per line, row r = line r+1: "d1\nd7\n" -> ["d1", "d7"]
-    OUT/shard-00000-of-00004/embeddings.npy   (dense; sparse shards hold CSR arrays instead)
+OUT/manifest.json                      what was encoded, by which model (see led_hf.retrieval.encode)
+OUT/shard-00000-of-00004/ids.txt       one id per line, row r = line r+1: "d1\nd7\n" -> ["d1", "d7"]
+OUT/shard-00000-of-00004/embeddings.npy   (dense; sparse shards hold CSR arrays instead)
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def shard_folders(folder: str | Path, manifest: dict) -> list[Path]:
     folders = [folder / shard_dirname(i, n) for i in range(n)]
     missing = [f.name for f in folders if not f.is_dir()]
     if missing:
-        raise LedError(f"{folder} is incomplete: {len(missing)} of {n} shards missing (first: {missing[0]}); "
-                       "finish `led encode` first")
+        raise LedError(
+            f"{folder} is incomplete: {len(missing)} of {n} shards missing (first: {missing[0]}); "
+            "finish `led encode` first"
+        )
     return folders

@@ -49,8 +49,11 @@ class EmbeddingShard:
             raise InputError(emb_path, None, f"not a plain .npy array ({err})") from None
         shape = self._embeddings.shape
         if self._embeddings.dtype not in (np.float32, np.float16) or len(shape) != 2:
-            raise InputError(emb_path, None, f"expected a float32/float16 [N, H] array, found {self._embeddings.dtype} "
-                                             f"{list(shape)}")
+            raise InputError(
+                emb_path,
+                None,
+                f"expected a float32/float16 [N, H] array, found {self._embeddings.dtype} {list(shape)}",
+            )
         if shape[0] != len(self.ids):
             raise InputError(emb_path, None, f"{shape[0]} rows but {ids_path} has {len(self.ids)} ids")
         if dim is not None and shape[1] != dim:
@@ -82,7 +85,9 @@ def open_embeddings(folder: str | Path) -> tuple[dict, list[EmbeddingShard]]:
     num_shards = manifest.get("num_shards")
     dim = manifest.get("dim")
     if not isinstance(num_shards, int) or num_shards < 1 or not isinstance(dim, int) or dim < 1:
-        raise InputError(manifest_path, None, f"needs integer num_shards >= 1 and dim >= 1, has {num_shards}, {dim}")
+        raise InputError(
+            manifest_path, None, f"needs integer num_shards >= 1 and dim >= 1, has {num_shards}, {dim}"
+        )
     shards = [EmbeddingShard(folder / shard_dirname(i, num_shards), dim) for i in range(num_shards)]
     return manifest, shards
 
@@ -106,8 +111,9 @@ def _flat_index(embeddings: np.ndarray, use_gpu: bool):
     return index
 
 
-def merge_topk(best_scores: np.ndarray, best_indices: np.ndarray, scores: np.ndarray, indices: np.ndarray,
-               depth: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_topk(
+    best_scores: np.ndarray, best_indices: np.ndarray, scores: np.ndarray, indices: np.ndarray, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep the `depth` largest of two [Q, *] candidate sets; -1 indices (padding) always lose.
 
     Ties keep the first set's entries first (stable sort), so shards merged in order rank equal scores in
@@ -120,9 +126,14 @@ def merge_topk(best_scores: np.ndarray, best_indices: np.ndarray, scores: np.nda
     return np.take_along_axis(all_scores, order, axis=1), np.take_along_axis(all_indices, order, axis=1)
 
 
-def search_dense(query_embeddings: np.ndarray, passage_shards: Iterable[np.ndarray | EmbeddingShard], depth: int = 1000,
-                 batch_size: int = 4096, use_gpu: bool | None = None,
-                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def search_dense(
+    query_embeddings: np.ndarray,
+    passage_shards: Iterable[np.ndarray | EmbeddingShard],
+    depth: int = 1000,
+    batch_size: int = 4096,
+    use_gpu: bool | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-`depth` inner-product search of queries [Q, H] over passage shards [N_i, H].
 
     Returns (scores float32 [Q, depth], indices int64 [Q, depth]); indices are positions in the
@@ -137,21 +148,34 @@ def search_dense(query_embeddings: np.ndarray, passage_shards: Iterable[np.ndarr
     if use_gpu is None:
         use_gpu = gpu_count() > 0
     if use_gpu and depth > GPU_MAX_K:
-        logger.warning("faiss GPU search returns at most %d results per query: searching depth %d on the CPU",
-                       GPU_MAX_K, depth)
+        logger.warning(
+            "faiss GPU search returns at most %d results per query: searching depth %d on the CPU",
+            GPU_MAX_K,
+            depth,
+        )
         use_gpu = False
     num_queries = query_embeddings.shape[0]
     best_scores = np.full((num_queries, 0), -np.inf, dtype=np.float32)
     best_indices = np.full((num_queries, 0), -1, dtype=np.int64)
     offset = 0
     shards = list(passage_shards)
-    bar = tqdm(total=len(shards) * max(1, -(-num_queries // batch_size)), desc="faiss search", unit="batch",
-               disable=None if progress else True)
+    bar = tqdm(
+        total=len(shards) * max(1, -(-num_queries // batch_size)),
+        desc="faiss search",
+        unit="batch",
+        disable=None if progress else True,
+    )
     for shard in shards:
-        embeddings = shard.embeddings() if isinstance(shard, EmbeddingShard) else np.ascontiguousarray(shard, np.float32)
+        embeddings = (
+            shard.embeddings()
+            if isinstance(shard, EmbeddingShard)
+            else np.ascontiguousarray(shard, np.float32)
+        )
         if embeddings.ndim != 2 or embeddings.shape[1] != query_embeddings.shape[1]:
-            raise LedError(f"passage embeddings {list(embeddings.shape)} do not match query width "
-                           f"{query_embeddings.shape[1]}")
+            raise LedError(
+                f"passage embeddings {list(embeddings.shape)} do not match query width "
+                f"{query_embeddings.shape[1]}"
+            )
         if len(embeddings) == 0:
             continue
         index = _flat_index(embeddings, use_gpu)
@@ -160,7 +184,9 @@ def search_dense(query_embeddings: np.ndarray, passage_shards: Iterable[np.ndarr
         shard_indices = np.empty((num_queries, k), dtype=np.int64)
         for start in range(0, num_queries, batch_size):
             stop = min(start + batch_size, num_queries)
-            shard_scores[start:stop], shard_indices[start:stop] = index.search(query_embeddings[start:stop], k)
+            shard_scores[start:stop], shard_indices[start:stop] = index.search(
+                query_embeddings[start:stop], k
+            )
             bar.update(1)
         shard_indices = np.where(shard_indices >= 0, shard_indices + offset, -1)
         best_scores, best_indices = merge_topk(best_scores, best_indices, shard_scores, shard_indices, depth)
@@ -174,21 +200,37 @@ def search_dense(query_embeddings: np.ndarray, passage_shards: Iterable[np.ndarr
     return best_scores, best_indices
 
 
-def search_folders(queries_folder: str | Path, passages_folder: str | Path, depth: int = 1000, batch_size: int = 4096,
-                   use_gpu: bool | None = None, progress: bool = True) -> tuple[list[str], np.ndarray, np.ndarray,
-                                                                                  list[str]]:
+def search_folders(
+    queries_folder: str | Path,
+    passages_folder: str | Path,
+    depth: int = 1000,
+    batch_size: int = 4096,
+    use_gpu: bool | None = None,
+    progress: bool = True,
+) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """Search a query embeddings folder against a passage one: (qids, scores, indices, pids)."""
     _, query_shards = open_embeddings(queries_folder)
     _, passage_shards = open_embeddings(passages_folder)
     if query_shards[0].dim != passage_shards[0].dim:
-        raise LedError(f"query width {query_shards[0].dim} ({queries_folder}) differs from passage width "
-                       f"{passage_shards[0].dim} ({passages_folder})")
+        raise LedError(
+            f"query width {query_shards[0].dim} ({queries_folder}) differs from passage width "
+            f"{passage_shards[0].dim} ({passages_folder})"
+        )
     qids = _concat_ids(query_shards, queries_folder)
     pids = _concat_ids(passage_shards, passages_folder)
-    query_embeddings = np.concatenate([shard.embeddings() for shard in query_shards]) if qids else \
-        np.zeros((0, query_shards[0].dim), np.float32)
-    scores, indices = search_dense(query_embeddings, passage_shards, depth=depth, batch_size=batch_size,
-                                   use_gpu=use_gpu, progress=progress)
+    query_embeddings = (
+        np.concatenate([shard.embeddings() for shard in query_shards])
+        if qids
+        else np.zeros((0, query_shards[0].dim), np.float32)
+    )
+    scores, indices = search_dense(
+        query_embeddings,
+        passage_shards,
+        depth=depth,
+        batch_size=batch_size,
+        use_gpu=use_gpu,
+        progress=progress,
+    )
     return qids, scores, indices, pids
 
 

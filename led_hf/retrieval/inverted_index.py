@@ -70,8 +70,12 @@ def _build_part(shard_folder: Path, part: Path, vocab_size: int, quantized: bool
         np.save(staging / "doc_rows.npy", rows[order])
         np.save(staging / "weights.npy", weights[order])
         (staging / "ids.txt").write_text("".join(f"{i}\n" for i in shard.ids), encoding="utf-8")
-        stamp = {"source": str(shard_folder.resolve()), "stamp": _source_stamp(shard_folder),
-                 "num_docs": len(shard), "quantized": quantized}
+        stamp = {
+            "source": str(shard_folder.resolve()),
+            "stamp": _source_stamp(shard_folder),
+            "num_docs": len(shard),
+            "quantized": quantized,
+        }
         (staging / "part.json").write_text(json.dumps(stamp), encoding="utf-8")
 
 
@@ -80,12 +84,20 @@ def _part_is_current(shard_folder: Path, part: Path, quantized: bool) -> bool:
         stamp = json.loads((part / "part.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return (stamp.get("source") == str(shard_folder.resolve()) and stamp.get("quantized") == quantized
-            and stamp.get("stamp") == _source_stamp(shard_folder))
+    return (
+        stamp.get("source") == str(shard_folder.resolve())
+        and stamp.get("quantized") == quantized
+        and stamp.get("stamp") == _source_stamp(shard_folder)
+    )
 
 
-def build_inverted_index(vectors: str | Path, output: str | Path, quantized: bool = True, overwrite: bool = False,
-                         progress: bool = True) -> dict:
+def build_inverted_index(
+    vectors: str | Path,
+    output: str | Path,
+    quantized: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Index the sparse vectors folder `vectors` (passages) into `output`; returns build statistics.
 
     Each vectors shard becomes a part under `.OUTPUT.parts/` (kept across failures: a rerun rebuilds only
@@ -116,10 +128,18 @@ def build_inverted_index(vectors: str | Path, output: str | Path, quantized: boo
         num_docs, num_postings = _merge_parts(parts, staging, vocab_size, quantized)
         if vocabulary is not None:
             shutil.copyfile(vectors / VOCAB, staging / VOCAB)
-        info = {"kind": "inverted", "format_version": FORMAT_VERSION, "num_docs": num_docs, "vocab_size": vocab_size,
-                "num_postings": num_postings, "quantized": quantized, "scale": SCALE if quantized else None,
-                "weights_dtype": "int32" if quantized else "float32", "vectors": str(vectors.resolve()),
-                "model": manifest.get("model")}
+        info = {
+            "kind": "inverted",
+            "format_version": FORMAT_VERSION,
+            "num_docs": num_docs,
+            "vocab_size": vocab_size,
+            "num_postings": num_postings,
+            "quantized": quantized,
+            "scale": SCALE if quantized else None,
+            "weights_dtype": "int32" if quantized else "float32",
+            "vectors": str(vectors.resolve()),
+            "model": manifest.get("model"),
+        }
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
     return {"num_docs": num_docs, "num_postings": num_postings, "built": built, "reused": reused}
@@ -133,18 +153,25 @@ def _merge_parts(parts: list[Path], out: Path, vocab_size: int, quantized: bool)
     np.cumsum(totals, out=term_ptr[1:])
     num_postings = int(term_ptr[-1])
     if num_postings > _INT32_MAX:
-        raise LedError(f"{num_postings} postings exceed one index's 2^31-1: split the corpus into several indexes")
+        raise LedError(
+            f"{num_postings} postings exceed one index's 2^31-1: split the corpus into several indexes"
+        )
     np.save(out / "term_ptr.npy", term_ptr)
-    doc_rows = np.lib.format.open_memmap(out / "doc_rows.npy", mode="w+", dtype=np.int32, shape=(num_postings,))
-    weights = np.lib.format.open_memmap(out / "weights.npy", mode="w+", shape=(num_postings,),
-                                        dtype=np.int32 if quantized else np.float32)
+    doc_rows = np.lib.format.open_memmap(
+        out / "doc_rows.npy", mode="w+", dtype=np.int32, shape=(num_postings,)
+    )
+    weights = np.lib.format.open_memmap(
+        out / "weights.npy", mode="w+", shape=(num_postings,), dtype=np.int32 if quantized else np.float32
+    )
     next_slot = term_ptr[:-1].copy()  # where each term's next postings go
     offset_chunks, id_hashes, num_docs, num_bytes = [np.zeros(1, np.int64)], [], 0, 0
     with open(out / "doc_ids.bin", "wb") as blob:
         for part, part_counts in zip(parts, counts):
             part_rows = np.load(part / "doc_rows.npy", allow_pickle=False)
             part_ptr = np.concatenate([[0], np.cumsum(part_counts)])
-            dest = np.repeat(next_slot - part_ptr[:-1], part_counts) + np.arange(len(part_rows), dtype=np.int64)
+            dest = np.repeat(next_slot - part_ptr[:-1], part_counts) + np.arange(
+                len(part_rows), dtype=np.int64
+            )
             doc_rows[dest] = part_rows + num_docs
             weights[dest] = np.load(part / "weights.npy", allow_pickle=False)
             next_slot += part_counts
@@ -177,10 +204,14 @@ def _check_unique_ids(parts: list[Path], hashes: np.ndarray) -> None:
         return
     seen: dict[str, str] = {}
     for part in parts:
-        for line, doc_id in enumerate((part / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1], start=1):
+        for line, doc_id in enumerate(
+            (part / "ids.txt").read_text(encoding="utf-8").split("\n")[:-1], start=1
+        ):
             if hash(doc_id) in suspects:
                 if doc_id in seen:
-                    raise InputError(Path(part.name) / "ids.txt", line, f"id {doc_id!r} also appears in {seen[doc_id]}")
+                    raise InputError(
+                        Path(part.name) / "ids.txt", line, f"id {doc_id!r} also appears in {seen[doc_id]}"
+                    )
                 seen[doc_id] = part.name
 
 
@@ -194,7 +225,9 @@ def _top_k(scores: np.ndarray, rows: np.ndarray, depth: int) -> tuple[np.ndarray
     if len(scores) > depth:
         kth = np.partition(scores, len(scores) - depth)[len(scores) - depth]  # the depth-th best score
         chosen = np.flatnonzero(scores >= kth)
-        if len(chosen) > depth:  # ties at the cut: keep the smaller rows, as the doc-ordered Lucene collector does
+        if (
+            len(chosen) > depth
+        ):  # ties at the cut: keep the smaller rows, as the doc-ordered Lucene collector does
             at_cut = scores[chosen] == kth
             tied = chosen[at_cut]
             tied = tied[np.argsort(rows[tied], kind="stable")[: depth - int((~at_cut).sum())]]
@@ -214,17 +247,24 @@ class InvertedIndex:
             raise LedError(f"{self.path} is not an index folder (no manifest.json; run `led index`)")
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if self.manifest.get("kind") != "inverted":
-            raise LedError(f"{self.path} holds a {self.manifest.get('kind')!r} index, not an embedded inverted index")
+            raise LedError(
+                f"{self.path} holds a {self.manifest.get('kind')!r} index, not an embedded inverted index"
+            )
         self.num_docs, self.vocab_size = self.manifest["num_docs"], self.manifest["vocab_size"]
         self.quantized = bool(self.manifest["quantized"])
         load = lambda name: np.load(self.path / name, mmap_mode="r", allow_pickle=False)  # noqa: E731
         # int32 pointers keep scipy from copying the int32 doc rows to int64 on every product.
         term_ptr = np.asarray(load("term_ptr.npy")).astype(np.int32)
-        self.postings = sp.csr_matrix((load("weights.npy"), load("doc_rows.npy"), term_ptr),
-                                      shape=(self.vocab_size, self.num_docs), copy=False)
+        self.postings = sp.csr_matrix(
+            (load("weights.npy"), load("doc_rows.npy"), term_ptr),
+            shape=(self.vocab_size, self.num_docs),
+            copy=False,
+        )
         self.term_max = np.asarray(load("term_max.npy"))
         blob = self.path / "doc_ids.bin"
-        self._id_blob = np.memmap(blob, dtype=np.uint8, mode="r") if blob.stat().st_size else np.zeros(0, np.uint8)
+        self._id_blob = (
+            np.memmap(blob, dtype=np.uint8, mode="r") if blob.stat().st_size else np.zeros(0, np.uint8)
+        )
         self._id_offsets = load("doc_id_offsets.npy")
         self._pool: ProcessPoolExecutor | None = None
         self._pool_workers = 0
@@ -238,7 +278,7 @@ class InvertedIndex:
         return np.int32 if self.quantized else np.float32
 
     def doc_id(self, row: int) -> str:
-        return bytes(self._id_blob[self._id_offsets[row]:self._id_offsets[row + 1]]).decode("utf-8")
+        return bytes(self._id_blob[self._id_offsets[row] : self._id_offsets[row + 1]]).decode("utf-8")
 
     def doc_ids(self) -> list[str]:
         blob = bytes(self._id_blob)
@@ -249,8 +289,10 @@ class InvertedIndex:
         """A query CSR [Q, V] in the index's weight form (×100 integers when quantised)."""
         values = quantize(values) if self.quantized else np.array(values, dtype=np.float32)
         # copies: eliminate_zeros compacts the arrays in place, and the caller's arrays must stay intact
-        matrix = sp.csr_matrix((values, np.array(indices, np.int32), np.array(indptr, np.int32)),
-                               shape=(len(indptr) - 1, self.vocab_size))
+        matrix = sp.csr_matrix(
+            (values, np.array(indices, np.int32), np.array(indptr, np.int32)),
+            shape=(len(indptr) - 1, self.vocab_size),
+        )
         matrix.eliminate_zeros()
         return matrix
 
@@ -271,19 +313,22 @@ class InvertedIndex:
             out_scores[i, : len(best)], out_rows[i, : len(rows)] = best, rows
         return out_scores, out_rows
 
-    def search(self, queries: sp.csr_matrix, depth: int = 1000, workers: int | None = 1,
-               block_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: sp.csr_matrix, depth: int = 1000, workers: int | None = 1, block_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-`depth` for each query row: (scores [Q, depth], rows [Q, depth]); row -1 pads short lists.
 
         Scores are int64 (quantised index) or float32. `workers` > 1 (None = all cores) spreads query
         blocks over processes; a single block runs here.
         """
         if queries.shape[1] != self.vocab_size:
-            raise LedError(f"queries have {queries.shape[1]} term ids, the index has vocab_size={self.vocab_size}")
+            raise LedError(
+                f"queries have {queries.shape[1]} term ids, the index has vocab_size={self.vocab_size}"
+            )
         if depth < 1:
             raise LedError(f"depth must be at least 1, got {depth}")
         queries = queries.tocsr()
-        blocks = [queries[start:start + block_size] for start in range(0, queries.shape[0], block_size)]
+        blocks = [queries[start : start + block_size] for start in range(0, queries.shape[0], block_size)]
         workers = available_cores() if workers is None else workers
         if workers <= 1 or len(blocks) <= 1:
             results = [self._search_block(block, depth) for block in blocks]
@@ -291,16 +336,19 @@ class InvertedIndex:
             pool = self._worker_pool(workers)
             results = list(pool.map(_worker_search, blocks, [depth] * len(blocks)))
         if not results:
-            return (np.zeros((0, depth), dtype=np.int64 if self.quantized else np.float32),
-                    np.zeros((0, depth), dtype=np.int64))
+            return (
+                np.zeros((0, depth), dtype=np.int64 if self.quantized else np.float32),
+                np.zeros((0, depth), dtype=np.int64),
+            )
         return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
     def _worker_pool(self, workers: int) -> ProcessPoolExecutor:
         if self._pool is None or self._pool_workers != workers:
             self.close()
             # spawn, not fork: the parent may hold a JVM or threads that a forked child must not inherit.
-            self._pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"),
-                                             initializer=_worker_init, initargs=(str(self.path),))
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(str(self.path),)
+            )
             self._pool_workers = workers
         return self._pool
 
@@ -335,14 +383,17 @@ def _worker_search(queries: sp.csr_matrix, depth: int):
 # ----------------------------------------------------------------------------- vectors folder -> results
 def _check_vocabulary(index_path: Path, vectors: Path, vocab_size: int, index_vocab_size: int) -> None:
     if vocab_size != index_vocab_size:
-        raise LedError(f"{vectors} has vocab_size={vocab_size}, the index {index_path} has {index_vocab_size}")
+        raise LedError(
+            f"{vectors} has vocab_size={vocab_size}, the index {index_path} has {index_vocab_size}"
+        )
     mine, theirs = index_path / VOCAB, vectors / VOCAB
     if mine.is_file() and theirs.is_file() and mine.read_bytes() != theirs.read_bytes():
         raise LedError(f"{theirs} differs from {mine}: queries and passages come from different vocabularies")
 
 
-def search_sparse(index_path: str | Path, query_vectors_path: str | Path, depth: int = 1000,
-                  workers: int | None = None) -> dict[str, list[tuple[str, float]]]:
+def search_sparse(
+    index_path: str | Path, query_vectors_path: str | Path, depth: int = 1000, workers: int | None = None
+) -> dict[str, list[tuple[str, float]]]:
     """Search an index folder (`led index`: inverted or Lucene impact) with encoded queries.
 
     Returns {qid: [(pid, score), ...]} best first, ready for `led_hf.evaluation.runs.write_run`.
@@ -360,13 +411,20 @@ def search_sparse(index_path: str | Path, query_vectors_path: str | Path, depth:
             _check_vocabulary(index_path, query_vectors_path, query_manifest["vocab_size"], lucene.vocab_size)
             return lucene.search_vectors(queries, depth=depth, threads=workers or available_cores())
     if kind != "inverted":
-        raise LedError(f"{index_path} holds a {kind!r} index; sparse search needs `led index --vectors` output")
+        raise LedError(
+            f"{index_path} holds a {kind!r} index; sparse search needs `led index --vectors` output"
+        )
     with InvertedIndex(index_path) as index:
         _check_vocabulary(index_path, query_vectors_path, query_manifest["vocab_size"], index.vocab_size)
-        scores, rows = index.search(index.queries(queries.indptr, queries.indices, queries.values), depth, workers)
+        scores, rows = index.search(
+            index.queries(queries.indptr, queries.indices, queries.values), depth, workers
+        )
         blob, offsets = bytes(index._id_blob), index._id_offsets
         results = {}
         for qid, query_scores, query_rows in zip(queries.ids, scores.tolist(), rows.tolist()):
-            results[qid] = [(blob[offsets[r]:offsets[r + 1]].decode("utf-8"), float(s))
-                            for s, r in zip(query_scores, query_rows) if r >= 0]
+            results[qid] = [
+                (blob[offsets[r] : offsets[r + 1]].decode("utf-8"), float(s))
+                for s, r in zip(query_scores, query_rows)
+                if r >= 0
+            ]
         return results

@@ -56,8 +56,12 @@ def _require_extra() -> None:
 def anserini_jar() -> Path:
     """The Anserini fatjar that pyserini ships (newest if several)."""
     _require_extra()
-    jars = sorted((Path(importlib.util.find_spec("pyserini").submodule_search_locations[0]) / "resources" /
-                   "jars").glob("anserini-*-fatjar.jar"), key=lambda p: p.stat().st_mtime)
+    jars = sorted(
+        (
+            Path(importlib.util.find_spec("pyserini").submodule_search_locations[0]) / "resources" / "jars"
+        ).glob("anserini-*-fatjar.jar"),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not jars:
         raise LedError(f"pyserini ships no anserini-*-fatjar.jar; reinstall it ({EXTRA_HINT})")
     return jars[-1]
@@ -104,8 +108,11 @@ def run_anserini(main_class: str, arguments: list[str], threads: int | None = No
 # ----------------------------------------------------------------------------- impact index
 def lucene_terms(vocabulary: list[str] | None, vocab_size: int) -> tuple[list[str], str]:
     """Lucene term per vocabulary id: the token itself when the vocabulary allows (unique, no spaces), else the id."""
-    if vocabulary is not None and len(set(vocabulary)) == vocab_size and not any(
-            not t or any(c.isspace() for c in t) for t in vocabulary):
+    if (
+        vocabulary is not None
+        and len(set(vocabulary)) == vocab_size
+        and not any(not t or any(c.isspace() for c in t) for t in vocabulary)
+    ):
         return vocabulary, "tokens"
     return [str(v) for v in range(vocab_size)], "ids"
 
@@ -119,12 +126,19 @@ def export_json_vectors(shard: SparseShard, terms: list[str], path: Path) -> int
         for row, doc_id in enumerate(shard.ids):
             span = range(indptr[row], indptr[row + 1])
             vector = {terms[indices[i]]: weights[i] for i in span if weights[i] > 0}
-            handle.write(json.dumps({"id": doc_id, "contents": "", "vector": vector}, ensure_ascii=False) + "\n")
+            handle.write(
+                json.dumps({"id": doc_id, "contents": "", "vector": vector}, ensure_ascii=False) + "\n"
+            )
     return len(shard.ids)
 
 
-def build_impact_index(vectors: str | Path, output: str | Path, threads: int | None = None, overwrite: bool = False,
-                       progress: bool = True) -> dict:
+def build_impact_index(
+    vectors: str | Path,
+    output: str | Path,
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Export the passages' vectors and build a Lucene impact index at `output` (atomic)."""
     from tqdm.auto import tqdm
 
@@ -138,18 +152,41 @@ def build_impact_index(vectors: str | Path, output: str | Path, threads: int | N
         export = staging / "json"
         export.mkdir()
         num_docs = 0
-        for folder in tqdm(shard_folders(vectors, manifest), desc="export vectors", unit="shard",
-                           disable=not progress):
-            num_docs += export_json_vectors(load_sparse_shard(folder, vocab_size), terms,
-                                            export / f"{folder.name}.jsonl")
-        run_anserini("io.anserini.index.IndexCollection",
-                     ["-collection", "JsonVectorCollection", "-input", str(export), "-index", str(staging / "lucene"),
-                      "-impact", "-pretokenized", "-threads", str(threads), "-optimize", "-quiet"])
+        for folder in tqdm(
+            shard_folders(vectors, manifest), desc="export vectors", unit="shard", disable=not progress
+        ):
+            num_docs += export_json_vectors(
+                load_sparse_shard(folder, vocab_size), terms, export / f"{folder.name}.jsonl"
+            )
+        run_anserini(
+            "io.anserini.index.IndexCollection",
+            [
+                "-collection",
+                "JsonVectorCollection",
+                "-input",
+                str(export),
+                "-index",
+                str(staging / "lucene"),
+                "-impact",
+                "-pretokenized",
+                "-threads",
+                str(threads),
+                "-optimize",
+                "-quiet",
+            ],
+        )
         shutil.rmtree(export)
         (staging / VOCAB).write_text("".join(f"{t}\n" for t in terms), encoding="utf-8")
-        info = {"kind": "lucene-impact", "num_docs": num_docs, "vocab_size": vocab_size, "scale": SCALE,
-                "terms": term_kind, "vectors": str(vectors.resolve()), "model": manifest.get("model"),
-                "anserini": anserini_jar().name}
+        info = {
+            "kind": "lucene-impact",
+            "num_docs": num_docs,
+            "vocab_size": vocab_size,
+            "scale": SCALE,
+            "terms": term_kind,
+            "vectors": str(vectors.resolve()),
+            "model": manifest.get("model"),
+            "anserini": anserini_jar().name,
+        }
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {"num_docs": num_docs}
 
@@ -187,9 +224,16 @@ class LuceneImpactIndex:
     def java_queries(self, queries: SparseShard):
         """(java List<Map<term, Integer>>, java List<qid>) with the ×100 integer weights the index holds."""
         autoclass = self._jnius.autoclass
-        array_list, hash_map, integer = (autoclass("java.util.ArrayList"), autoclass("java.util.HashMap"),
-                                         autoclass("java.lang.Integer"))
-        weights, indices, indptr = quantize(queries.values).tolist(), queries.indices.tolist(), queries.indptr.tolist()
+        array_list, hash_map, integer = (
+            autoclass("java.util.ArrayList"),
+            autoclass("java.util.HashMap"),
+            autoclass("java.lang.Integer"),
+        )
+        weights, indices, indptr = (
+            quantize(queries.values).tolist(),
+            queries.indices.tolist(),
+            queries.indptr.tolist(),
+        )
         java_queries, java_qids = array_list(), array_list()
         for row, qid in enumerate(queries.ids):
             query = hash_map()
@@ -204,8 +248,9 @@ class LuceneImpactIndex:
         """Anserini's multi-threaded batch search; returns the Java Map qid -> ScoredDoc[]."""
         return self._searcher.batch_search(java_queries, java_qids, int(depth), int(threads))
 
-    def search_vectors(self, queries: SparseShard, depth: int = 1000,
-                       threads: int | None = None) -> dict[str, list[tuple[str, float]]]:
+    def search_vectors(
+        self, queries: SparseShard, depth: int = 1000, threads: int | None = None
+    ) -> dict[str, list[tuple[str, float]]]:
         java_queries, java_qids = self.java_queries(queries)
         results = self.batch_search(java_queries, java_qids, depth, threads or available_cores())
         return _hits(results, queries.ids)
@@ -220,8 +265,9 @@ class LuceneImpactIndex:
         self.close()
 
 
-def top_k_agreement(run_a: dict[str, list[tuple[str, float]]], run_b: dict[str, list[tuple[str, float]]],
-                    k: int = 10) -> dict[str, int]:
+def top_k_agreement(
+    run_a: dict[str, list[tuple[str, float]]], run_b: dict[str, list[tuple[str, float]]], k: int = 10
+) -> dict[str, int]:
     """Count queries whose top-k agree ties aside: the same k scores, and the same passages at every score
     above the k-th (passages tied at the k-th score may differ: either engine may cut the tie).
 
@@ -248,8 +294,13 @@ def _best(hits: list[tuple[str, float]], k: int) -> list[tuple[str, float]]:
 
 
 # ----------------------------------------------------------------------------- BM25
-def build_bm25_index(data: str | Path, output: str | Path, threads: int | None = None, overwrite: bool = False,
-                     progress: bool = True) -> dict:
+def build_bm25_index(
+    data: str | Path,
+    output: str | Path,
+    threads: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Lucene BM25 index of DATA/corpus: one JsonCollection document per passage, contents = title + text."""
     from tqdm.auto import tqdm
 
@@ -261,23 +312,46 @@ def build_bm25_index(data: str | Path, output: str | Path, threads: int | None =
         export = staging / "json"
         export.mkdir()
         with open(export / "corpus.jsonl", "w", encoding="utf-8") as handle:
-            for batch in tqdm(corpus.iter(batch_size=10_000), desc="export corpus", unit="batch",
-                              disable=not progress):
+            for batch in tqdm(
+                corpus.iter(batch_size=10_000), desc="export corpus", unit="batch", disable=not progress
+            ):
                 for pid, title, text in zip(batch["pid"], batch["title"], batch["text"]):
                     contents = f"{title}\n{text}" if title else text
                     handle.write(json.dumps({"id": pid, "contents": contents}, ensure_ascii=False) + "\n")
-        run_anserini("io.anserini.index.IndexCollection",
-                     ["-collection", "JsonCollection", "-input", str(export), "-index", str(staging / "lucene"),
-                      "-threads", str(threads or available_cores()), "-optimize", "-quiet"])
+        run_anserini(
+            "io.anserini.index.IndexCollection",
+            [
+                "-collection",
+                "JsonCollection",
+                "-input",
+                str(export),
+                "-index",
+                str(staging / "lucene"),
+                "-threads",
+                str(threads or available_cores()),
+                "-optimize",
+                "-quiet",
+            ],
+        )
         shutil.rmtree(export)
-        info = {"kind": "lucene-bm25", "num_docs": len(corpus), "data": str(Path(data).resolve()),
-                "anserini": anserini_jar().name}
+        info = {
+            "kind": "lucene-bm25",
+            "num_docs": len(corpus),
+            "data": str(Path(data).resolve()),
+            "anserini": anserini_jar().name,
+        }
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {"num_docs": len(corpus)}
 
 
-def search_bm25(index_path: str | Path, queries: dict[str, str], depth: int = 1000, k1: float = 0.9, b: float = 0.4,
-                threads: int | None = None) -> dict[str, list[tuple[str, float]]]:
+def search_bm25(
+    index_path: str | Path,
+    queries: dict[str, str],
+    depth: int = 1000,
+    k1: float = 0.9,
+    b: float = 0.4,
+    threads: int | None = None,
+) -> dict[str, list[tuple[str, float]]]:
     """BM25 (Anserini defaults k1 0.9, b 0.4) over an index from `build_bm25_index`: {qid: [(pid, score)]}."""
     path = Path(index_path)
     _read_index_manifest(path, "lucene-bm25")
@@ -290,7 +364,9 @@ def search_bm25(index_path: str | Path, queries: dict[str, str], depth: int = 10
         for qid, text in queries.items():
             java_queries.add(text)
             java_qids.add(qid)
-        results = searcher.batch_search(java_queries, java_qids, int(depth), int(threads or available_cores()))
+        results = searcher.batch_search(
+            java_queries, java_qids, int(depth), int(threads or available_cores())
+        )
         return _hits(results, list(queries))
     finally:
         searcher.close()

@@ -56,7 +56,7 @@ DEFAULT_CORPUS_SHARD_SIZE = 100_000
 
 
 def model_kind(path: str, kind: str = "auto") -> str:
-    """"dense" or "splade": `kind` when given, else the checkpoint's led_config.json / sentence-transformers
+    """ "dense" or "splade": `kind` when given, else the checkpoint's led_config.json / sentence-transformers
     files; a plain folder is dense unless its architecture is a masked LM (then say --kind)."""
     from led_hf.modeling.checkpoint import load_model_kind, read_json_file
 
@@ -131,28 +131,43 @@ class MiningJob:
             index_kind = json.loads(manifest.read_text(encoding="utf-8")).get("kind")
             if self.corpus_embeddings is not None:
                 raise LedError("give --index or --corpus-embeddings, not both")
-        wanted = {"dense": {"auto": "faiss", "faiss": "faiss"},
-                  "splade": {"auto": {"lucene-impact": "lucene"}.get(index_kind, "inverted"),
-                             "inverted": "inverted", "lucene": "lucene"},
-                  "bm25": {"auto": "lucene" if index_kind == "lucene-bm25" else "bm25s", "lucene": "lucene"}}[self.kind]
+        wanted = {
+            "dense": {"auto": "faiss", "faiss": "faiss"},
+            "splade": {
+                "auto": {"lucene-impact": "lucene"}.get(index_kind, "inverted"),
+                "inverted": "inverted",
+                "lucene": "lucene",
+            },
+            "bm25": {"auto": "lucene" if index_kind == "lucene-bm25" else "bm25s", "lucene": "lucene"},
+        }[self.kind]
         if self.backend not in wanted:
-            raise LedError(f"--backend {self.backend} cannot search a {self.kind} model (use "
-                           f"{' or '.join(sorted(set(wanted.values())))})")
+            raise LedError(
+                f"--backend {self.backend} cannot search a {self.kind} model (use "
+                f"{' or '.join(sorted(set(wanted.values())))})"
+            )
         self.backend = wanted[self.backend]
         if self.kind == "dense" and self.index is not None:
             raise LedError("a dense model searches --corpus-embeddings (faiss), not an --index")
-        expected_index = {("splade", "inverted"): "inverted", ("splade", "lucene"): "lucene-impact",
-                          ("bm25", "lucene"): "lucene-bm25"}.get((self.kind, self.backend))
+        expected_index = {
+            ("splade", "inverted"): "inverted",
+            ("splade", "lucene"): "lucene-impact",
+            ("bm25", "lucene"): "lucene-bm25",
+        }.get((self.kind, self.backend))
         if self.index is not None and index_kind != expected_index:
-            raise LedError(f"--index {self.index} holds a {index_kind!r} index; {self.kind} mining with backend "
-                           f"{self.backend} needs {expected_index!r}")
+            raise LedError(
+                f"--index {self.index} holds a {index_kind!r} index; {self.kind} mining with backend "
+                f"{self.backend} needs {expected_index!r}"
+            )
 
     # ------------------------------------------------------------------ plan
     def plan(self, num_queries: int) -> dict:
         """Everything the work folder's content depends on (a rerun resumes only when it is equal)."""
         root = self.data.root
-        inputs = {"corpus": tree_sha256(root / "corpus"), "queries": tree_sha256(root / "queries"),
-                  f"qrels/{self.split}": tree_sha256(root / "qrels" / self.split)}
+        inputs = {
+            "corpus": tree_sha256(root / "corpus"),
+            "queries": tree_sha256(root / "queries"),
+            f"qrels/{self.split}": tree_sha256(root / "qrels" / self.split),
+        }
         if self.model is not None:
             inputs["model"] = tree_sha256(self.model)
         for what in ("corpus_embeddings", "index"):
@@ -160,14 +175,26 @@ class MiningJob:
                 inputs[what] = tree_sha256(Path(getattr(self, what)) / "manifest.json")
         num_shards = self.num_shards or max(1, -(-num_queries // DEFAULT_QUERY_SHARD_SIZE))
         corpus_shards = self.corpus_shards or max(1, -(-len(self.data.corpus) // DEFAULT_CORPUS_SHARD_SIZE))
-        return {"kind": self.kind, "model": str(Path(self.model).resolve()) if self.model else None,
-                "backend": self.backend, "split": self.split, "depth": self.depth, "filters": self.filters.to_dict(),
-                "num_shards": num_shards, "corpus_shards": corpus_shards, "num_queries": num_queries,
-                "query_max_length": self.query_max_length, "passage_max_length": self.passage_max_length,
-                "precision": self.precision if self.model else None,
-                "bm25": {"k1": self.k1, "b": self.b} if self.kind == "bm25" else None,
-                "corpus_embeddings": str(Path(self.corpus_embeddings).resolve()) if self.corpus_embeddings else None,
-                "index": str(Path(self.index).resolve()) if self.index else None, "inputs": inputs}
+        return {
+            "kind": self.kind,
+            "model": str(Path(self.model).resolve()) if self.model else None,
+            "backend": self.backend,
+            "split": self.split,
+            "depth": self.depth,
+            "filters": self.filters.to_dict(),
+            "num_shards": num_shards,
+            "corpus_shards": corpus_shards,
+            "num_queries": num_queries,
+            "query_max_length": self.query_max_length,
+            "passage_max_length": self.passage_max_length,
+            "precision": self.precision if self.model else None,
+            "bm25": {"k1": self.k1, "b": self.b} if self.kind == "bm25" else None,
+            "corpus_embeddings": str(Path(self.corpus_embeddings).resolve())
+            if self.corpus_embeddings
+            else None,
+            "index": str(Path(self.index).resolve()) if self.index else None,
+            "inputs": inputs,
+        }
 
     # ------------------------------------------------------------------ run
     def run(self, state=None) -> dict | None:
@@ -204,9 +231,13 @@ class MiningJob:
             for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # a killed run's leftovers
                 shutil.rmtree(stale, ignore_errors=True)
             qids = _ids(queries, shard_range(len(queries), shard_index, num_shards))
-            positives = [self.data.pid_index.rows([p for p, g in qrels.get(q, {}).items() if g > 0], strict=False)
-                         for q in qids]
-            rows, scores, positive_scores = searcher.search_shard(queries, shard_index, num_shards, qids, positives)
+            positives = [
+                self.data.pid_index.rows([p for p, g in qrels.get(q, {}).items() if g > 0], strict=False)
+                for q in qids
+            ]
+            rows, scores, positive_scores = searcher.search_shard(
+                queries, shard_index, num_shards, qids, positives
+            )
             mask = select_negatives(rows, scores, positives, qids, self.filters, positive_scores)
             offsets, kept_rows, kept_scores = to_csr(rows, scores, mask)
             with atomic_directory(folder) as staging:
@@ -246,20 +277,36 @@ class MiningJob:
         np.cumsum(counts[nonempty], out=offsets[1:])
         pid_column = self.data.corpus.data.column("pid").combine_chunks()
         list_type = pa.ListArray if offsets.dtype == np.int32 else pa.LargeListArray
-        table = pa.table({
-            "qid": pa.array([q for q, keep in zip(qids, nonempty) if keep], pa.string()),
-            "pids": list_type.from_arrays(pa.array(offsets), pid_column.take(pa.array(rows))),
-            "scores": list_type.from_arrays(pa.array(offsets), pa.array(scores, pa.float32())),
-        })
+        table = pa.table(
+            {
+                "qid": pa.array([q for q, keep in zip(qids, nonempty) if keep], pa.string()),
+                "pids": list_type.from_arrays(pa.array(offsets), pid_column.take(pa.array(rows))),
+                "scores": list_type.from_arrays(pa.array(offsets), pa.array(scores, pa.float32())),
+            }
+        )
         manifest = {
-            "name": self.name, "kind": self.kind, "model": plan["model"], "backend": self.backend,
-            "split": self.split, "depth": self.depth, "keep": self.filters.keep, "filters": self.filters.to_dict(),
-            "bm25": plan["bm25"], "corpus_embeddings": plan["corpus_embeddings"], "index": plan["index"],
-            "inputs_sha256": plan["inputs"], "num_queries": len(qids), "num_queries_written": int(nonempty.sum()),
-            "num_negatives": int(len(rows)), "num_shards": num_shards, "num_processes": world,
-            "shards_this_run": done, "shards_resumed": reused,
+            "name": self.name,
+            "kind": self.kind,
+            "model": plan["model"],
+            "backend": self.backend,
+            "split": self.split,
+            "depth": self.depth,
+            "keep": self.filters.keep,
+            "filters": self.filters.to_dict(),
+            "bm25": plan["bm25"],
+            "corpus_embeddings": plan["corpus_embeddings"],
+            "index": plan["index"],
+            "inputs_sha256": plan["inputs"],
+            "num_queries": len(qids),
+            "num_queries_written": int(nonempty.sum()),
+            "num_negatives": int(len(rows)),
+            "num_shards": num_shards,
+            "num_processes": world,
+            "shards_this_run": done,
+            "shards_resumed": reused,
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": round(time.time() - started, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "wall_seconds": round(time.time() - started, 3),
         }
         from led_hf import __version__
 

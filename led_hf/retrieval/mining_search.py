@@ -35,8 +35,10 @@ class RowLocator:
         self.position_rows = pid_index.rows(ids, strict=False)
         if (self.position_rows < 0).any():
             missing = ids[int(np.flatnonzero(self.position_rows < 0)[0])]
-            raise LedError(f"passage {missing!r} of {source} is not in the prepared corpus: encoded from another "
-                           "collection?")
+            raise LedError(
+                f"passage {missing!r} of {source} is not in the prepared corpus: encoded from another "
+                "collection?"
+            )
         self.shard_of = np.repeat(np.arange(len(shard_ids)), [len(ids) for ids in shard_ids])
         starts = np.concatenate([[0], np.cumsum([len(ids) for ids in shard_ids])])
         self.local_of = np.arange(len(ids)) - starts[self.shard_of]
@@ -53,15 +55,17 @@ class RowLocator:
         return None if position < 0 else (int(self.shard_of[position]), int(self.local_of[position]))
 
 
-def lists_to_arrays(results: list[list[tuple[str, float]]], depth: int, pid_index) -> tuple[np.ndarray, np.ndarray]:
+def lists_to_arrays(
+    results: list[list[tuple[str, float]]], depth: int, pid_index
+) -> tuple[np.ndarray, np.ndarray]:
     """Ranked (pid, score) lists -> (rows int64 [Q, depth] with -1 padding, scores float32 [Q, depth])."""
     rows = np.full((len(results), depth), -1, dtype=np.int64)
     scores = np.full((len(results), depth), -np.inf, dtype=np.float32)
     for i, ranked in enumerate(results):
         ranked = ranked[:depth]
         if ranked:
-            rows[i, :len(ranked)] = pid_index.rows([pid for pid, _ in ranked], strict=True)
-            scores[i, :len(ranked)] = [score for _, score in ranked]
+            rows[i, : len(ranked)] = pid_index.rows([pid for pid, _ in ranked], strict=True)
+            scores[i, : len(ranked)] = [score for _, score in ranked]
     return rows, scores
 
 
@@ -80,26 +84,45 @@ class _ModelSearcher:
         self.job, self.plan = job, plan
         self.device = state.device if state is not None else torch.device("cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(job.model)
-        self.collate = {kind: EncodeCollator(self.tokenizer, max_length=length, kind=kind)
-                        for kind, length in (("query", job.query_max_length), ("passage", job.passage_max_length))}
+        self.collate = {
+            kind: EncodeCollator(self.tokenizer, max_length=length, kind=kind)
+            for kind, length in (("query", job.query_max_length), ("passage", job.passage_max_length))
+        }
         self.model = self._load_model().to(self.device).eval()
         self.precision = resolve_precision(job.precision, self.device)
-        self.manifest = {"model": str(Path(job.model).resolve()), "data": str(job.data.root.resolve()),
-                         "precision": self.precision}
+        self.manifest = {
+            "model": str(Path(job.model).resolve()),
+            "data": str(job.data.root.resolve()),
+            "precision": self.precision,
+        }
 
     def _encode(self, source, out: Path, kind: str, shard_indices, num_shards: int) -> None:
         from led_hf.precision import with_precision
         from led_hf.retrieval.encode import encode_to_folder
         from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
 
-        encode = with_precision(self.model.encode_query if kind == "query" else self.model.encode_passage,
-                                self.device, self.precision)
-        common = dict(collate=self.collate[kind], shard_indices=list(shard_indices), num_shards=num_shards,
-                      manifest={**self.manifest, "max_length": self.collate[kind].max_length},
-                      batch_size=self.job.batch_size, device=self.device, progress=self.job.progress)
+        encode = with_precision(
+            self.model.encode_query if kind == "query" else self.model.encode_passage,
+            self.device,
+            self.precision,
+        )
+        common = dict(
+            collate=self.collate[kind],
+            shard_indices=list(shard_indices),
+            num_shards=num_shards,
+            manifest={**self.manifest, "max_length": self.collate[kind].max_length},
+            batch_size=self.job.batch_size,
+            device=self.device,
+            progress=self.job.progress,
+        )
         if self.sparse:
-            encode_sparse_to_folder(source, out, encode_fn=encode, vocab=vocabulary_strings(
-                self.tokenizer, self.model.vocab_size), **common)
+            encode_sparse_to_folder(
+                source,
+                out,
+                encode_fn=encode,
+                vocab=vocabulary_strings(self.tokenizer, self.model.vocab_size),
+                **common,
+            )
         else:
             encode_to_folder(source, out, encode_fn=lambda batch: encode(**batch), **common)
 
@@ -125,21 +148,30 @@ class _ModelSearcher:
         return (Path(job.corpus_embeddings) if given else out) if corpus else None
 
     def _check_corpus_embeddings(self, path: Path) -> None:
-        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8")) \
-            if (path / "manifest.json").is_file() else {}
+        manifest = (
+            json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+            if (path / "manifest.json").is_file()
+            else {}
+        )
         expected = "sparse" if self.sparse else "dense"
         if manifest.get("kind") != expected:
-            raise LedError(f"--corpus-embeddings {path} holds {manifest.get('kind')!r} vectors; this model "
-                           f"needs {expected!r} ones (`led encode --corpus` with it)")
+            raise LedError(
+                f"--corpus-embeddings {path} holds {manifest.get('kind')!r} vectors; this model "
+                f"needs {expected!r} ones (`led encode --corpus` with it)"
+            )
         if manifest.get("model") not in (None, self.manifest["model"]):
-            raise LedError(f"--corpus-embeddings {path} was encoded with {manifest['model']}, not {self.job.model}")
+            raise LedError(
+                f"--corpus-embeddings {path} was encoded with {manifest['model']}, not {self.job.model}"
+            )
 
     def _encode_queries(self, source, shard_index: int, num_shards: int, qids: list[str]) -> Path:
         out = self.job.work / "queries"
         self._encode(source, out, "query", [shard_index], num_shards)
         folder = out / shard_dirname(shard_index, num_shards)
         if (folder / "ids.txt").read_text(encoding="utf-8").splitlines() != list(qids):
-            raise LedError(f"{folder} holds other queries than this run's shard; delete {self.job.work} and rerun")
+            raise LedError(
+                f"{folder} holds other queries than this run's shard; delete {self.job.work} and rerun"
+            )
         return folder
 
     def close(self) -> None:
@@ -157,22 +189,27 @@ class DenseSearcher(_ModelSearcher):
 
         self.passages = self._prepare_encodings(rank, world, barrier)
         _, self.shards = open_embeddings(self.passages)
-        self.locator = RowLocator([shard.ids for shard in self.shards], self.job.data.pid_index, str(self.passages))
+        self.locator = RowLocator(
+            [shard.ids for shard in self.shards], self.job.data.pid_index, str(self.passages)
+        )
 
     def search_shard(self, source, shard_index, num_shards, qids, positives):
         from led_hf.retrieval.faiss_search import EmbeddingShard, search_dense
 
         folder = self._encode_queries(source, shard_index, num_shards, qids)
         query_embeddings = EmbeddingShard(folder).embeddings()
-        scores, positions = search_dense(query_embeddings, self.shards, depth=self.job.depth,
-                                         progress=self.job.progress)
+        scores, positions = search_dense(
+            query_embeddings, self.shards, depth=self.job.depth, progress=self.job.progress
+        )
         positive_scores = None
         if self.job.filters.needs_positive_scores:
             positive_scores = np.full(len(qids), np.nan)
             for i, rows in enumerate(positives):
                 found = [where for where in map(self.locator.locate, rows.tolist()) if where is not None]
                 if found:
-                    vectors = np.stack([self.shards[s]._embeddings[local] for s, local in found]).astype(np.float32)
+                    vectors = np.stack([self.shards[s]._embeddings[local] for s, local in found]).astype(
+                        np.float32
+                    )
                     positive_scores[i] = float((vectors @ query_embeddings[i]).max())
         return self.locator.corpus_rows(positions), scores, positive_scores
 
@@ -189,7 +226,9 @@ class SpladeSearcher(_ModelSearcher):
         job = self.job
         if job.index is not None:
             self.index_path = Path(job.index)
-            vectors = json.loads((self.index_path / "manifest.json").read_text(encoding="utf-8")).get("vectors")
+            vectors = json.loads((self.index_path / "manifest.json").read_text(encoding="utf-8")).get(
+                "vectors"
+            )
             self.vectors = Path(vectors) if vectors else None
             self._prepare_encodings(rank, world, barrier, corpus=False)
         else:
@@ -204,7 +243,9 @@ class SpladeSearcher(_ModelSearcher):
                     from led_hf.retrieval.inverted_index import build_inverted_index
 
                     # float weights: the exact scores of spec §5 (`led index` quantises by default, as Lucene)
-                    build_inverted_index(self.vectors, self.index_path, quantized=False, progress=job.progress)
+                    build_inverted_index(
+                        self.vectors, self.index_path, quantized=False, progress=job.progress
+                    )
             barrier()
         if job.backend == "lucene":
             from led_hf.retrieval.lucene import LuceneImpactIndex
@@ -231,15 +272,18 @@ class SpladeSearcher(_ModelSearcher):
             results = self.index.search_vectors(queries, depth=depth)
             rows, scores = lists_to_arrays([results[q] for q in qids], depth, self.job.data.pid_index)
         else:
-            raw_scores, positions = self.index.search(self.index.queries(queries.indptr, queries.indices,
-                                                                         queries.values), depth,
-                                                      workers=None if self.world == 1 else 1)
+            raw_scores, positions = self.index.search(
+                self.index.queries(queries.indptr, queries.indices, queries.values),
+                depth,
+                workers=None if self.world == 1 else 1,
+            )
             rows, scores = self.index_rows.corpus_rows(positions), raw_scores.astype(np.float64)
             scores = np.where(positions >= 0, scores, -np.inf)
         if self.quantized:
             scores = scores / SCALE**2
-        positive_scores = self._positive_scores(queries, positives) if self.job.filters.needs_positive_scores \
-            else None
+        positive_scores = (
+            self._positive_scores(queries, positives) if self.job.filters.needs_positive_scores else None
+        )
         return rows, scores.astype(np.float32), positive_scores
 
     def _positive_scores(self, queries, positives) -> np.ndarray:
@@ -258,8 +302,15 @@ class SpladeSearcher(_ModelSearcher):
                     continue
                 _, a, b = np.intersect1d(q_terms, vector[0], assume_unique=True, return_indices=True)
                 if self.quantized:
-                    score = float(np.dot(quantize(q_values[a]).astype(np.int64),
-                                         quantize(vector[1][b]).astype(np.int64))) / SCALE**2
+                    score = (
+                        float(
+                            np.dot(
+                                quantize(q_values[a]).astype(np.int64),
+                                quantize(vector[1][b]).astype(np.int64),
+                            )
+                        )
+                        / SCALE**2
+                    )
                 else:
                     score = float(np.dot(q_values[a].astype(np.float64), vector[1][b].astype(np.float64)))
                 out[i] = score if np.isnan(out[i]) else max(out[i], score)
@@ -277,10 +328,14 @@ class _SparseRows:
         from led_hf.retrieval.sparse_vectors import read_sparse_manifest
 
         if folder is None or not Path(folder).is_dir():
-            raise LedError(f"margin filters need the passage vectors the index was built from ({folder} is missing)")
+            raise LedError(
+                f"margin filters need the passage vectors the index was built from ({folder} is missing)"
+            )
         folders = shard_folders(folder, read_sparse_manifest(folder))
         load = lambda f, name: np.load(f / name, mmap_mode="r", allow_pickle=False)  # noqa: E731
-        self.shards = [(load(f, "indptr.npy"), load(f, "indices.npy"), load(f, "values.npy")) for f in folders]
+        self.shards = [
+            (load(f, "indptr.npy"), load(f, "indices.npy"), load(f, "values.npy")) for f in folders
+        ]
         self.locator = RowLocator([read_ids(f / "ids.txt") for f in folders], pid_index, str(folder))
 
     def vector(self, corpus_row: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -315,7 +370,9 @@ class BM25Searcher:
         if job.backend == "lucene":
             from led_hf.retrieval.lucene import search_bm25
 
-            results = search_bm25(self.index_path, dict(zip(qids, texts)), depth=job.depth, k1=job.k1, b=job.b)
+            results = search_bm25(
+                self.index_path, dict(zip(qids, texts)), depth=job.depth, k1=job.k1, b=job.b
+            )
             ranked = [results[q] for q in qids]
         else:
             if self.index is None:  # built once per process, only by processes that have shards to search
@@ -336,4 +393,6 @@ def _queries(job):
 
 def make_searcher(job, plan: dict, state=None):
     """The searcher for `job.kind` ("dense", "splade", "bm25")."""
-    return {"dense": DenseSearcher, "splade": SpladeSearcher, "bm25": BM25Searcher}[job.kind](job, plan, state)
+    return {"dense": DenseSearcher, "splade": SpladeSearcher, "bm25": BM25Searcher}[job.kind](
+        job, plan, state
+    )

@@ -89,8 +89,9 @@ def positive_mask(rows: np.ndarray, positives: Sequence[np.ndarray]) -> np.ndarr
     width = int(max(rows.max(initial=-1), max((int(p.max()) for p in positives if len(p)), default=-1))) + 2
     query_of = np.arange(rows.shape[0], dtype=np.int64)[:, None]
     keys = query_of * width + (rows + 1)
-    positive_keys = np.concatenate([i * width + (np.asarray(p, np.int64) + 1) for i, p in enumerate(positives)]
-                                   + [np.zeros(0, np.int64)])
+    positive_keys = np.concatenate(
+        [i * width + (np.asarray(p, np.int64) + 1) for i, p in enumerate(positives)] + [np.zeros(0, np.int64)]
+    )
     return np.isin(keys, positive_keys) & (rows >= 0)
 
 
@@ -108,8 +109,12 @@ def skip_top(ranks: np.ndarray, count: int) -> np.ndarray:
     return ranks > count
 
 
-def margin_mask(scores: np.ndarray, positive_scores: np.ndarray, absolute_margin: float | None = None,
-                relative_margin: float | None = None) -> np.ndarray:
+def margin_mask(
+    scores: np.ndarray,
+    positive_scores: np.ndarray,
+    absolute_margin: float | None = None,
+    relative_margin: float | None = None,
+) -> np.ndarray:
     """Keep candidates with score <= s⁺ − absolute_margin and score <= s⁺ − |s⁺|·relative_margin.
 
     Rows whose positive score is NaN are kept whole.
@@ -135,8 +140,9 @@ def query_seed(seed: int, qid: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def sample_in_rank_range(mask: np.ndarray, ranks: np.ndarray, lo: int, hi: int, count: int,
-                         qids: Sequence[str], seed: int) -> np.ndarray:
+def sample_in_rank_range(
+    mask: np.ndarray, ranks: np.ndarray, lo: int, hi: int, count: int, qids: Sequence[str], seed: int
+) -> np.ndarray:
     """Restrict `mask` to negative ranks lo..hi, then keep `count` of its True entries per row, drawn
     uniformly without replacement with `query_seed(seed, qid)` (all of them when fewer are left)."""
     eligible = mask & (ranks >= lo) & (ranks <= hi)
@@ -144,7 +150,9 @@ def sample_in_rank_range(mask: np.ndarray, ranks: np.ndarray, lo: int, hi: int, 
     for i, qid in enumerate(qids):
         positions = np.flatnonzero(eligible[i])
         if len(positions) > count:
-            positions = np.random.default_rng(query_seed(seed, qid)).choice(positions, size=count, replace=False)
+            positions = np.random.default_rng(query_seed(seed, qid)).choice(
+                positions, size=count, replace=False
+            )
         out[i, positions] = True
     return out
 
@@ -158,8 +166,14 @@ def first_k(mask: np.ndarray, k: int) -> np.ndarray:
     return mask & (np.cumsum(mask, axis=1) <= k)
 
 
-def select_negatives(rows: np.ndarray, scores: np.ndarray, positives: Sequence[np.ndarray], qids: Sequence[str],
-                     filters: NegativeFilters, positive_scores: np.ndarray | None = None) -> np.ndarray:
+def select_negatives(
+    rows: np.ndarray,
+    scores: np.ndarray,
+    positives: Sequence[np.ndarray],
+    qids: Sequence[str],
+    filters: NegativeFilters,
+    positive_scores: np.ndarray | None = None,
+) -> np.ndarray:
     """The kept-candidate mask [Q, D] of `filters` (see the module docstring for the order of the rules)."""
     rows = np.asarray(rows)
     candidates = (rows >= 0) & ~positive_mask(rows, positives)
@@ -174,7 +188,9 @@ def select_negatives(rows: np.ndarray, scores: np.ndarray, positives: Sequence[n
     return first_k(keep, filters.keep)
 
 
-def to_csr(rows: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def to_csr(
+    rows: np.ndarray, scores: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Kept entries as (offsets int64 [Q+1], rows int64 [nnz], scores float32 [nnz]), rank order within a row."""
     counts = mask.sum(axis=1)
     offsets = np.zeros(len(counts) + 1, dtype=np.int64)

@@ -28,8 +28,15 @@ from led_hf.retrieval.encode import length_batches
 logger = logging.getLogger(__name__)
 
 
-def score_pairs(model, collator, features: Sequence[dict], batch_size: int = 32,
-                device: torch.device | str = "cpu", precision: str = "fp32", progress_bar=None) -> np.ndarray:
+def score_pairs(
+    model,
+    collator,
+    features: Sequence[dict],
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    progress_bar=None,
+) -> np.ndarray:
     """Cross-encoder logits [N] (float32) of `features` ({"qid", "pid", "query", "title", "text"}), in order.
 
     `model` is a `CrossEncoder` (put in eval mode here), `collator` a `CrossEncoderCollator`. Batches
@@ -40,8 +47,11 @@ def score_pairs(model, collator, features: Sequence[dict], batch_size: int = 32,
         raise LedError(f"batch size must be at least 1, got {batch_size}")
     model.eval()
     device = torch.device(device)
-    lengths = np.fromiter((len(f["query"]) + len(f.get("title") or "") + len(f["text"]) for f in features),
-                          dtype=np.int64, count=len(features))
+    lengths = np.fromiter(
+        (len(f["query"]) + len(f.get("title") or "") + len(f["text"]) for f in features),
+        dtype=np.int64,
+        count=len(features),
+    )
     scores = np.empty(len(features), dtype=np.float32)
     with torch.inference_mode(), autocast(device, precision):
         for positions in length_batches(lengths, batch_size):
@@ -65,7 +75,9 @@ class PairList:
         return len(self.pids)
 
 
-def lookup_pairs(data: PreparedData, candidates: Mapping[str, Sequence[str]], source: str = "candidates") -> PairList:
+def lookup_pairs(
+    data: PreparedData, candidates: Mapping[str, Sequence[str]], source: str = "candidates"
+) -> PairList:
     """Resolve {qid: [pid, ...]} against `data`; an unknown query or passage id raises `LedError` naming
     `source` and the id (call it before loading a model: bad input fails fast)."""
     qids = list(candidates)
@@ -79,13 +91,23 @@ def lookup_pairs(data: PreparedData, candidates: Mapping[str, Sequence[str]], so
     passage_rows = data.pid_index.rows(pair_pids, strict=False)
     if (passage_rows < 0).any():
         at = int(np.flatnonzero(passage_rows < 0)[0])
-        raise LedError(f"{source}: passage {pair_pids[at]!r} (query {pair_qids[at]!r}) is not in {data.root}/corpus")
+        raise LedError(
+            f"{source}: passage {pair_pids[at]!r} (query {pair_qids[at]!r}) is not in {data.root}/corpus"
+        )
     return PairList(pair_qids, pair_pids, passage_rows, query_texts)
 
 
-def rerank_pairs(model, collator, data: PreparedData, pairs: PairList, batch_size: int = 32,
-                 device: torch.device | str = "cpu", precision: str = "fp32", chunk_pairs: int = 16384,
-                 progress: bool = True) -> dict[str, list[tuple[str, float]]]:
+def rerank_pairs(
+    model,
+    collator,
+    data: PreparedData,
+    pairs: PairList,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    chunk_pairs: int = 16384,
+    progress: bool = True,
+) -> dict[str, list[tuple[str, float]]]:
     """Score every pair -> {qid: [(pid, logit), ...]} in candidate order (`write_run` sorts)."""
     scores = np.empty(len(pairs), dtype=np.float32)
     with tqdm(total=len(pairs), desc="re-rank", unit="pair", disable=not progress) as bar:
@@ -93,9 +115,16 @@ def rerank_pairs(model, collator, data: PreparedData, pairs: PairList, batch_siz
             stop = min(start + chunk_pairs, len(pairs))
             passages = data.corpus[pairs.passage_rows[start:stop].tolist()]
             titles = passages.get("title") or [""] * (stop - start)
-            features = [{"qid": pairs.qids[i], "pid": pairs.pids[i], "query": pairs.query_texts[pairs.qids[i]],
-                         "title": titles[i - start] or "", "text": passages["text"][i - start] or ""}
-                        for i in range(start, stop)]
+            features = [
+                {
+                    "qid": pairs.qids[i],
+                    "pid": pairs.pids[i],
+                    "query": pairs.query_texts[pairs.qids[i]],
+                    "title": titles[i - start] or "",
+                    "text": passages["text"][i - start] or "",
+                }
+                for i in range(start, stop)
+            ]
             scores[start:stop] = score_pairs(model, collator, features, batch_size, device, precision, bar)
     results: dict[str, list[tuple[str, float]]] = {}
     for qid, pid, score in zip(pairs.qids, pairs.pids, scores.tolist()):
@@ -103,8 +132,9 @@ def rerank_pairs(model, collator, data: PreparedData, pairs: PairList, batch_siz
     return results
 
 
-def top_candidates(run: Mapping[str, Mapping[str, float]], depth: int,
-                   qids: Sequence[str] | None = None) -> dict[str, list[str]]:
+def top_candidates(
+    run: Mapping[str, Mapping[str, float]], depth: int, qids: Sequence[str] | None = None
+) -> dict[str, list[str]]:
     """Each query's first `depth` pids in trec_eval order (score desc, ties by pid desc); `qids` restricts
     and orders the queries (those absent from the run are skipped).
 
@@ -126,15 +156,35 @@ def evaluation_pairs(data: PreparedData, split: str, run, depth: int = 100, sour
     return lookup_pairs(data, top_candidates(run, depth, sorted(qrels)), source)
 
 
-def evaluate_reranking(model, collator, data: PreparedData, split: str, pairs: PairList, depth: int = 100,
-                       batch_size: int = 32, device: torch.device | str = "cpu", precision: str = "fp32",
-                       progress: bool = True) -> dict[str, float]:
+def evaluate_reranking(
+    model,
+    collator,
+    data: PreparedData,
+    split: str,
+    pairs: PairList,
+    depth: int = 100,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    progress: bool = True,
+) -> dict[str, float]:
     """Re-rank `pairs` (from `evaluation_pairs`) and score the result against qrels `split` with
     `led_hf.evaluation.metrics.evaluate_run`: mrr@10, ndcg@10, recall@50 and @depth, over all qrels queries."""
     from led_hf.evaluation.metrics import evaluate_run
 
-    results = rerank_pairs(model, collator, data, pairs, batch_size=batch_size, device=device,
-                           precision=precision, progress=progress)
+    results = rerank_pairs(
+        model,
+        collator,
+        data,
+        pairs,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        progress=progress,
+    )
     recall_depths = tuple(sorted({50, depth}))
-    return evaluate_run({qid: dict(items) for qid, items in results.items()}, data.qrels_dict(split),
-                        recall_depths=recall_depths)
+    return evaluate_run(
+        {qid: dict(items) for qid, items in results.items()},
+        data.qrels_dict(split),
+        recall_depths=recall_depths,
+    )

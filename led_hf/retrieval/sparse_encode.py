@@ -65,7 +65,9 @@ class SparseShardWriter:
     def __init__(self, folder: Path, ids: Sequence[str]):
         for line, id_ in enumerate(ids, start=1):
             if not isinstance(id_, str) or not id_ or id_.splitlines() != [id_]:
-                raise LedError(f"id {id_!r} (row {line} of {folder.name}) cannot be written one per line in {IDS}")
+                raise LedError(
+                    f"id {id_!r} (row {line} of {folder.name}) cannot be written one per line in {IDS}"
+                )
         self.folder = folder
         (folder / IDS).write_text("".join(f"{id_}\n" for id_ in ids), encoding="utf-8")
         self.num_rows = len(ids)
@@ -86,7 +88,7 @@ class SparseShardWriter:
         values = weights[nonzero[:, 0], nonzero[:, 1]].numpy()
         start = 0
         for row, count in zip(rows.tolist(), per_row):
-            self.pending[row] = (terms[start:start + count], values[start:start + count])
+            self.pending[row] = (terms[start : start + count], values[start : start + count])
             start += count
         while self.next_row in self.pending:
             row_terms, row_values = self.pending.pop(self.next_row)
@@ -112,7 +114,7 @@ def _raw_to_npy(raw: Path, target: Path, dtype, length: int, block: int = 1 << 2
     if length:
         source = np.memmap(raw, dtype=dtype, mode="r", shape=(length,))
         for start in range(0, length, block):
-            out[start:start + block] = source[start:start + block]
+            out[start : start + block] = source[start : start + block]
         del source
     out.flush()
     del out
@@ -135,24 +137,56 @@ def shard_is_complete(out: str | Path, shard_index: int, num_shards: int, num_ro
     return True
 
 
-def encode_sparse_shard(source: TextSource, out: str | Path, shard_index: int, num_shards: int, *,
-                        encode_fn: EncodeFn, collate: Collate, batch_size: int = 64, chunk_rows: int = 16384,
-                        device: torch.device | str = "cpu", progress: bool = True) -> bool:
+def encode_sparse_shard(
+    source: TextSource,
+    out: str | Path,
+    shard_index: int,
+    num_shards: int,
+    *,
+    encode_fn: EncodeFn,
+    collate: Collate,
+    batch_size: int = 64,
+    chunk_rows: int = 16384,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> bool:
     """Encode shard `shard_index` of `num_shards` into OUT/shard-i-of-n/ unless it is complete already.
 
     Returns True when encoded now, False when skipped. Leftover temporary folders of the shard are removed.
     """
     if shard_is_complete(out, shard_index, num_shards, len(source)):
         return False
-    write_shard(source, out, shard_index, num_shards, make_writer=SparseShardWriter, encode_fn=encode_fn,
-                collate=collate, batch_size=batch_size, chunk_rows=chunk_rows, device=device, progress=progress)
+    write_shard(
+        source,
+        out,
+        shard_index,
+        num_shards,
+        make_writer=SparseShardWriter,
+        encode_fn=encode_fn,
+        collate=collate,
+        batch_size=batch_size,
+        chunk_rows=chunk_rows,
+        device=device,
+        progress=progress,
+    )
     return True
 
 
-def encode_sparse_to_folder(source: TextSource, out: str | Path, *, encode_fn: EncodeFn, collate: Collate,
-                            vocab: Sequence[str], shard_indices: Sequence[int], num_shards: int,
-                            manifest: dict | None = None, batch_size: int = 64, chunk_rows: int = 16384,
-                            device: torch.device | str = "cpu", progress: bool = True) -> list[int]:
+def encode_sparse_to_folder(
+    source: TextSource,
+    out: str | Path,
+    *,
+    encode_fn: EncodeFn,
+    collate: Collate,
+    vocab: Sequence[str],
+    shard_indices: Sequence[int],
+    num_shards: int,
+    manifest: dict | None = None,
+    batch_size: int = 64,
+    chunk_rows: int = 16384,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> list[int]:
     """Write (or check) the manifest and vocab.txt, then encode `shard_indices`; returns those encoded now.
 
     `encode_fn` maps a BatchEncoding to [B, V] non-negative weights (`SpladeEncoder.encode_passage`).
@@ -161,22 +195,42 @@ def encode_sparse_to_folder(source: TextSource, out: str | Path, *, encode_fn: E
         raise LedError(f"--num-shards must be at least 1, got {num_shards}")
     vocab_size = probe_dim(source, collate, encode_fn, device)
     if len(vocab) != vocab_size:
-        raise LedError(f"the model gives {vocab_size} term weights but its vocabulary has {len(vocab)} entries")
-    written = ensure_source_manifest(out, source, num_shards,
-                                     {"kind": "sparse", "vocab_size": vocab_size, "dtype": "float32"}, manifest)
+        raise LedError(
+            f"the model gives {vocab_size} term weights but its vocabulary has {len(vocab)} entries"
+        )
+    written = ensure_source_manifest(
+        out, source, num_shards, {"kind": "sparse", "vocab_size": vocab_size, "dtype": "float32"}, manifest
+    )
     if written.get("vocab_size") != vocab_size:
-        raise LedError(f"{Path(out) / MANIFEST} was written for vocab_size={written.get('vocab_size')}, "
-                       f"this model has {vocab_size}; use another --output or --overwrite")
+        raise LedError(
+            f"{Path(out) / MANIFEST} was written for vocab_size={written.get('vocab_size')}, "
+            f"this model has {vocab_size}; use another --output or --overwrite"
+        )
     vocab_file = Path(out) / VOCAB
     text = "".join(f"{token}\n" for token in vocab)
     if not vocab_file.is_file():
         with atomic_file(vocab_file) as handle:
             handle.write(text)
     elif vocab_file.read_text(encoding="utf-8") != text:
-        raise LedError(f"{vocab_file} differs from this model's vocabulary; use another --output or --overwrite")
-    return [shard_index for shard_index in shard_indices
-            if encode_sparse_shard(source, out, shard_index, num_shards, encode_fn=encode_fn, collate=collate,
-                                   batch_size=batch_size, chunk_rows=chunk_rows, device=device, progress=progress)]
+        raise LedError(
+            f"{vocab_file} differs from this model's vocabulary; use another --output or --overwrite"
+        )
+    return [
+        shard_index
+        for shard_index in shard_indices
+        if encode_sparse_shard(
+            source,
+            out,
+            shard_index,
+            num_shards,
+            encode_fn=encode_fn,
+            collate=collate,
+            batch_size=batch_size,
+            chunk_rows=chunk_rows,
+            device=device,
+            progress=progress,
+        )
+    ]
 
 
 def load_sparse(out: str | Path):
@@ -192,11 +246,14 @@ def load_sparse(out: str | Path):
         ids += (folder / IDS).read_text(encoding="utf-8").splitlines()
         try:
             arrays = [np.load(folder / name, allow_pickle=False) for name in (VALUES, INDICES, INDPTR)]
-            blocks.append(scipy.sparse.csr_matrix(tuple(arrays), shape=(len(arrays[2]) - 1,
-                                                                        manifest["vocab_size"])))
+            blocks.append(
+                scipy.sparse.csr_matrix(tuple(arrays), shape=(len(arrays[2]) - 1, manifest["vocab_size"]))
+            )
         except (OSError, ValueError) as err:
             raise LedError(f"{folder} is damaged ({err}); delete it and rerun") from err
-    matrix = scipy.sparse.vstack(blocks, format="csr") if blocks else \
-        scipy.sparse.csr_matrix((0, manifest["vocab_size"]), dtype=np.float32)
+    matrix = (
+        scipy.sparse.vstack(blocks, format="csr")
+        if blocks
+        else scipy.sparse.csr_matrix((0, manifest["vocab_size"]), dtype=np.float32)
+    )
     return ids, matrix.astype(np.float32)
-

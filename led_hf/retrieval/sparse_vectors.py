@@ -40,9 +40,13 @@ def read_sparse_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     manifest = read_manifest(folder)
     if manifest is None:
-        raise LedError(f"{folder} is not a sparse vectors folder (no {MANIFEST}; run `led encode` with a SPLADE model)")
+        raise LedError(
+            f"{folder} is not a sparse vectors folder (no {MANIFEST}; run `led encode` with a SPLADE model)"
+        )
     if manifest.get("kind") != "sparse":
-        raise InputError(path, None, f"kind is {manifest.get('kind')!r}, expected 'sparse' (SPLADE term weights)")
+        raise InputError(
+            path, None, f"kind is {manifest.get('kind')!r}, expected 'sparse' (SPLADE term weights)"
+        )
     for key in ("vocab_size", "num_shards"):
         if not isinstance(manifest.get(key), int) or manifest[key] < 1:
             raise InputError(path, None, f"{key} must be a positive integer, found {manifest.get(key)!r}")
@@ -70,7 +74,9 @@ def _load_npy(path: Path, dtype) -> np.ndarray:
     except (OSError, ValueError) as err:
         raise InputError(path, None, f"not a readable .npy array ({err})") from None
     if array.ndim != 1 or array.dtype != np.dtype(dtype):
-        raise InputError(path, None, f"expected a 1-d {np.dtype(dtype).name} array, found {array.ndim}-d {array.dtype}")
+        raise InputError(
+            path, None, f"expected a 1-d {np.dtype(dtype).name} array, found {array.ndim}-d {array.dtype}"
+        )
     return array
 
 
@@ -81,24 +87,35 @@ def load_sparse_shard(folder: Path, vocab_size: int) -> SparseShard:
     values = np.asarray(_load_npy(folder / "values.npy", np.float32))
     ids = read_ids(folder / IDS)
     if len(indptr) != len(ids) + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-        raise InputError(folder / "indptr.npy", None, f"is not a CSR row pointer for the {len(ids)} ids of {IDS}")
+        raise InputError(
+            folder / "indptr.npy", None, f"is not a CSR row pointer for the {len(ids)} ids of {IDS}"
+        )
     if indptr[-1] != len(indices) or len(values) != len(indices):
-        raise InputError(folder / "indptr.npy", None, f"ends at {indptr[-1]} but indices/values hold "
-                         f"{len(indices)}/{len(values)} entries")
+        raise InputError(
+            folder / "indptr.npy",
+            None,
+            f"ends at {indptr[-1]} but indices/values hold {len(indices)}/{len(values)} entries",
+        )
     rows_of = lambda bad: np.searchsorted(indptr, np.flatnonzero(bad)[0], side="right") - 1  # noqa: E731
     bad = (indices < 0) | (indices >= vocab_size)
     if bad.any():
         row = rows_of(bad)
-        raise InputError(folder / "indices.npy", None, f"row of id {ids[row]!r} has a term id outside [0, {vocab_size})")
+        raise InputError(
+            folder / "indices.npy", None, f"row of id {ids[row]!r} has a term id outside [0, {vocab_size})"
+        )
     bad = ~np.isfinite(values) | (values < 0)
     if bad.any():
         row = rows_of(bad)
-        raise InputError(folder / "values.npy", None, f"row of id {ids[row]!r} has a negative or non-finite weight")
+        raise InputError(
+            folder / "values.npy", None, f"row of id {ids[row]!r} has a negative or non-finite weight"
+        )
     # A term twice in one row would be scored twice by one engine and once by another.
     if len(indices) > 1:
         rows = np.repeat(np.arange(len(ids)), np.diff(indptr))
         if np.all((np.diff(indices) > 0) | (np.diff(rows) != 0)):
-            return SparseShard(folder, indptr, indices, values, ids)  # increasing within rows (led encode's order)
+            return SparseShard(
+                folder, indptr, indices, values, ids
+            )  # increasing within rows (led encode's order)
         order = np.lexsort((indices, rows))
         dup = (np.diff(indices[order]) == 0) & (np.diff(rows[order]) == 0)
         if dup.any():
@@ -113,5 +130,10 @@ def load_sparse_vectors(folder: str | Path) -> tuple[dict, SparseShard]:
     shards = [load_sparse_shard(f, manifest["vocab_size"]) for f in shard_folders(folder, manifest)]
     offsets = np.cumsum([0] + [len(s.indices) for s in shards])
     indptr = np.concatenate([[0]] + [s.indptr[1:] + off for s, off in zip(shards, offsets)]).astype(np.int64)
-    return manifest, SparseShard(Path(folder), indptr, np.concatenate([s.indices for s in shards]),
-                                 np.concatenate([s.values for s in shards]), [i for s in shards for i in s.ids])
+    return manifest, SparseShard(
+        Path(folder),
+        indptr,
+        np.concatenate([s.indices for s in shards]),
+        np.concatenate([s.values for s in shards]),
+        [i for s in shards for i in s.ids],
+    )

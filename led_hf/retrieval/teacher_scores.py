@@ -41,12 +41,27 @@ from led_hf.work_folder import start_work_folder, tree_sha256
 TEACHER_KINDS = ("splade", "cross-encoder")
 
 
-def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_sources=("bm25",),
-                  num_negs_per_system: int = 200, kind: str | None = None, query_max_length: int = 32,
-                  passage_max_length: int = 128, max_length: int | None = None, batch_size: int = 64,
-                  queries_per_chunk: int = 64, part_queries: int = 4096, device: str | None = None,
-                  precision: str = "auto", corpus_vectors: str | Path | None = None, overwrite: bool = False,
-                  progress: bool = True) -> dict:
+def score_teacher(
+    data,
+    teacher: str,
+    name: str,
+    *,
+    split: str = "train",
+    negs_sources=("bm25",),
+    num_negs_per_system: int = 200,
+    kind: str | None = None,
+    query_max_length: int = 32,
+    passage_max_length: int = 128,
+    max_length: int | None = None,
+    batch_size: int = 64,
+    queries_per_chunk: int = 64,
+    part_queries: int = 4096,
+    device: str | None = None,
+    precision: str = "auto",
+    corpus_vectors: str | Path | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Write ``DATA/teacher_scores/<name>``; returns its metadata (also saved as led_teacher_scores.json).
 
     `teacher` is a checkpoint folder (or `bundled:splade-tiny`); `kind` defaults to its led_config.json.
@@ -66,15 +81,23 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
 
     if part_queries < 1 or queries_per_chunk < 1:
         raise LedError("part_queries and queries_per_chunk must be positive")
-    groups = ScoredTrainGroups(data, split=split, negs_sources=negs_sources, num_negs_per_system=num_negs_per_system,
-                               num_negatives=1, show_progress=progress)
+    groups = ScoredTrainGroups(
+        data,
+        split=split,
+        negs_sources=negs_sources,
+        num_negs_per_system=num_negs_per_system,
+        num_negatives=1,
+        show_progress=progress,
+    )
     out = teacher_scores_path(groups.data.root, name)
     if out.exists() and not overwrite:  # fail before loading the teacher
         raise LedError(f"{out} already exists (pass --overwrite to replace it)")
     path = resolve_model_path(teacher)
     kind = kind or load_model_kind(path) or _kind_from_architecture(path)
     if kind not in TEACHER_KINDS:
-        raise LedError(f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}")
+        raise LedError(
+            f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}"
+        )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(precision, device)
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -83,37 +106,75 @@ def score_teacher(data, teacher: str, name: str, *, split: str = "train", negs_s
     if kind == "splade":
         scorer = _SpladeScorer(path, tokenizer, query_max_length, passage_max_length, batch_size, device)
         if corpus_vectors is not None:
-            scorer.passage_matrix = load_corpus_vectors(corpus_vectors, groups.data, path, passage_max_length,
-                                                        scorer.model.vocab_size)
+            scorer.passage_matrix = load_corpus_vectors(
+                corpus_vectors, groups.data, path, passage_max_length, scorer.model.vocab_size
+            )
         lengths = {"query_max_length": query_max_length, "passage_max_length": passage_max_length}
     else:
         scorer = _CrossEncoderScorer(path, tokenizer, max_length, batch_size, device)
         lengths = {"max_length": scorer.collator.max_length}
-    metadata = {"teacher": teacher, "kind": kind, "data": str(groups.data.root), "split": split,
-                "negs_sources": list(groups.negs_sources), "num_negs_per_system": num_negs_per_system,
-                **lengths, "precision": precision, "num_queries": groups.num_queries,
-                "corpus_vectors": str(Path(corpus_vectors).resolve()) if corpus_vectors is not None else None,
-                "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit"}
+    metadata = {
+        "teacher": teacher,
+        "kind": kind,
+        "data": str(groups.data.root),
+        "split": split,
+        "negs_sources": list(groups.negs_sources),
+        "num_negs_per_system": num_negs_per_system,
+        **lengths,
+        "precision": precision,
+        "num_queries": groups.num_queries,
+        "corpus_vectors": str(Path(corpus_vectors).resolve()) if corpus_vectors is not None else None,
+        "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit",
+    }
 
     work = out.with_name(f".work-{name}")
     root = groups.data.root
     inputs = {what: tree_sha256(root / what) for what in ("corpus", "queries", f"qrels/{split}")}
-    inputs.update({f"negatives/{source}": tree_sha256(root / "negatives" / source) for source in groups.negs_sources})
+    inputs.update(
+        {f"negatives/{source}": tree_sha256(root / "negatives" / source) for source in groups.negs_sources}
+    )
     if corpus_vectors is not None:
         inputs["corpus_vectors"] = tree_sha256(Path(corpus_vectors) / "manifest.json")
-    start_work_folder(work, {**metadata, "teacher": str(Path(path).resolve()), "inputs": inputs,
-                             "teacher_sha256": tree_sha256(path), "part_queries": part_queries},
-                      overwrite, "teacher-score work")
-    parts = [range(start, min(start + part_queries, groups.num_queries))
-             for start in range(0, groups.num_queries, part_queries)]
+    start_work_folder(
+        work,
+        {
+            **metadata,
+            "teacher": str(Path(path).resolve()),
+            "inputs": inputs,
+            "teacher_sha256": tree_sha256(path),
+            "part_queries": part_queries,
+        },
+        overwrite,
+        "teacher-score work",
+    )
+    parts = [
+        range(start, min(start + part_queries, groups.num_queries))
+        for start in range(0, groups.num_queries, part_queries)
+    ]
     done = [i for i in range(len(parts)) if _part_path(work, i).is_file()]
-    bar = tqdm(total=groups.num_queries, initial=sum(len(parts[i]) for i in done), unit="query",
-               desc=f"scoring with {kind} teacher", disable=not progress)
+    bar = tqdm(
+        total=groups.num_queries,
+        initial=sum(len(parts[i]) for i in done),
+        unit="query",
+        desc=f"scoring with {kind} teacher",
+        disable=not progress,
+    )
     query_rows, qids = groups.query_table_rows(), groups.query_ids()  # once, not per part
     for index, queries in enumerate(parts):
         if index not in done:
-            _score_part(groups, scorer, queries, queries_per_chunk, device, precision, work, index, bar,
-                        query_rows=query_rows, qids=qids)
+            _score_part(
+                groups,
+                scorer,
+                queries,
+                queries_per_chunk,
+                device,
+                precision,
+                work,
+                index,
+                bar,
+                query_rows=query_rows,
+                qids=qids,
+            )
     bar.close()
     with atomic_directory(out, overwrite=overwrite) as staging:
         writer = TableWriter(staging.parent, staging.name, NEGATIVES_FEATURES, batch_size=1000)
@@ -139,11 +200,25 @@ def _read_part(path: Path):
         yield from pa.ipc.open_stream(source)
 
 
-def _score_part(groups, scorer, queries: range, queries_per_chunk: int, device, precision: str, work: Path,
-                index: int, bar, *, query_rows: np.ndarray, qids: list[str]) -> None:
+def _score_part(
+    groups,
+    scorer,
+    queries: range,
+    queries_per_chunk: int,
+    device,
+    precision: str,
+    work: Path,
+    index: int,
+    bar,
+    *,
+    query_rows: np.ndarray,
+    qids: list[str],
+) -> None:
     """Score `queries` in chunks into WORK/part-<index>.arrow (staged in WORK/.build, renamed when whole)."""
     corpus_pids = groups.data.corpus.data.column("pid")
-    writer = TableWriter(work, _part_path(work, index).stem, NEGATIVES_FEATURES, batch_size=1000, scratch=True)
+    writer = TableWriter(
+        work, _part_path(work, index).stem, NEGATIVES_FEATURES, batch_size=1000, scratch=True
+    )
     for start in range(queries.start, queries.stop, queries_per_chunk):
         chunk = range(start, min(start + queries_per_chunk, queries.stop))
         candidates = [groups.scoring_candidates(q) for q in chunk]
@@ -169,8 +244,15 @@ def _kind_from_architecture(path: str) -> str | None:
 
 
 class _SpladeScorer:
-    def __init__(self, path: str, tokenizer, query_max_length: int, passage_max_length: int, batch_size: int,
-                 device: torch.device):
+    def __init__(
+        self,
+        path: str,
+        tokenizer,
+        query_max_length: int,
+        passage_max_length: int,
+        batch_size: int,
+        device: torch.device,
+    ):
         from led_hf.collators.encode import EncodeCollator
         from led_hf.modeling.splade import SpladeEncoder
 
@@ -178,14 +260,19 @@ class _SpladeScorer:
         self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
         self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
         self.batch_size, self.device = batch_size, device
-        self.passage_matrix = None  # scipy CSR [corpus, V] of precomputed passage weights (load_corpus_vectors)
+        self.passage_matrix = (
+            None  # scipy CSR [corpus, V] of precomputed passage weights (load_corpus_vectors)
+        )
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """Scores of each query's candidates (fp32), each distinct passage encoded once."""
-        query_features = TextSource(data.queries, "qid", "queries", rows=query_rows).features(0, len(query_rows))
+        query_features = TextSource(data.queries, "qid", "queries", rows=query_rows).features(
+            0, len(query_rows)
+        )
         query_weights = None
-        for positions, weights in encode_batches(query_features, self.queries, self.model.encode, self.batch_size,
-                                                 self.device):
+        for positions, weights in encode_batches(
+            query_features, self.queries, self.model.encode, self.batch_size, self.device
+        ):
             if query_weights is None:
                 query_weights = torch.zeros((len(query_rows), weights.shape[1]), dtype=torch.float32)
             query_weights[torch.as_tensor(positions)] = weights.float()
@@ -193,8 +280,10 @@ class _SpladeScorer:
         unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
         offsets = np.cumsum([0] + [len(c) for c in candidates])
         if self.passage_matrix is not None:  # looked up: [u, V] sparse x [V, n] dense
-            block = np.asarray(self.passage_matrix[unique] @ query_weights.cpu().numpy().T, dtype=np.float32).T
-            return [block[i, inverse[offsets[i]:offsets[i + 1]]] for i in range(len(candidates))]
+            block = np.asarray(
+                self.passage_matrix[unique] @ query_weights.cpu().numpy().T, dtype=np.float32
+            ).T
+            return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
         passage_features = TextSource(data.corpus, "pid", "passages", rows=unique).features(0, len(unique))
         block = np.zeros((len(query_rows), len(unique)), dtype=np.float32)  # scores of every chunk pair
 
@@ -203,10 +292,11 @@ class _SpladeScorer:
             with torch.autocast(device_type=weights.device.type, enabled=False):
                 return weights.float() @ query_weights.T
 
-        for positions, scores in encode_batches(passage_features, self.passages, passage_scores, self.batch_size,
-                                                self.device):
+        for positions, scores in encode_batches(
+            passage_features, self.passages, passage_scores, self.batch_size, self.device
+        ):
             block[:, positions] = scores.numpy().T
-        return [block[i, inverse[offsets[i]:offsets[i + 1]]] for i in range(len(candidates))]
+        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
 
 
 def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_length: int, vocab_size: int):
@@ -217,18 +307,27 @@ def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_leng
     from led_hf.retrieval.sparse_vectors import load_sparse_vectors
 
     manifest, vectors = load_sparse_vectors(folder)
-    expected = {"what": "passages", "split": None, "num_rows": len(data.corpus), "vocab_size": vocab_size,
-                "max_length": passage_max_length, "data": str(data.root.resolve()),
-                "model": str(Path(teacher).resolve())}
+    expected = {
+        "what": "passages",
+        "split": None,
+        "num_rows": len(data.corpus),
+        "vocab_size": vocab_size,
+        "max_length": passage_max_length,
+        "data": str(data.root.resolve()),
+        "model": str(Path(teacher).resolve()),
+    }
     for field, value in expected.items():
         if manifest.get(field) != value:
-            raise LedError(f"--corpus-vectors {folder} was encoded with {field}={manifest.get(field)!r}; this run "
-                           f"needs {value!r} (`led encode --model TEACHER --data DATA --corpus --max-length "
-                           f"{passage_max_length}`)")
+            raise LedError(
+                f"--corpus-vectors {folder} was encoded with {field}={manifest.get(field)!r}; this run "
+                f"needs {value!r} (`led encode --model TEACHER --data DATA --corpus --max-length "
+                f"{passage_max_length}`)"
+            )
     if vectors.ids != data.corpus.data.column("pid").to_pylist():
         raise LedError(f"--corpus-vectors {folder}: its ids are not the corpus pids in order")
-    return scipy.sparse.csr_matrix((vectors.values, vectors.indices, vectors.indptr),
-                                   shape=(len(vectors.ids), vocab_size))
+    return scipy.sparse.csr_matrix(
+        (vectors.values, vectors.indices, vectors.indptr), shape=(len(vectors.ids), vocab_size)
+    )
 
 
 class _CrossEncoderScorer:
@@ -236,13 +335,18 @@ class _CrossEncoderScorer:
         from led_hf.collators.cross_encoder import CrossEncoderCollator
         from led_hf.modeling.cross_encoder import CrossEncoder
 
-        self.model = CrossEncoder.from_pretrained(path, allow_new_head=False).requires_grad_(False).eval().to(device)
+        self.model = (
+            CrossEncoder.from_pretrained(path, allow_new_head=False).requires_grad_(False).eval().to(device)
+        )
         self.collator = CrossEncoderCollator(tokenizer, max_length=max_length or self.model.max_length or 256)
         self.batch_size, self.device = batch_size, device
 
     def _collate(self, features: list[dict]) -> dict:
-        return {"batch": self.collator.encode([f["query"] for f in features], [f["title"] for f in features],
-                                              [f["text"] for f in features])}
+        return {
+            "batch": self.collator.encode(
+                [f["query"] for f in features], [f["title"] for f in features], [f["text"] for f in features]
+            )
+        }
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """Logits of every (query, candidate) pair (fp32)."""
@@ -250,11 +354,14 @@ class _CrossEncoderScorer:
         all_rows = np.concatenate(candidates)
         passages = TextSource(data.corpus, "pid", "passages", rows=all_rows).features(0, len(all_rows))
         owners = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
-        pairs = [{"query": queries[q]["text"], "title": p.get("title") or "", "text": p["text"]}
-                 for q, p in zip(owners, passages)]
+        pairs = [
+            {"query": queries[q]["text"], "title": p.get("title") or "", "text": p["text"]}
+            for q, p in zip(owners, passages)
+        ]
         flat = np.zeros(len(pairs), dtype=np.float32)
-        for positions, scores in encode_batches(pairs, self._collate, lambda b: self.model.score(**b),
-                                                self.batch_size, self.device):
+        for positions, scores in encode_batches(
+            pairs, self._collate, lambda b: self.model.score(**b), self.batch_size, self.device
+        ):
             flat[positions] = scores.float().numpy()
         offsets = np.cumsum([0] + [len(c) for c in candidates])
-        return [flat[offsets[i]:offsets[i + 1]] for i in range(len(candidates))]
+        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(candidates))]

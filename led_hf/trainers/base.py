@@ -46,7 +46,10 @@ class RetrievalTrainer(Trainer):
         self.model_args = model_args
         self.data_args = data_args
         self.retrieval_evaluator = retrieval_evaluator
-        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._metrics: dict[str, dict[str, list[float]]] = {
+            "train": defaultdict(list),
+            "eval": defaultdict(list),
+        }
         dataset = self.train_dataset
         has_epoch_callback = any(isinstance(cb, EpochCallback) for cb in self.callback_handler.callbacks)
         if dataset is not None and hasattr(dataset, "set_epoch") and not has_epoch_callback:
@@ -62,14 +65,18 @@ class RetrievalTrainer(Trainer):
         """Remember named loss parts of this micro-batch (detached) for the next log line."""
         mode = "train" if self.model.training else "eval"
         for name, value in parts.items():
-            self._metrics[mode][name].append(float(value.detach().float().item() if torch.is_tensor(value) else value))
+            self._metrics[mode][name].append(
+                float(value.detach().float().item() if torch.is_tensor(value) else value)
+            )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train" if "loss" in logs else None
         if mode is not None and self._metrics[mode]:
             names = sorted(self._metrics[mode])
-            means = torch.tensor([sum(self._metrics[mode][n]) / len(self._metrics[mode][n]) for n in names],
-                                 device=self.args.device)
+            means = torch.tensor(
+                [sum(self._metrics[mode][n]) / len(self._metrics[mode][n]) for n in names],
+                device=self.args.device,
+            )
             if self.accelerator.num_processes > 1:  # every rank logs at the same steps
                 means = self.accelerator.reduce(means, reduction="mean")
             prefix = "eval_" if mode == "eval" else ""
@@ -78,13 +85,17 @@ class RetrievalTrainer(Trainer):
         super().log(logs, start_time)
 
     # -- evaluation ----------------------------------------------------------------------------------
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         """The loss on an eval dataset (when there is one) plus the retrieval evaluator's metrics."""
         metrics: dict[str, float] = {}
         if eval_dataset is not None or self.eval_dataset is not None:
             metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         if self.retrieval_evaluator is not None:
-            metrics.update(self.retrieval_evaluator.evaluate_trainer(self, self.make_encoders, metric_key_prefix))
+            metrics.update(
+                self.retrieval_evaluator.evaluate_trainer(self, self.make_encoders, metric_key_prefix)
+            )
         return metrics
 
     def make_encoders(self, model):
@@ -98,15 +109,28 @@ class RetrievalTrainer(Trainer):
             return
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
         model.save_pretrained(output_dir, tokenizer=self.processing_class, state_dict=state_dict)
-        write_model_card(output_dir, model=model, args=self.args, state=self.state, model_args=self.model_args,
-                         data_args=self.data_args, loss_description=self.loss_description)
+        write_model_card(
+            output_dir,
+            model=model,
+            args=self.args,
+            state=self.state,
+            model_args=self.model_args,
+            data_args=self.data_args,
+            loss_description=self.loss_description,
+        )
 
     def create_model_card(self, *args, **kwargs) -> None:
         """`push_to_hub` calls this: keep our card (the stock one assumes a PreTrainedModel)."""
         if self.is_world_process_zero():
-            write_model_card(self.args.output_dir, model=self.accelerator.unwrap_model(self.model), args=self.args,
-                             state=self.state, model_args=self.model_args, data_args=self.data_args,
-                             loss_description=self.loss_description)
+            write_model_card(
+                self.args.output_dir,
+                model=self.accelerator.unwrap_model(self.model),
+                args=self.args,
+                state=self.state,
+                model_args=self.model_args,
+                data_args=self.data_args,
+                loss_description=self.loss_description,
+            )
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
@@ -119,5 +143,7 @@ class RetrievalTrainer(Trainer):
         target = self.accelerator.unwrap_model(self.model)
         if not hasattr(target, "load_weights"):
             return super()._load_best_model()
-        logger.info("Loading best model from %s (score: %s)", self.state.best_model_checkpoint, self.state.best_metric)
+        logger.info(
+            "Loading best model from %s (score: %s)", self.state.best_model_checkpoint, self.state.best_metric
+        )
         target.load_weights(self.state.best_model_checkpoint)

@@ -32,9 +32,13 @@ class EpochCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         # Persistent workers hold a copy of the dataset made at the first epoch: they would never see
         # a new epoch, and every epoch would silently reuse epoch 0's negatives.
-        if getattr(args, "dataloader_persistent_workers", False) and getattr(args, "dataloader_num_workers", 0):
-            raise LedError("EpochCallback cannot reach persistent DataLoader workers: set "
-                           "dataloader_persistent_workers=False (negatives are drawn per epoch)")
+        if getattr(args, "dataloader_persistent_workers", False) and getattr(
+            args, "dataloader_num_workers", 0
+        ):
+            raise LedError(
+                "EpochCallback cannot reach persistent DataLoader workers: set "
+                "dataloader_persistent_workers=False (negatives are drawn per epoch)"
+            )
 
     def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
         dataset = self.dataset if self.dataset is not None else _find_epoch_target(train_dataloader)

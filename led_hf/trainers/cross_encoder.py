@@ -18,8 +18,10 @@ class CrossEncoderTrainer(RetrievalTrainer):
     """Train a `led_hf.modeling.cross_encoder.CrossEncoder` on `CrossEncoderCollator` batches
     ({"pairs": BatchEncoding [B*G, L], "group_size": G})."""
 
-    loss_description = ("listwise cross-entropy of the positive among each query's own positive + hard-negative "
-                        "pairs (localized contrastive estimation), one logit per pair")
+    loss_description = (
+        "listwise cross-entropy of the positive among each query's own positive + hard-negative "
+        "pairs (localized contrastive estimation), one logit per pair"
+    )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         group_size = int(inputs["group_size"])

@@ -22,8 +22,10 @@ from led_hf.trainers.base import RetrievalTrainer
 class DenseTrainer(RetrievalTrainer):
     """Train a `led_hf.modeling.DenseEncoder` on batches of `TrainCollator` ({"query", "passage"})."""
 
-    loss_description = ("contrastive (InfoNCE) over in-batch and hard negatives, scores = q.p / temperature, "
-                        "negatives shared across devices")
+    loss_description = (
+        "contrastive (InfoNCE) over in-batch and hard negatives, scores = q.p / temperature, "
+        "negatives shared across devices"
+    )
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(query=inputs["query"], passage=inputs["passage"])
@@ -34,24 +36,36 @@ class DenseTrainer(RetrievalTrainer):
             query_embeddings = gather_with_grad(query_embeddings)
             passage_embeddings = gather_with_grad(passage_embeddings)
         temperature = self.accelerator.unwrap_model(model).temperature
-        loss = contrastive_loss(query_embeddings, passage_embeddings, group_size, temperature=temperature,
-                                in_batch_negatives=in_batch)
+        loss = contrastive_loss(
+            query_embeddings,
+            passage_embeddings,
+            group_size,
+            temperature=temperature,
+            in_batch_negatives=in_batch,
+        )
         self.record_loss_parts(
             contrastive_loss=loss,
-            accuracy=positive_rank_accuracy(query_embeddings, passage_embeddings, group_size, in_batch))
+            accuracy=positive_rank_accuracy(query_embeddings, passage_embeddings, group_size, in_batch),
+        )
         return (loss, outputs) if return_outputs else loss
 
     def make_encoders(self, model):
         """Length-sorted batches of `per_device_eval_batch_size`, the training max lengths (for the evaluator)."""
         query_length = getattr(self.data_args, "query_max_length", 32)
         passage_length = getattr(self.data_args, "passage_max_length", 128)
-        tokenizer, device, batch_size = self.processing_class, self.args.device, self.args.per_device_eval_batch_size
+        tokenizer, device, batch_size = (
+            self.processing_class,
+            self.args.device,
+            self.args.per_device_eval_batch_size,
+        )
 
         def run(encode, lengths, make_batch) -> np.ndarray:
-            order = np.argsort(-np.asarray(lengths), kind="stable")  # similar lengths together: little padding
+            order = np.argsort(
+                -np.asarray(lengths), kind="stable"
+            )  # similar lengths together: little padding
             out = np.zeros((len(order), 0), dtype=np.float32)
             for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
+                rows = order[start : start + batch_size]
                 with torch.no_grad():
                     embeddings = encode(**make_batch(rows).to(device)).float().cpu().numpy()
                 if out.shape[1] == 0:
@@ -60,12 +74,19 @@ class DenseTrainer(RetrievalTrainer):
             return out
 
         def encode_queries(texts):
-            return run(model.encode_query, [len(t) for t in texts],
-                       lambda rows: encode_texts(tokenizer, [texts[i] for i in rows], query_length))
+            return run(
+                model.encode_query,
+                [len(t) for t in texts],
+                lambda rows: encode_texts(tokenizer, [texts[i] for i in rows], query_length),
+            )
 
         def encode_passages_(titles, texts):
-            return run(model.encode_passage, [len(a or "") + len(b) for a, b in zip(titles, texts)],
-                       lambda rows: encode_passages(tokenizer, [titles[i] for i in rows], [texts[i] for i in rows],
-                                                    passage_length))
+            return run(
+                model.encode_passage,
+                [len(a or "") + len(b) for a, b in zip(titles, texts)],
+                lambda rows: encode_passages(
+                    tokenizer, [titles[i] for i in rows], [texts[i] for i in rows], passage_length
+                ),
+            )
 
         return encode_queries, encode_passages_

@@ -38,12 +38,19 @@ class LEDTrainer(DenseTrainer):
     scores or rank_weight 0) and `cross_encoder` (a `led_hf.modeling.cross_encoder.CrossEncoder`, or None).
     """
 
-    loss_description = ("contrastive (InfoNCE) over in-batch and hard negatives + w_rank · pairwise rank "
-                        "consistency with a frozen SPLADE teacher over each query's candidates "
-                        "(+ w_kl · T²·KL(cross-encoder ‖ student) for LED w/ RT)")
+    loss_description = (
+        "contrastive (InfoNCE) over in-batch and hard negatives + w_rank · pairwise rank "
+        "consistency with a frozen SPLADE teacher over each query's candidates "
+        "(+ w_kl · T²·KL(cross-encoder ‖ student) for LED w/ RT)"
+    )
 
-    def __init__(self, *args, teacher: torch.nn.Module | None = None,
-                 cross_encoder: torch.nn.Module | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        teacher: torch.nn.Module | None = None,
+        cross_encoder: torch.nn.Module | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.teacher = self._frozen(teacher)
         self.cross_encoder = self._frozen(cross_encoder)
@@ -60,18 +67,29 @@ class LEDTrainer(DenseTrainer):
         num_queries = queries.shape[0]
         group_size = passages.shape[0] // num_queries
         temperature = self.accelerator.unwrap_model(model).temperature
-        student = torch.einsum("bh,bgh->bg", queries, passages.view(num_queries, group_size, -1)) / temperature
+        student = (
+            torch.einsum("bh,bgh->bg", queries, passages.view(num_queries, group_size, -1)) / temperature
+        )
 
         args = self.args
-        parts: dict[str, torch.Tensor | float] = {"rank_weight": args.rank_weight, "kl_weight": args.kl_weight}
+        parts: dict[str, torch.Tensor | float] = {
+            "rank_weight": args.rank_weight,
+            "kl_weight": args.kl_weight,
+        }
         if args.rank_weight > 0:
             teacher = self.teacher_scores(inputs, num_queries, group_size)
-            rank = rank_consistency_loss(student, teacher, include_positive=args.rank_include_positive,
-                                         margin=args.rank_margin, min_teacher_gap=args.min_teacher_gap)
+            rank = rank_consistency_loss(
+                student,
+                teacher,
+                include_positive=args.rank_include_positive,
+                margin=args.rank_margin,
+                min_teacher_gap=args.min_teacher_gap,
+            )
             loss = loss + args.rank_weight * rank
             parts["rank_loss"] = rank
-            parts["rank_agreement"] = ranking_agreement(student, teacher, args.rank_include_positive,
-                                                        args.min_teacher_gap)
+            parts["rank_agreement"] = ranking_agreement(
+                student, teacher, args.rank_include_positive, args.min_teacher_gap
+            )
         if args.kl_weight > 0:
             cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
             kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature)
@@ -87,8 +105,10 @@ class LEDTrainer(DenseTrainer):
         if "teacher_scores" in inputs:
             return _grouped(inputs["teacher_scores"], num_queries, group_size, "teacher_scores")
         if self.teacher is None:
-            raise LedError("rank_weight > 0 needs a SPLADE teacher (teacher_model_name_or_path) or precomputed "
-                           "teacher_scores in the batch")
+            raise LedError(
+                "rank_weight > 0 needs a SPLADE teacher (teacher_model_name_or_path) or precomputed "
+                "teacher_scores in the batch"
+            )
         query = inputs.get("teacher_query", inputs["query"])
         passage = inputs.get("teacher_passage", inputs["passage"])
         step = self.args.teacher_batch_size
@@ -101,7 +121,9 @@ class LEDTrainer(DenseTrainer):
                 # row r of the passages belongs to query r // G: dot each passage with its own query only,
                 # in fp32 (sums over ~30k terms overflow half precision)
                 with torch.autocast(device_type=passage_weights.device.type, enabled=False):
-                    scores.append((query_weights[owners // group_size].float() * passage_weights.float()).sum(-1))
+                    scores.append(
+                        (query_weights[owners // group_size].float() * passage_weights.float()).sum(-1)
+                    )
         return torch.cat(scores).view(num_queries, group_size)
 
     def cross_encoder_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:
@@ -109,13 +131,17 @@ class LEDTrainer(DenseTrainer):
         if "cross_encoder_scores" in inputs:
             return _grouped(inputs["cross_encoder_scores"], num_queries, group_size, "cross_encoder_scores")
         if self.cross_encoder is None or "cross_encoder_pairs" not in inputs:
-            raise LedError("kl_weight > 0 needs a cross-encoder teacher (cross_encoder_name_or_path, with "
-                           "LEDCollator's cross_encoder_pairs) or precomputed cross_encoder_scores")
+            raise LedError(
+                "kl_weight > 0 needs a cross-encoder teacher (cross_encoder_name_or_path, with "
+                "LEDCollator's cross_encoder_pairs) or precomputed cross_encoder_scores"
+            )
         pairs = inputs["cross_encoder_pairs"]
         step = self.args.teacher_batch_size
         with torch.no_grad():
-            scores = [self.cross_encoder.score(**_rows(pairs, start, start + step))
-                      for start in range(0, pairs["input_ids"].shape[0], step)]
+            scores = [
+                self.cross_encoder.score(**_rows(pairs, start, start + step))
+                for start in range(0, pairs["input_ids"].shape[0], step)
+            ]
         return torch.cat(scores).float().view(num_queries, group_size)
 
 

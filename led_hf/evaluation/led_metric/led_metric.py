@@ -52,29 +52,52 @@ class LedMetric(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({
-                "predictions": {"pids": datasets.Sequence(datasets.Value("string")),
-                                "scores": datasets.Sequence(datasets.Value("float64"))},
-                "references": {"pids": datasets.Sequence(datasets.Value("string")),
-                               "grades": datasets.Sequence(datasets.Value("int64"))},
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": {
+                        "pids": datasets.Sequence(datasets.Value("string")),
+                        "scores": datasets.Sequence(datasets.Value("float64")),
+                    },
+                    "references": {
+                        "pids": datasets.Sequence(datasets.Value("string")),
+                        "grades": datasets.Sequence(datasets.Value("int64")),
+                    },
+                }
+            ),
             reference_urls=["https://arxiv.org/abs/2208.13661", "https://github.com/terrierteam/ir_measures"],
         )
 
-    def _compute(self, predictions, references, relevance_level: int = 1, mrr_depth: int = 10,
-                 ndcg_depth: int = 10, recall_depths=(50, 1000)):
+    def _compute(
+        self,
+        predictions,
+        references,
+        relevance_level: int = 1,
+        mrr_depth: int = 10,
+        ndcg_depth: int = 10,
+        recall_depths=(50, 1000),
+    ):
         if len(predictions) != len(references):
             raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
         run, qrels = {}, {}
         for i, (prediction, reference) in enumerate(zip(predictions, references)):
             if len(prediction["pids"]) != len(prediction["scores"]):
-                raise ValueError(f"prediction {i}: {len(prediction['pids'])} pids but {len(prediction['scores'])} scores")
+                raise ValueError(
+                    f"prediction {i}: {len(prediction['pids'])} pids but {len(prediction['scores'])} scores"
+                )
             if len(reference["pids"]) != len(reference["grades"]):
-                raise ValueError(f"reference {i}: {len(reference['pids'])} pids but {len(reference['grades'])} grades")
+                raise ValueError(
+                    f"reference {i}: {len(reference['pids'])} pids but {len(reference['grades'])} grades"
+                )
             if len(set(prediction["pids"])) != len(prediction["pids"]):
                 raise ValueError(f"prediction {i} lists a passage twice")
             qid = str(i)
             run[qid] = dict(zip(prediction["pids"], map(float, prediction["scores"])))
             qrels[qid] = dict(zip(reference["pids"], map(int, reference["grades"])))
-        return evaluate_run(run, qrels, relevance_level=relevance_level, mrr_depth=mrr_depth, ndcg_depth=ndcg_depth,
-                            recall_depths=tuple(recall_depths))
+        return evaluate_run(
+            run,
+            qrels,
+            relevance_level=relevance_level,
+            mrr_depth=mrr_depth,
+            ndcg_depth=ndcg_depth,
+            recall_depths=tuple(recall_depths),
+        )
