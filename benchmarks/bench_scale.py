@@ -21,6 +21,8 @@ memory-mapped file pages (RssFile) are told apart from the heap (RssAnon)):
     sparse-index   `build_inverted_index` of the passages' sparse vectors
     sparse-search  exact top-1000 for `--search-queries` queries (all cores)
     dense-search   faiss flat inner product, top-1000 for `--search-queries` queries over 1M x 768 fp16
+    prepare-triples  (only when named) `led prepare` of the same folder plus a qidpidtriples file of
+                   `--triples-lines` lines (10M: 1/40 of qidpidtriples.train.full.2.tsv)
 The setup steps (generate, mined, teacher-table, sparse-vectors, dense-vectors) are measured the same way
 and reported apart. `--epoch-items` caps the items iterated (rates are then extrapolated to one epoch).
 """
@@ -41,10 +43,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SOURCES = ("co-stg1", "sp-stg1", "sp-stg2")  # configs/msmarco/led.json negs_sources
-SETUP = ("generate", "mined", "teacher-table", "sparse-vectors", "dense-vectors")
-MEASURED = ("prepare", "groups", "teacher", "sparse-index", "sparse-search", "dense-search")
+SETUP = ("generate", "mined", "teacher-table", "sparse-vectors", "dense-vectors", "triples-file")
+MEASURED = (
+    "prepare",
+    "groups",
+    "teacher",
+    "sparse-index",
+    "sparse-search",
+    "dense-search",
+    "prepare-triples",
+)
 NEEDS = {  # stage -> setup steps it needs first
     "prepare": ("generate",),
+    "prepare-triples": ("generate", "triples-file"),
     "groups": ("generate", "prepare", "mined"),
     "teacher": ("generate", "prepare", "mined", "teacher-table"),
     "sparse-index": ("sparse-vectors",),
@@ -60,6 +71,8 @@ def _paths(args) -> dict[str, Path]:
         "root": root,
         "tsv": root / "tsv",
         "data": root / "prepared",
+        "tsv_triples": root / f"tsv-triples-{args.triples_lines}",
+        "data_triples": root / "prepared-triples",
         "sparse": root / "sparse-passages",
         "sparse_queries": root / f"sparse-queries-{args.search_queries}",
         "index": root / "sparse-index",
@@ -85,6 +98,48 @@ def stage_prepare(args, paths) -> dict:
         raise SystemExit("led prepare failed")
     manifest = json.loads((paths["data"] / "manifest.json").read_text())
     return {"counts": manifest["counts"], "output_mib": _size(paths["data"]) / 2**20}
+
+
+def stage_triples_file(args, paths) -> dict:
+    """The generated folder (linked) plus a qidpidtriples file of `--triples-lines` lines, not grouped by
+    query (as triples.train.small.tsv): qid, one of its positives, a random negative."""
+    from led_hf.atomic import atomic_directory
+
+    rng = np.random.default_rng(args.seed + 3)
+    positives = [line.split("\t") for line in (paths["tsv"] / "qrels.train.tsv").read_text().splitlines()]
+    qids = np.array([int(row[0]) for row in positives])
+    pids = np.array([int(row[2]) for row in positives])
+    with atomic_directory(paths["tsv_triples"], overwrite=True) as staging:
+        for source in paths["tsv"].iterdir():
+            (staging / source.name).symlink_to(source.resolve())
+        with open(staging / "qidpidtriples.train.full.2.tsv", "w") as out:
+            for start in range(0, args.triples_lines, 100_000):
+                count = min(100_000, args.triples_lines - start)
+                rows = rng.integers(0, len(qids), count)
+                negatives = rng.integers(0, args.passages, count)
+                out.write("".join(f"{q}\t{p}\t{n}\n" for q, p, n in zip(qids[rows], pids[rows], negatives)))
+    return {
+        "lines": args.triples_lines,
+        "mib": (paths["tsv_triples"] / "qidpidtriples.train.full.2.tsv").stat().st_size / 2**20,
+    }
+
+
+def stage_prepare_triples(args, paths) -> dict:
+    from led_hf.cli.main import main
+
+    argv = [
+        "prepare",
+        "--format",
+        "msmarco",
+        "--input",
+        str(paths["tsv_triples"]),
+        "--output",
+        str(paths["data_triples"]),
+    ]
+    if main([*argv, "--overwrite", "--quiet"]) != 0:
+        raise SystemExit("led prepare failed")
+    manifest = json.loads((paths["data_triples"] / "manifest.json").read_text())
+    return {"counts": manifest["counts"], "output_mib": _size(paths["data_triples"]) / 2**20}
 
 
 def _training_qids(data: Path):
@@ -385,6 +440,7 @@ def _done(stage: str, paths) -> bool:
         "sparse-index": paths["index"] / "manifest.json",
     }
     marker |= {"dense-vectors": paths["dense_queries"] / "manifest.json"}
+    marker |= {"triples-file": paths["tsv_triples"] / "qidpidtriples.train.full.2.tsv"}
     return stage in marker and marker[stage].exists()
 
 
@@ -398,7 +454,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dense-passages", type=int, default=1_000_000)
     parser.add_argument("--dense-dim", type=int, default=768)
     parser.add_argument("--epoch-items", type=int, default=0, help="cap on items iterated (0: one epoch)")
-    parser.add_argument("--stages", default=",".join(MEASURED), help=f"comma list of {', '.join(MEASURED)}")
+    parser.add_argument(
+        "--triples-lines", type=int, default=10_000_000, help="qidpidtriples lines for prepare-triples"
+    )
+    parser.add_argument(
+        "--stages",
+        default=",".join(MEASURED[:-1]),
+        help=f"comma list of {', '.join(MEASURED)} (all but the last)",
+    )
     parser.add_argument("--workdir", default="/tmp/led-bench-scale", help="generated data, kept for reruns")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--seed", type=int, default=0)
