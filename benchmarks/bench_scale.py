@@ -208,14 +208,29 @@ def stage_teacher_table(args, paths) -> dict:
     folder = teacher_scores_path(paths["data"], "synthetic")
     writer = TableWriter(folder.parent, folder.name, NEGATIVES_FEATURES, 2_000)
     corpus_pids = groups.data.corpus.data.column("pid")
-    qids = groups.query_ids()
+    num_corpus, keys = groups._num_corpus, groups._positive_keys
     rng = np.random.default_rng(args.seed + 2)
     pairs = 0
-    for query in range(groups.num_queries):
-        rows = groups.scoring_candidates(query)
-        pids = corpus_pids.take(pa.array(rows)).to_pylist()
-        writer.add(qids[query], pids, rng.normal(10, 3, len(pids)).astype(np.float32).tolist())
-        pairs += len(pids)
+    # `scoring_candidates` of every query (its positives and pool, sorted, unique), 20k queries at a time
+    for start in range(0, groups.num_queries, 20_000):
+        stop = min(start + 20_000, groups.num_queries)
+        lo, hi = groups._pool_offsets[start], groups._pool_offsets[stop]
+        pool_queries = np.repeat(np.arange(start, stop), np.diff(groups._pool_offsets[start : stop + 1]))
+        own = keys[(keys >= start * num_corpus) & (keys < stop * num_corpus)]
+        merged = np.unique(np.concatenate([pool_queries * num_corpus + groups._pool_rows[lo:hi], own]))
+        queries, rows = merged // num_corpus, merged % num_corpus
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(queries - start, minlength=stop - start))])
+        pids = pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), corpus_pids.take(pa.array(rows)).combine_chunks()
+        )
+        scores = pa.ListArray.from_arrays(
+            pa.array(offsets.astype(np.int32)), pa.array(rng.normal(10, 3, len(rows)).astype(np.float32))
+        )
+        qids = groups._qids.slice(start, stop - start)
+        writer.add_batch(
+            pa.RecordBatch.from_arrays([qids, pids, scores], schema=NEGATIVES_FEATURES.arrow_schema)
+        )
+        pairs += len(rows)
     writer.close()
     metadata = {"teacher": "synthetic", "kind": "splade", "split": "train", "negs_sources": list(SOURCES)}
     metadata["num_negs_per_system"] = args.negatives
@@ -243,18 +258,30 @@ def _iterate(groups, args) -> dict:
     }
 
 
+def _maxrss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def stage_groups(args, paths) -> dict:
     started = time.perf_counter()
     groups = _groups(args, paths)
     build = time.perf_counter() - started
     pool_mib = (groups._pool_rows.nbytes + groups._pool_offsets.nbytes) / 2**20
-    return {"build_s": build, "pool_mib": pool_mib, **_iterate(groups, args)}
+    return {
+        "build_s": build,
+        "maxrss_after_build_mib": _maxrss_mib(),
+        "pool_mib": pool_mib,
+        **_iterate(groups, args),
+    }
 
 
 def stage_teacher(args, paths) -> dict:
     started = time.perf_counter()
     groups = _groups(args, paths, score_tables={"teacher_scores": "synthetic"})
-    return {"build_s": time.perf_counter() - started, **_iterate(groups, args)}
+    build = time.perf_counter() - started
+    return {"build_s": build, "maxrss_after_build_mib": _maxrss_mib(), **_iterate(groups, args)}
 
 
 def _write_sparse(folder: Path, count: int, draws: int, seed: int, what: str, prefix: str = "") -> None:
