@@ -394,6 +394,11 @@ def test_hf_errors_are_one_line(tmp_path, capsys, beir_dir):
     (other / "train.jsonl").write_text('{"a": 1, "b": "x"}\n')
     assert prepare("hf", other, tmp_path / "b") == 1
     assert "neither BEIR-style (configs corpus and queries) nor Tevatron-style" in error_line(capsys)
+    scripted = tmp_path / "scripted"
+    scripted.mkdir()
+    (scripted / "scripted.py").write_text("import datasets\n")
+    assert prepare("hf", scripted, tmp_path / "s") == 1
+    assert "no loading script: download the data files" in error_line(capsys)
     data, _ = _beir_hub_folder(beir_dir, tmp_path)
     assert prepare("hf", data, tmp_path / "c", "--corpus", "x") == 1
     assert "--corpus is for Tevatron-style data" in error_line(capsys)

@@ -32,7 +32,9 @@ any other file in INPUT is an error (a misnamed file would otherwise be left out
 (streaming): BEIR-style (configs corpus and queries, as BeIR/scifact; qrels from --qrels, default a
 qrels/default config of the dataset or NAME-qrels, as BeIR/scifact-qrels) or Tevatron-style (query_id,
 query, positive_passages, negative_passages, as Tevatron/msmarco-passage; the corpus from --corpus, or
-the passages met in the rows; negatives -> negatives/<--negatives-name>).
+the passages met in the rows; negatives -> negatives/<--negatives-name>). A Hub dataset that still needs
+a loading script (Tevatron/msmarco-passage) cannot be read by datasets >= 4: download its data files
+(`hf download NAME --repo-type dataset --include '*.jsonl.gz' --local-dir DIR`) and pass --input DIR.
 
 Lines split on tabs (never CSV quoting). Ids may not be empty or hold whitespace. Positive judgments are
 removed from negatives. A qrels split without any judgment is an error. A UTF-8 BOM, CRLF line endings and

@@ -36,6 +36,10 @@ from led_hf.errors import LedError
 TEVATRON_COLUMNS = ("query_id", "query", "positive_passages")
 _QRELS_COLUMNS = ("query-id", "corpus-id", "score")
 _PASSAGE_LISTS = ("positive_passages", "negative_passages")
+SCRIPT_HINT = (
+    "datasets >= 4 runs no loading script: download the data files, e.g. `hf download {name} "
+    "--repo-type dataset --include '*.jsonl.gz' --local-dir DIR`, and pass --input DIR"
+)
 
 
 def describe_source(name: str) -> str:
@@ -55,7 +59,12 @@ class _Source:
                 name, config, streaming=True, revision=revision, cache_dir=str(cache_dir), features=features
             )
         except Exception as err:  # datasets raises many kinds (ConnectionError, ValueError, RuntimeError ...)
-            raise LedError(f"cannot load dataset {name!r}{_config_text(config)}: {_one_line(err)}") from None
+            hint = (
+                f" ({SCRIPT_HINT.format(name=name)})" if "scripts are no longer supported" in str(err) else ""
+            )
+            raise LedError(
+                f"cannot load dataset {name!r}{_config_text(config)}: {_one_line(err)}{hint}"
+            ) from None
 
     def where(self, split: str) -> str:
         return f"{self.name}[{self.config or 'default'}/{split}]"
@@ -99,7 +108,12 @@ def _config_names(name: str, revision: str | None) -> list[str]:
     try:
         return list(datasets.get_dataset_config_names(name, revision=revision))
     except Exception as err:
-        raise LedError(f"cannot load dataset {name!r}: {_one_line(err)}") from None
+        raise _load_error(name, None, err) from None
+
+
+def _load_error(name: str, config: str | None, err: Exception) -> LedError:
+    hint = f" ({SCRIPT_HINT.format(name=name)})" if "scripts are no longer supported" in str(err) else ""
+    return LedError(f"cannot load dataset {name!r}{_config_text(config)}: {_one_line(err)}{hint}")
 
 
 def _string(conv, where: str, number: int, record: dict, key: str, *, is_id=False, optional=False):
