@@ -18,9 +18,9 @@ from led_hf.arguments import CrossEncoderTrainingArguments
 from led_hf.cli.main import main as led_main
 from led_hf.collators.cross_encoder import CrossEncoderCollator
 from led_hf.data.groups import TrainGroups
+from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import read_run
 from led_hf.losses import listwise_cross_entropy
 from led_hf.losses.listwise import positive_top_accuracy
 from led_hf.modeling.checkpoint import load_model_kind

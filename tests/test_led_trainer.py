@@ -320,7 +320,7 @@ def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored
 def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, monkeypatch):
     from datasets import load_from_disk
 
-    from led_hf.retrieval import teacher_scores as ts
+    from led_hf.scoring import teacher_scores as ts
 
     options = dict(
         negs_sources="bm25",

@@ -1,4 +1,4 @@
-"""`led mine` (led_hf.retrieval.mining): dense / SPLADE / BM25 mining against independent exact searches,
+"""`led mine` (led_hf.mining.job): dense / SPLADE / BM25 mining against independent exact searches,
 filters, reuse of encodings, resume after SIGKILL, two processes, and training on the mined source."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from led_hf.cli.main import main
 from led_hf.collators.encode import encode_passages, encode_texts
 from led_hf.data.store import PreparedData
-from led_hf.retrieval.negative_filters import NegativeFilters, select_negatives
+from led_hf.mining.filters import NegativeFilters, select_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,10 +15,10 @@ import json
 import sys
 
 from led_hf.atomic import atomic_file
+from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.evaluation.runs import read_run
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoTokenizer
 
     from led_hf.collators.cross_encoder import CrossEncoderCollator
+    from led_hf.data.runs import read_run, write_run
     from led_hf.data.store import PreparedData
-    from led_hf.evaluation.runs import read_run, write_run
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.cross_encoder import CrossEncoder
     from led_hf.precision import resolve_precision
-    from led_hf.retrieval.rerank import lookup_pairs, rerank_pairs, top_candidates
+    from led_hf.scoring.rerank import lookup_pairs, rerank_pairs, top_candidates
 
     data = PreparedData(args.data)
     run = read_run(args.run)

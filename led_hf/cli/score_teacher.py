@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if getattr(args, name) < 1:
             raise LedError(f"--{name.replace('_', '-')} must be positive")
-    from led_hf.retrieval.teacher_scores import score_teacher
+    from led_hf.scoring.teacher_scores import score_teacher
 
     metadata = score_teacher(
         args.data,

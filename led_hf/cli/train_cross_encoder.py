@@ -71,8 +71,8 @@ def train_cross_encoder(
 
     eval_pairs = None
     if data_args.eval_run:  # resolved now: a bad run fails before training
-        from led_hf.evaluation.runs import read_run
-        from led_hf.retrieval.rerank import evaluation_pairs
+        from led_hf.data.runs import read_run
+        from led_hf.scoring.rerank import evaluation_pairs
 
         eval_pairs = evaluation_pairs(
             train_groups.data,
@@ -105,7 +105,7 @@ def evaluate_after_training(
     """Re-rank `pairs` (eval_run's top eval_depth on eval_split; main process), log and save the metrics as
     eval_*; called before saving the model, so that the card shows them."""
 
-    from led_hf.retrieval.rerank import evaluate_reranking
+    from led_hf.scoring.rerank import evaluate_reranking
 
     metrics: dict[str, float] = {}
     if trainer.is_world_process_zero():

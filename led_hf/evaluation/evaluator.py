@@ -45,10 +45,10 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from led_hf.data.runs import rank_passages, read_run, results_from_arrays
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.evaluation.runs import rank_passages, read_run, results_from_arrays
 
 logger = logging.getLogger(__name__)
 

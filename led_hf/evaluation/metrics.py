@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 import ir_measures
 from ir_measures import RR, R, nDCG
 
+from led_hf.data.runs import rank_passages
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import rank_passages
 
 Qrels = Mapping[str, Mapping[str, int]]
 RunLike = Mapping[str, Mapping[str, float]]

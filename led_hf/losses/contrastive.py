@@ -6,7 +6,7 @@
 Passages come in groups of G = group_size, the positive first: `[p_0+, n_0,1 .. n_0,G-1, p_1+, ...]`.
 Every query is scored against *all* passages of the batch, so the other queries' positives and
 negatives act as extra (in-batch) negatives. Under DDP the caller gathers Q and P of every process
-with `led_hf.losses.gather.gather_with_grad` first; the loss itself is not multiplied by the number of
+with `led_hf.distributed.gather_with_grad` first; the loss itself is not multiplied by the number of
 processes (see gather.py for why the gradients then equal those of one process holding the whole batch).
 
 Example: B=1, G=2, temperature 1, Q=[[1, 0]], P=[[2, 0], [0, 1]] -> S=[[2, 0]],

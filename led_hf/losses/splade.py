@@ -84,8 +84,8 @@ def splade_loss(
     device regularises its local mean. Returns {"loss", "contrastive", "flops_query", "flops_passage"}
     (the FLOPS parts unweighted).
     """
+    from led_hf.distributed import gather_with_grad
     from led_hf.losses.contrastive import contrastive_loss
-    from led_hf.losses.gather import gather_with_grad
 
     if gather_across_devices or flops_over_global_batch:
         all_queries, all_passages = (

@@ -242,6 +242,6 @@ def _load_backbone(path: str, kwargs: dict) -> PreTrainedModel:
 def _versions() -> dict[str, str]:
     import transformers
 
-    from led_hf import __version__
+    from led_hf.version import __version__
 
     return {"led_hf": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}

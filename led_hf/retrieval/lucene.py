@@ -25,7 +25,7 @@ from pathlib import Path
 
 from led_hf.atomic import atomic_directory
 from led_hf.errors import LedError
-from led_hf.retrieval.inverted_index import SCALE, available_cores, quantize
+from led_hf.retrieval.impact import SCALE, available_cores, quantize
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
     SparseShard,

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from led_hf.data.runs import rank_passages
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import rank_passages
 from led_hf.precision import autocast
 from led_hf.retrieval.encode import length_batches
 

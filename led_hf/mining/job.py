@@ -45,8 +45,8 @@ import numpy as np
 from led_hf.atomic import atomic_directory
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
+from led_hf.mining.filters import NegativeFilters, select_negatives, to_csr
 from led_hf.retrieval.encode import _ids, shard_dirname, shard_range
-from led_hf.retrieval.negative_filters import NegativeFilters, select_negatives, to_csr
 from led_hf.work_folder import start_work_folder, tree_sha256
 
 KILL_HOOK = "LED_TEST_KILL_AFTER_SHARDS"
@@ -215,7 +215,7 @@ class MiningJob:
         if is_main:
             start_work_folder(self.work, plan, self.overwrite, "mining work")
         barrier()
-        from led_hf.retrieval.mining_search import make_searcher
+        from led_hf.mining.search import make_searcher
 
         searcher = make_searcher(self, plan, state)
         searcher.prepare_corpus(rank, world, barrier)
@@ -308,7 +308,7 @@ class MiningJob:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wall_seconds": round(time.time() - started, 3),
         }
-        from led_hf import __version__
+        from led_hf.version import __version__
 
         manifest["led_hf_version"] = __version__
         write_negatives(self.output, table, overwrite=self.overwrite, manifest=manifest)

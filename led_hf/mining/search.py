@@ -1,4 +1,4 @@
-"""The retrievers behind `led_hf.retrieval.mining`: one per model kind, all with the same three steps.
+"""The retrievers behind `led_hf.mining.job`: one per model kind, all with the same three steps.
 
     searcher = make_searcher(job, plan, state)
     searcher.prepare_corpus(rank, world, barrier)     # encode this process's corpus shards, build the index
@@ -262,7 +262,7 @@ class SpladeSearcher(_ModelSearcher):
         self.passage_vectors = None
 
     def search_shard(self, source, shard_index, num_shards, qids, positives):
-        from led_hf.retrieval.inverted_index import SCALE
+        from led_hf.retrieval.impact import SCALE
         from led_hf.retrieval.sparse_vectors import load_sparse_shard
 
         folder = self._encode_queries(source, shard_index, num_shards, qids)
@@ -288,7 +288,7 @@ class SpladeSearcher(_ModelSearcher):
 
     def _positive_scores(self, queries, positives) -> np.ndarray:
         """Σ_t q_t·d_t of each query's best positive, read from the passage vectors (quantised as the index)."""
-        from led_hf.retrieval.inverted_index import SCALE, quantize
+        from led_hf.retrieval.impact import SCALE, quantize
 
         if self.passage_vectors is None:
             self.passage_vectors = _SparseRows(self.vectors, self.job.data.pid_index)
