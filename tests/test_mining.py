@@ -471,7 +471,7 @@ def test_trainers_consume_the_mined_source(data, dense_model, tmp_path):
 def test_stage2_configs_point_at_mined_sources():
     den = json.loads((ROOT / "configs" / "msmarco" / "den_continue.json").read_text())
     lex = json.loads((ROOT / "configs" / "msmarco" / "lex_continue.json").read_text())
-    # spec §1: co-stg2 trains on co-stg1's own top-200, sp-stg2 on sp-stg1's own top-200
+    # docs/method.md §1: co-stg2 trains on co-stg1's own top-200, sp-stg2 on sp-stg1's own top-200
     assert (den["model_name_or_path"], den["negs_sources"], den["num_negs_per_system"]) == (
         "runs/msmarco/co-stg1",
         ["co-stg1"],

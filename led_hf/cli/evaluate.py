@@ -3,7 +3,7 @@
     led evaluate --data data/scifact --split test --run runs/bm25.trec
     {"mrr@10": 0.637, "ndcg@10": 0.676, "recall@50": 0.88, "recall@1000": 0.97, ...}
 
-Metrics follow the LED paper (spec §6, see `led_hf.evaluation.metrics`): averaged over every query with
+Metrics follow the LED paper (docs/method.md §6, see `led_hf.evaluation.metrics`): averaged over every query with
 qrels (missing ones count 0); `recall@k` is the paper's hit rate, `trec_recall@k` trec_eval's recall.
 Stdout carries the JSON object only; notes go to stderr.
 """

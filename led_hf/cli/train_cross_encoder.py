@@ -14,14 +14,21 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+from transformers import AutoTokenizer
+
 from led_hf.arguments import (
     CrossEncoderDataArguments,
     CrossEncoderModelArguments,
     CrossEncoderTrainingArguments,
 )
-from led_hf.cli.train_dense import run_recipe
+from led_hf.cli.recipe import fit_and_save, run_recipe, start_run, tensor_core_padding, train_groups_from_args
+from led_hf.collators.cross_encoder import CrossEncoderCollator
+from led_hf.data.runs import read_run
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.cross_encoder import CrossEncoder
+from led_hf.scoring.rerank import evaluate_reranking, evaluation_pairs
+from led_hf.trainers.cross_encoder import CrossEncoderTrainer
 
-SUMMARY = "cross-encoder re-ranker (the RT teacher), listwise cross-entropy over positive + negatives"
 logger = logging.getLogger(__name__)
 
 
@@ -44,14 +51,6 @@ def train_cross_encoder(
     training_args: CrossEncoderTrainingArguments,
 ):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    from transformers import AutoTokenizer
-
-    from led_hf.cli.train_dense import fit_and_save, start_run, tensor_core_padding, train_groups_from_args
-    from led_hf.collators.cross_encoder import CrossEncoderCollator
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.cross_encoder import CrossEncoder
-    from led_hf.trainers.cross_encoder import CrossEncoderTrainer
-
     start_run(training_args)
     model_path = resolve_model_path(model_args.model_name_or_path)
     model = CrossEncoder.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
@@ -71,9 +70,6 @@ def train_cross_encoder(
 
     eval_pairs = None
     if data_args.eval_run:  # resolved now: a bad run fails before training
-        from led_hf.data.runs import read_run
-        from led_hf.scoring.rerank import evaluation_pairs
-
         eval_pairs = evaluation_pairs(
             train_groups.data,
             data_args.eval_split,
@@ -104,9 +100,6 @@ def evaluate_after_training(
 ) -> dict[str, float]:
     """Re-rank `pairs` (eval_run's top eval_depth on eval_split; main process), log and save the metrics as
     eval_*; called before saving the model, so that the card shows them."""
-
-    from led_hf.scoring.rerank import evaluate_reranking
-
     metrics: dict[str, float] = {}
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
-from led_hf.cli.train_dense import run_recipe
+from transformers import AutoTokenizer
 
-SUMMARY = "SPLADE lexical retriever, contrastive + FLOPS regularisation"
+from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
+from led_hf.cli.recipe import fit_and_save, run_recipe, start_run, tensor_core_padding, train_groups_from_args
+from led_hf.collators.train import TrainCollator
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.splade import SpladeEncoder
+from led_hf.trainers.splade import SpladeTrainer
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,14 +39,6 @@ def train_splade(
     model_args: SpladeModelArguments, data_args: DataArguments, training_args: SpladeTrainingArguments
 ):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    from transformers import AutoTokenizer
-
-    from led_hf.cli.train_dense import fit_and_save, start_run, tensor_core_padding, train_groups_from_args
-    from led_hf.collators.train import TrainCollator
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.splade import SpladeEncoder
-    from led_hf.trainers.splade import SpladeTrainer
-
     start_run(training_args)
     model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:splade-tiny
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)

@@ -1,4 +1,4 @@
-"""IR metrics as the LED paper reports them (spec §6), with trec_eval semantics.
+"""IR metrics as the LED paper reports them (docs/method.md §6), with trec_eval semantics.
 
 Every query with qrels counts: a query missing from the run (or with nothing retrieved) scores 0 on
 every metric. trec_eval / pytrec_eval / ir_measures average only over queries present in the run, so

@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
+from led_hf.data.runs import read_run
+from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
+from led_hf.evaluation.metrics import evaluate_run
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +115,6 @@ class Pipeline:
 
 
 def _evaluate(spec: dict) -> dict:
-    from led_hf.data.runs import read_run
-    from led_hf.data.store import PreparedData
-    from led_hf.evaluation.metrics import evaluate_run
 
     data = PreparedData(spec["data"])
     return evaluate_run(read_run(spec["run"]), data.qrels_dict(spec["split"]))

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from led_hf.atomic import atomic_directory
 from led_hf.errors import InputError, LedError
 from led_hf.retrieval.impact import SCALE, available_cores, quantize
+from led_hf.retrieval.lucene import LuceneImpactIndex
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
     load_sparse_shard,
@@ -395,8 +396,6 @@ def search_sparse(
     kind = json.loads(manifest_path.read_text(encoding="utf-8")).get("kind")
     query_manifest, queries = load_sparse_vectors(query_vectors_path)
     if kind == "lucene-impact":
-        from led_hf.retrieval.lucene import LuceneImpactIndex
-
         with LuceneImpactIndex(index_path) as lucene:
             _check_vocabulary(index_path, query_vectors_path, query_manifest["vocab_size"], lucene.vocab_size)
             return lucene.search_vectors(queries, depth=depth, threads=workers or available_cores())
