@@ -353,7 +353,7 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
 
     scored.clear()
     monkeypatch.setattr(
-        ts, "_score_part", lambda *args, **kwargs: (scored.append(args[7]), real(*args, **kwargs))
+        ts, "_score_part", lambda *args, **kwargs: (scored.append(args[5]), real(*args, **kwargs))
     )
     metadata = ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
     assert scored == [1, 2] and not work.exists()

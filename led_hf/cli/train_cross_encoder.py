@@ -21,7 +21,7 @@ from led_hf.arguments import (
     CrossEncoderModelArguments,
     CrossEncoderTrainingArguments,
 )
-from led_hf.cli.recipe import fit_and_save, run_recipe, start_run, tensor_core_padding, train_groups_from_args
+from led_hf.cli import recipe
 from led_hf.collators.cross_encoder import CrossEncoderCollator
 from led_hf.data.runs import read_run
 from led_hf.modeling.bundled import resolve_model_path
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_recipe(
+    return recipe.run_recipe(
         argv,
         (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments),
         train_cross_encoder,
@@ -51,15 +51,17 @@ def train_cross_encoder(
     training_args: CrossEncoderTrainingArguments,
 ):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    start_run(training_args)
+    recipe.start_run(training_args)
     model_path = resolve_model_path(model_args.model_name_or_path)
     model = CrossEncoder.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
     model.max_length = data_args.max_length  # saved: re-ranking and sentence-transformers truncate to it
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
 
-    train_groups = train_groups_from_args(data_args, training_args)
+    train_groups = recipe.train_groups_from_args(data_args, training_args)
     collator = CrossEncoderCollator(
-        tokenizer, max_length=data_args.max_length, pad_to_multiple_of=tensor_core_padding(training_args)
+        tokenizer,
+        max_length=data_args.max_length,
+        pad_to_multiple_of=recipe.tensor_core_padding(training_args),
     )
     logger.info(
         "%d training groups of %d pairs; pair length %d",
@@ -92,7 +94,7 @@ def train_cross_encoder(
         if eval_pairs is None
         else partial(evaluate_after_training, trainer, data_args, train_groups.data, collator, eval_pairs)
     )
-    return fit_and_save(trainer, model_args, data_args, training_args, after_training=after_training)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args, after_training=after_training)
 
 
 def evaluate_after_training(

@@ -12,15 +12,7 @@ from __future__ import annotations
 import logging
 
 from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
-from led_hf.cli.recipe import (
-    dense_model_from_args,
-    fit_and_save,
-    retrieval_evaluator_from_args,
-    run_recipe,
-    start_run,
-    tensor_core_padding,
-    train_groups_from_args,
-)
+from led_hf.cli import recipe
 from led_hf.collators.train import TrainCollator
 from led_hf.trainers.dense import DenseTrainer
 
@@ -28,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_recipe(
+    return recipe.run_recipe(
         argv,
         (ModelArguments, DataArguments, DenseTrainingArguments),
         train_dense,
@@ -40,16 +32,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_dense(model_args: ModelArguments, data_args: DataArguments, training_args: DenseTrainingArguments):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    start_run(training_args)
+    recipe.start_run(training_args)
 
-    model, tokenizer = dense_model_from_args(model_args, data_args)
+    model, tokenizer = recipe.dense_model_from_args(model_args, data_args)
 
-    train_groups = train_groups_from_args(data_args, training_args)
+    train_groups = recipe.train_groups_from_args(data_args, training_args)
     collator = TrainCollator(
         tokenizer,
         query_max_length=data_args.query_max_length,
         passage_max_length=data_args.passage_max_length,
-        pad_to_multiple_of=tensor_core_padding(training_args),
+        pad_to_multiple_of=recipe.tensor_core_padding(training_args),
     )
     logger.info(
         "%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
@@ -60,7 +52,7 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
         model.temperature,
     )
 
-    evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
+    evaluator = recipe.retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
 
     trainer = DenseTrainer(
         model=model,
@@ -72,4 +64,4 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
         data_args=data_args,
         retrieval_evaluator=evaluator,
     )
-    return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args, evaluator)

@@ -20,15 +20,7 @@ from __future__ import annotations
 import logging
 
 from led_hf.arguments import DataArguments, LEDTrainingArguments, ModelArguments
-from led_hf.cli.recipe import (
-    dense_model_from_args,
-    fit_and_save,
-    retrieval_evaluator_from_args,
-    run_recipe,
-    start_run,
-    tensor_core_padding,
-    train_groups_from_args,
-)
+from led_hf.cli import recipe
 from led_hf.collators.led import LEDCollator, same_tokenization
 from led_hf.data.scored_groups import ScoredTrainGroups
 from led_hf.scoring.scorers import load_cross_encoder_teacher, load_splade_teacher
@@ -38,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_recipe(
+    return recipe.run_recipe(
         argv,
         (ModelArguments, DataArguments, LEDTrainingArguments),
         train_led,
@@ -51,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_led(model_args: ModelArguments, data_args: DataArguments, training_args: LEDTrainingArguments):
     """Run the recipe; returns the trainer (its student, state and log history)."""
-    start_run(training_args)
-    model, tokenizer = dense_model_from_args(model_args, data_args)
+    recipe.start_run(training_args)
+    model, tokenizer = recipe.dense_model_from_args(model_args, data_args)
     score_tables = precomputed_score_tables(training_args)
-    train_groups = train_groups_from_args(
+    train_groups = recipe.train_groups_from_args(
         data_args, training_args, ScoredTrainGroups, score_tables=score_tables
     )
 
     teacher = cross_encoder = teacher_tokenizer = cross_encoder_collator = None
-    pad_to_multiple_of = tensor_core_padding(training_args)
+    pad_to_multiple_of = recipe.tensor_core_padding(training_args)
     if training_args.teacher_scores == "online":
         if training_args.rank_weight > 0:
             teacher, teacher_tokenizer = load_splade_teacher(
@@ -98,7 +90,7 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
         training_args.kl_temperature,
     )
 
-    evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
+    evaluator = recipe.retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
     trainer = LEDTrainer(
         model=model,
         args=training_args,
@@ -111,7 +103,7 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
         teacher=teacher,
         cross_encoder=cross_encoder,
     )
-    return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args, evaluator)
 
 
 def precomputed_score_tables(training_args: LEDTrainingArguments) -> dict[str, str]:

@@ -3,7 +3,7 @@
     led mine --data DATA --split train --name sp-stg1 --model runs/sp-stg1 --depth 1000 --keep 200
 
 The stage model (dense or SPLADE, read from the checkpoint) or BM25 searches `depth` passages for every
-query with qrels in `split`; `negative_filters.select_negatives` removes the query's qrels positives
+query with qrels in `split`; `filters.select_negatives` removes the query's qrels positives
 (grade > 0), applies the optional filters and keeps the first `keep` in rank order with their scores.
 The result is the negatives source `DATA/negatives/NAME` {qid, pids, scores} (queries left with no
 negative are omitted), with `manifest.json` *inside* that folder: model, backend, depth, keep, filters,
