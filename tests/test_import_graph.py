@@ -146,3 +146,16 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path):
         "led_hf.retrieval.lucene",
     }
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_losses_load_without_transformers():
+    """Losses are functions of tensors: importing them (and the pooling / score functions they share with the
+    models) must not load transformers, e.g. in the spawned gloo workers of the DDP tests."""
+    import subprocess
+    import sys
+
+    code = "import sys, led_hf.losses; print('transformers' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent
+    )
+    assert out.stdout.strip() == "False"
