@@ -14,8 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from led_hf.errors import InputError, LedError
-
-__version__ = "0.1.0"
+from led_hf.version import __version__
 
 # public name -> the module that defines it (a subpackage where it re-exports the name); `__all__`
 # below lists the same names (tests/test_public_api.py checks that they agree)
