@@ -29,7 +29,6 @@ from pathlib import Path
 import pyarrow as pa
 from datasets import Features
 
-from led_hf import __version__
 from led_hf.atomic import atomic_directory
 from led_hf.data.arrow_tables import (
     CANDIDATES_FEATURES,
@@ -41,6 +40,7 @@ from led_hf.data.arrow_tables import (
 )
 from led_hf.data.readers import Problems, id_problem, read_fields, read_trec_run
 from led_hf.errors import InputError, LedError
+from led_hf.version import __version__
 
 FORMATS = ("msmarco", "beir", "hf")
 
