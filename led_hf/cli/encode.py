@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from led_hf.config import positive_int
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
 
@@ -46,17 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode queries: only those with qrels in SPLIT, or all of them without SPLIT",
     )
     parser.add_argument("--output", required=True, help="embeddings folder to write (or to resume)")
-    parser.add_argument("--batch-size", type=int, default=64, help="rows per forward pass (default 64)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="rows per forward pass (default 64)"
+    )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         default=None,
         help="tokens per row, special tokens included (default 128 passages, 32 queries)",
     )
     shards = parser.add_mutually_exclusive_group()
     shards.add_argument(
         "--num-shards",
-        type=int,
+        type=positive_int,
         default=None,
         help="split the rows into this many shards (default: number of processes)",
     )
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--chunk-rows",
-        type=int,
+        type=positive_int,
         default=16384,
         help="rows read and length-sorted together (bounds memory; default 16384)",
     )
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         source, kind = corpus_source(data), "passage"
     else:
         source, kind = query_source(data, None if args.queries == QUERIES_ALL else args.queries), "query"
-    max_length = args.max_length or (128 if kind == "passage" else 32)
+    max_length = args.max_length if args.max_length is not None else (128 if kind == "passage" else 32)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     # Multiples of 8 let fp16/bf16 tensor cores tile evenly; on CPU they only add padded tokens.
     collate = EncodeCollator(

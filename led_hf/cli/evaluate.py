@@ -15,6 +15,7 @@ import json
 import sys
 
 from led_hf.atomic import atomic_file
+from led_hf.config import positive_int
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -33,15 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", required=True, help="TREC run file")
     parser.add_argument(
         "--relevance-level",
-        type=int,
+        type=positive_int,
         default=1,
         help="minimum grade that counts as relevant for mrr/recall (default 1; 2 is usual for TREC DL)",
     )
-    parser.add_argument("--mrr-depth", type=int, default=10, help="cutoff of MRR (default 10)")
-    parser.add_argument("--ndcg-depth", type=int, default=10, help="cutoff of nDCG (default 10)")
+    parser.add_argument("--mrr-depth", type=positive_int, default=10, help="cutoff of MRR (default 10)")
+    parser.add_argument("--ndcg-depth", type=positive_int, default=10, help="cutoff of nDCG (default 10)")
     parser.add_argument(
         "--recall-depths",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=[50, 1000],
         help="cutoffs of recall / trec_recall (default 50 1000)",

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 
+from led_hf.config import positive_int
 from led_hf.errors import LedError
 
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep float32 weights instead of round(100·w) integers (inverted backend)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="Lucene indexing threads (default: all cores)"
+        "--threads", type=positive_int, default=None, help="Lucene indexing threads (default: all cores)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -103,9 +104,11 @@ def build_search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", required=True, help="index folder (from `led index --vectors`)")
     parser.add_argument("--queries", required=True, help="sparse query vectors folder (from `led encode`)")
     parser.add_argument("--output", required=True, help="TREC run to write")
-    parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="processes / Lucene threads (default: all cores)"
+        "--depth", type=positive_int, default=1000, help="passages retrieved per query (default 1000)"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="processes / Lucene threads (default: all cores)"
     )
     parser.add_argument(
         "--tag", default="sparse", help="run tag, the last column of the run (default sparse)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from led_hf.config import positive_int
+
 DESCRIPTION = """\
 Convert a retrieval collection into prepared Arrow tables (each a datasets.load_from_disk folder, ids as
 strings): OUTPUT/corpus {pid,title,text}, OUTPUT/queries {qid,text}, OUTPUT/qrels/<split> {qid,pid,score},
@@ -50,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=10_000,
         metavar="N",
         help="rows per Arrow write batch (default: %(default)s)",

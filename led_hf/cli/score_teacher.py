@@ -13,7 +13,7 @@ import argparse
 import json
 
 from led_hf.arguments import PoolArguments
-from led_hf.config import add_dataclass_options
+from led_hf.config import add_dataclass_options, positive_int
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
 
@@ -45,20 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="teacher kind (default: the checkpoint's led_config.json)",
     )
-    parser.add_argument("--query-max-length", type=int, default=32, help="SPLADE teacher: query tokens (32)")
     parser.add_argument(
-        "--passage-max-length", type=int, default=128, help="SPLADE teacher: passage tokens (128)"
+        "--query-max-length", type=positive_int, default=32, help="SPLADE teacher: query tokens (32)"
+    )
+    parser.add_argument(
+        "--passage-max-length", type=positive_int, default=128, help="SPLADE teacher: passage tokens (128)"
     )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         default=None,
         help="cross-encoder: pair tokens (default: its training length, else 256)",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="texts or pairs per forward pass (64)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="texts or pairs per forward pass (64)"
+    )
     parser.add_argument(
         "--queries-per-chunk",
-        type=int,
+        type=positive_int,
         default=64,
         help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)",
     )
@@ -71,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--part-queries",
-        type=int,
+        type=positive_int,
         default=4096,
         help="queries per resumable part: a rerun after a kill scores only missing parts (4096)",
     )
