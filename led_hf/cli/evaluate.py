@@ -53,10 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    qrels = PreparedData(args.data).qrels_dict(args.split)
+    data = PreparedData(args.data)
+    qrels = data.qrels_dict(args.split)
     if not qrels:
         raise LedError(f"qrels split {args.split!r} of {args.data} is empty")
     run = read_run(args.run)
+    run = _strip_bom_ids(run, qrels, args.run)
+    _warn_unknown_passages(run, data, args.run)
     unknown = sum(1 for qid in run if qid not in qrels)
     if unknown:
         print(
@@ -79,3 +82,35 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(json.dumps(metrics, indent=2) + "\n")
     print(text)
     return 0
+
+
+BOM = "\ufeff"
+
+
+def _strip_bom_ids(run: dict, qrels: dict, path: str) -> dict:
+    """A run written by a tool that starts its file with a UTF-8 BOM has "\\ufeffQID" as its first query id:
+    it would silently count as a query without judgments. Match it without the BOM, and say so."""
+    fixed = [qid for qid in run if qid.startswith(BOM) and qid not in qrels and qid.lstrip(BOM) in qrels]
+    if not fixed:
+        return run
+    print(
+        f"warning: {path}: query id {fixed[0].lstrip(BOM)!r} starts with a UTF-8 byte-order mark; "
+        f"matched without it ({len(fixed)} id(s))",
+        file=sys.stderr,
+    )
+    return {qid.lstrip(BOM) if qid in fixed else qid: passages for qid, passages in run.items()}
+
+
+def _warn_unknown_passages(run: dict, data, path: str) -> None:
+    """Passage ids that are not in the corpus mean the run belongs to another dataset (or its ids were
+    mangled): its metrics would be silently low."""
+    pids = sorted({pid for passages in run.values() for pid in passages})
+    if not pids:
+        return
+    missing = [pid for pid, row in zip(pids, data.pid_index.rows(pids, strict=False)) if row < 0]
+    if missing:
+        print(
+            f"warning: {path}: {len(missing)} of {len(pids)} passage ids are not in the corpus of "
+            f"{data.root} (e.g. {missing[0]!r}); is the run from another dataset?",
+            file=sys.stderr,
+        )

@@ -35,11 +35,17 @@ def read_run(path: str | os.PathLike) -> Run:
     """
     run: Run = {}
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as err:
         raise LedError(f"cannot read run {path}: {err.strerror}") from err
     with handle:
-        for line_number, line in enumerate(handle, start=1):
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(
+                    path, line_number, f"not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from None
             fields = line.split()
             if not fields:
                 continue

@@ -215,9 +215,16 @@ class MiningJob:
         if is_main:
             start_work_folder(self.work, plan, self.overwrite, "mining work")
         barrier()
-
-        searcher = make_searcher(self, plan, state)
-        searcher.prepare_corpus(rank, world, barrier)
+        try:
+            searcher = make_searcher(self, plan, state)
+            searcher.prepare_corpus(rank, world, barrier)
+        except LedError:
+            # A refused input (a mismatched index, a wrong model kind) must not leave a work folder whose
+            # plan then blocks the corrected command. Only a folder holding no more than its plan goes: an
+            # encoded corpus or mined shards are kept for the resume.
+            if is_main and all(p.is_dir() or p.name == "plan.json" for p in self.work.rglob("*")):
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise
         num_shards = plan["num_shards"]
         qrels = self.data.qrels_dict(self.split)
         done = reused = 0

@@ -29,6 +29,7 @@ from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
+from led_hf.secrets import shown_command
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,10 @@ class Pipeline:
             print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
             start = time.perf_counter()
             for command in stage.commands:
-                print("    $ led " + " ".join(command), flush=True)
+                print("    $ " + shown_command(command), flush=True)
                 status = run_command(command)
                 if status != 0:
-                    raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
+                    raise LedError(f"stage {stage.name}: `{shown_command(command)}` failed (exit {status})")
             record = {
                 "name": stage.name,
                 "description": stage.description,

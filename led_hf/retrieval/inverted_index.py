@@ -61,7 +61,7 @@ def _build_part(shard_folder: Path, part: Path, vocab_size: int, quantized: bool
     rows = np.repeat(np.arange(len(shard), dtype=np.int32), np.diff(shard.indptr))[keep]
     terms, weights = shard.indices[keep], weights[keep]
     order = np.argsort(terms, kind="stable")  # stable: rows stay increasing inside each term
-    with atomic_directory(part, overwrite=True) as staging:
+    with atomic_directory(part, overwrite=True, markers=None) as staging:
         np.save(staging / "term_counts.npy", np.bincount(terms, minlength=vocab_size).astype(np.int64))
         np.save(staging / "doc_rows.npy", rows[order])
         np.save(staging / "weights.npy", weights[order])
