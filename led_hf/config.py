@@ -76,7 +76,7 @@ def parse_arguments(
             raise InputError(config_path, None, f"unknown option(s) {', '.join(unknown)}")
         # The file's values become the parser's defaults: flags still win, and a required option
         # given by the file is no longer required on the command line.
-        field_types = {f.name: str(f.type) for cls in dataclass_types for f in dataclasses.fields(cls)}
+        field_types = declared_types(dataclass_types)
         defaults = {}
         for action in parser._actions:
             if action.dest in file_values:
@@ -114,6 +114,16 @@ def check_training_ranges(*instances) -> None:
                 raise LedError(f"--{name}: must be >= {smallest}, got {value}")
 
 
+def declared_types(dataclass_types) -> dict[str, str]:
+    """{field: its annotation as text}, read from the classes' own annotations: HfArgumentParser rewrites
+    `field.type` (Optional[int] -> int) in place, so the fields no longer say what None-able options are."""
+    types: dict[str, str] = {}
+    for cls in dataclass_types:
+        for klass in reversed(cls.__mro__):
+            types.update({name: str(kind) for name, kind in vars(klass).get("__annotations__", {}).items()})
+    return types
+
+
 def _check_shape(action, value, field_type: str, path: Path) -> None:
     """A config value has the option's type: 1.5 for an integer option, a list or a mapping for a scalar one
     and "maybe" for a boolean are refused here instead of being truncated, stringified or taken as true."""
@@ -124,7 +134,7 @@ def _check_shape(action, value, field_type: str, path: Path) -> None:
         return
     if isinstance(value, dict) and "dict" in field_type:
         return
-    if value is None and ("None" in field_type or action.default is None):
+    if value is None and ("None" in field_type or "Optional" in field_type or action.default is None):
         return
     convert = action.type if callable(action.type) else None
     kind = "a boolean" if getattr(convert, "__name__", "") == "string_to_bool" else None

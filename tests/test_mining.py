@@ -411,11 +411,12 @@ def test_refusals_and_overwrite(data, dense_model, capsys):
     assert "margin" in capsys.readouterr().err
     for bad in (
         ["--name", "../evil", "--bm25"],
-        ["--name", "k", "--bm25", "--keep", "0"],
         ["--name", "k", "--bm25", "--sample-ranks", "5"],
         ["--name", "k", "--model", data / "nope"],
     ):
         assert mine(data, *bad) == 1
+    assert mine(data, "--name", "k", "--bm25", "--keep", "0") == 2  # a usage error, caught by the parser
+    assert "--keep: expected a positive integer, got 0" in capsys.readouterr().err
     assert not (data / "negatives" / "k").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["mine", "--help"])
