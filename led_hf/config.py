@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
-from led_hf.errors import InputError, LedError
+from led_hf.errors import InputError, LedError, UsageError
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 ARGS_FILE_NAME = "led_args.json"
@@ -88,6 +88,10 @@ def parse_arguments(
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
     except (TypeError, ValueError) as err:  # a dataclass rejected a value (e.g. a bad choice)
+        unused = re.search(r"not used by the HfArgumentParser: \[(.*)\]", str(err))
+        if unused:
+            names = " ".join(part.strip(" '\"") for part in unused.group(1).split(","))
+            raise UsageError(f"unknown option(s) {names} (see --help)", prog=prog) from err
         raise LedError(f"invalid arguments: {err}") from err
     check_training_ranges(*parsed)
     return parsed

@@ -591,3 +591,16 @@ def test_two_gloo_processes_equal_one_process(data, dense_model, splade_model, k
     assert two == one and len(one) == len(positives(data))
     manifest = json.loads((data / "negatives" / f"{kind}-ddp" / "manifest.json").read_text())
     assert manifest["num_processes"] == 2 and manifest["shards_this_run"] + manifest["shards_resumed"] == 2
+
+
+def test_a_refused_input_leaves_no_work_folder_blocking_the_corrected_command(data, dense_model, capsys):
+    """issue 13 item 6: a mine refused after its plan was written (here: sparse --corpus-embeddings for a
+    dense model) used to leave DATA/.mine-NAME/ whose plan then refused the corrected command."""
+    wrong = data.parent / "sparse-enc"
+    wrong.mkdir()
+    (wrong / "manifest.json").write_text(json.dumps({"kind": "sparse"}), encoding="utf-8")
+    assert mine(data, "--name", "m", "--model", dense_model, "--corpus-embeddings", wrong, "--depth", 4) == 1
+    assert "holds 'sparse' vectors" in capsys.readouterr().err
+    assert not (data / ".mine-m").exists()
+    assert mine(data, "--name", "m", "--model", dense_model, "--depth", 4, "--keep", 2) == 0
+    assert read_negatives(data, "m")

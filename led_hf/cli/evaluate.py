@@ -98,7 +98,10 @@ def _strip_bom_ids(run: dict, qrels: dict, path: str) -> dict:
         f"matched without it ({len(fixed)} id(s))",
         file=sys.stderr,
     )
-    return {qid.lstrip(BOM) if qid in fixed else qid: passages for qid, passages in run.items()}
+    merged: dict = {}
+    for qid, passages in run.items():  # the BOM is on the file's first line only: merge with its other lines
+        merged.setdefault(qid.lstrip(BOM) if qid in fixed else qid, {}).update(passages)
+    return merged
 
 
 def _warn_unknown_passages(run: dict, data, path: str) -> None:
