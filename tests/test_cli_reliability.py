@@ -190,3 +190,28 @@ def test_a_read_only_output_is_one_line(capsys, tmp_path, beir_dir):
         capsys, "prepare", "--format", "beir", "--input", beir_dir, "--output", locked / "o"
     )
     assert code == 1 and len(lines) == 1 and str(locked) in lines[0]
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]", b"\xff\xfe{}"])
+def test_a_pipeline_config_that_is_no_json_object_is_one_line(capsys, tmp_path, content):
+    config = tmp_path / "pipeline.json"
+    config.write_bytes(content)
+    code, lines = run_led(capsys, "pipeline", config)
+    assert code == 1 and len(lines) == 1 and str(config) in lines[0]
+
+
+def test_an_encoding_manifest_that_is_not_utf8_is_one_line(capsys, tmp_path):
+    for side in ("p", "q"):
+        (tmp_path / side).mkdir()
+        (tmp_path / side / "manifest.json").write_bytes(b'{"kind": "d\xe9nse"}')
+    code, lines = run_led(
+        capsys,
+        "search",
+        "--passages",
+        tmp_path / "p",
+        "--queries",
+        tmp_path / "q",
+        "--output",
+        tmp_path / "r",
+    )
+    assert code == 1 and len(lines) == 1 and "manifest.json: not UTF-8" in lines[0]

@@ -53,8 +53,10 @@ class Pipeline:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
             raise LedError(f"{path}: cannot read pipeline config: {err}") from err
+        if not isinstance(raw, dict):
+            raise LedError(f"{path}: a pipeline config is one JSON object with 'output' and 'stages'")
         out = output or raw.get("output")
         if not out:
             raise LedError(f"{path}: no 'output' folder (set it in the file or pass --output)")
