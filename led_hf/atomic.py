@@ -38,7 +38,7 @@ def atomic_directory(
     target.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(target):
         remove_stale_staging(target)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        staging = Path(_staged(tempfile.mkdtemp, target, prefix=f".{target.name}.tmp-", dir=target.parent))
         # mkdtemp creates 0700 folders; give the result the permissions a plain mkdir() would have.
         os.chmod(staging, 0o777 & ~_umask())
         try:
@@ -103,6 +103,14 @@ def remove_stale_staging(target: Path) -> list[Path]:
     return removed
 
 
+def _staged(make, target: Path, **where):
+    """`make(**where)` (mkdtemp / mkstemp); an OSError names the output asked for, not the temporary name."""
+    try:
+        return make(**where)
+    except OSError as err:
+        raise LedError(f"cannot write {target}: {err.strerror or err}") from err
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -114,7 +122,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     """Open a temporary file beside `path` for writing; it is renamed to `path` only if the block succeeds."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    fd, staging = _staged(tempfile.mkstemp, target, prefix=f".{target.name}.tmp-", dir=target.parent)
     os.close(fd)
     try:
         with open(staging, mode, encoding=None if "b" in mode else encoding) as handle:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import os
 import re
 import sys
 
@@ -124,6 +125,12 @@ def _command(argv: list[str]) -> str:
 def describe_os_error(err: OSError) -> str:
     """`PATH: reason` (both paths for a rename), e.g. "out/run.trec: Permission denied"."""
     reason = err.strerror or str(err) or type(err).__name__
+    if (
+        isinstance(err, FileExistsError | NotADirectoryError)
+        and err.filename
+        and os.path.isfile(err.filename)
+    ):
+        reason = "is a file, where a folder is needed"  # mkdir of OUT/sub when OUT is a file
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 

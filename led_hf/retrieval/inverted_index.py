@@ -399,6 +399,10 @@ def search_sparse(
         raise LedError(f"{index_path} is not an index folder (no manifest.json; run `led index`)")
     index_manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     kind = index_manifest.get("kind")
+    if kind not in ("inverted", "lucene-impact"):
+        raise LedError(
+            f"{index_path} holds a {kind!r} index; sparse search needs `led index --vectors` output"
+        )
     query_manifest, queries = load_sparse_vectors(query_vectors_path)
     check_pair(query_manifest, query_vectors_path, index_manifest, index_path)
     if kind == "lucene-impact":
