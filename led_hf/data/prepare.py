@@ -38,7 +38,7 @@ from led_hf.data.arrow_tables import (
     IdSet,
     TableWriter,
 )
-from led_hf.data.readers import Problems, id_problem, read_fields, read_jsonl, read_trec_run
+from led_hf.data.readers import Problems, id_problem, read_fields, read_trec_run
 from led_hf.errors import InputError, LedError
 from led_hf.version import __version__
 
