@@ -5,7 +5,7 @@ Inputs and outputs are read from the commands' options: `--data`, `--input`, `--
 inputs; `--output`, `--output_dir` are outputs, and so are `DATA/negatives/NAME` of `mine --name NAME` and
 `DATA/teacher_scores/NAME` of `score-teacher --name NAME`. An input must exist on disk, or lie inside (or
 contain) the output of an earlier command of the plan; a name that looks like a Hugging Face Hub id
-(`org/name` whose `org` is no local folder) or `bundled:...` is listed as such and not checked. The first
+(`org/name` whose `org` is no local folder) given to a model option, or `bundled:...`, is listed as such and not checked. The first
 input that is neither is a one-line error naming the stage and the input.
 """
 
@@ -33,6 +33,14 @@ INPUT_FLAGS = {
     "--teacher_model_name_or_path",
     "--cross_encoder_name_or_path",
 }
+# options that may name a Hub model instead of a folder (and `prepare --format hf --input` a Hub dataset)
+HUB_FLAGS = {
+    "--model",
+    "--teacher",
+    "--model_name_or_path",
+    "--teacher_model_name_or_path",
+    "--cross_encoder_name_or_path",
+}
 OUTPUT_FLAGS = {"--output", "--output_dir", "--output-dir"}
 NAMED_OUTPUTS = {"mine": "negatives", "score-teacher": "teacher_scores"}
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -41,7 +49,7 @@ HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 @dataclass
 class CommandPlan:
     line: list[str]
-    inputs: list[str]
+    inputs: list[tuple[str, bool]]  # (value, may be a Hub id)
     outputs: list[str]
 
 
@@ -59,11 +67,17 @@ def command_plan(argv: list[str], launcher: list[str] | None) -> CommandPlan:
     from led_hf.pipeline.runner import command_line
 
     everything = [*(launcher or []), *argv]
-    inputs = [v for flag in sorted(INPUT_FLAGS) for v in [_value(everything, flag)] if v is not None]
+    hub_flags = HUB_FLAGS | ({"--input"} if _value(argv, "--format") == "hf" else set())
+    inputs = [
+        (value, flag in hub_flags)
+        for flag in sorted(INPUT_FLAGS)
+        for value in [_value(everything, flag)]
+        if value is not None
+    ]
     if argv[:1] == ["search"] and _value(argv, "--queries"):  # elsewhere --queries names a split
-        inputs.append(_value(argv, "--queries"))
+        inputs.append((_value(argv, "--queries"), False))
     if argv[:1] == ["train"] and len(argv) > 2 and argv[2].endswith(".json"):
-        inputs.insert(0, argv[2])
+        inputs.insert(0, (argv[2], False))
     outputs = [v for flag in sorted(OUTPUT_FLAGS) for v in [_value(argv, flag)] if v is not None]
     if argv[:1] and argv[0] in NAMED_OUTPUTS and _value(argv, "--name") and _value(argv, "--data"):
         outputs.append(f"{_value(argv, '--data')}/{NAMED_OUTPUTS[argv[0]]}/{_value(argv, '--name')}")
@@ -75,7 +89,7 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder + "/") or folder.startswith(path + "/")
 
 
-def classify(value: str, produced: list[str], output: str) -> str | None:
+def classify(value: str, produced: list[str], output: str, hub: bool = False) -> str | None:
     """'produced', 'file', 'hub' or 'bundled' for an input; None when it is none of them."""
     if value.startswith("bundled:"):
         return "bundled"
@@ -86,7 +100,7 @@ def classify(value: str, produced: list[str], output: str) -> str | None:
     if _inside(value, output):
         return None
     first = value.split("/", 1)[0]
-    if HUB_ID.match(value) and not value.startswith(".") and not Path(first).is_dir():
+    if hub and HUB_ID.match(value) and not value.startswith(".") and not Path(first).is_dir():
         return "hub"
     return None
 
@@ -104,8 +118,8 @@ def dry_run(pipeline) -> str:
         for argv in stage.commands:
             plan = command_plan(argv, stage.launcher)
             lines.append("    $ " + " ".join(plan.line))
-            for value in plan.inputs:
-                kind = classify(value, produced, output)
+            for value, hub in plan.inputs:
+                kind = classify(value, produced, output, hub)
                 if kind is None:
                     raise LedError(
                         f"stage {stage.name}: input {value} does not exist and no earlier stage produces it"
