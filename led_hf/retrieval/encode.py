@@ -34,6 +34,7 @@ import torch
 
 from led_hf.atomic import atomic_directory, atomic_file
 from led_hf.errors import LedError
+from led_hf.work_folder import record_content_hashes
 from led_hf.retrieval.encoding_files import (
     EMBEDDINGS,
     IDS,
@@ -256,6 +257,7 @@ def write_shard(
         finally:
             bar.close()
         writer.close()
+        record_content_hashes(staging)
 
 
 def encode_shard(
