@@ -34,7 +34,6 @@ import torch
 
 from led_hf.atomic import atomic_directory, atomic_file
 from led_hf.errors import LedError
-from led_hf.work_folder import record_content_hashes
 from led_hf.retrieval.encoding_files import (
     EMBEDDINGS,
     IDS,
@@ -43,6 +42,7 @@ from led_hf.retrieval.encoding_files import (
     shard_dirname,
     shard_folders,
 )
+from led_hf.work_folder import record_content_hashes
 
 # Manifest fields that must agree for a rerun to resume into an existing folder.
 IDENTITY_FIELDS = (
