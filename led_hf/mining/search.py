@@ -15,6 +15,7 @@ as the index is. BM25: bm25s in memory, or a Lucene BM25 index.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -202,12 +203,16 @@ class DenseSearcher(_ModelSearcher):
         )
         self.rank, self.world, self.barrier = rank, world, barrier
         use_gpu = not job.index_factory and gpu_count() > 0 and job.depth <= GPU_MAX_K
-        self.every_process_searches = use_gpu and world > 1
+        # test-only: LED_TEST_SHARDED_SEARCH=1 shards the exact CPU search too (gloo tests of the merge)
+        forced = os.environ.get("LED_TEST_SHARDED_SEARCH") == "1" and not job.index_factory
+        self.every_process_searches = (use_gpu or forced) and world > 1
         device = (self.device.index or 0) if self.device.type == "cuda" else 0
         if self.every_process_searches:
             block = block_of(len(self.shards), rank, world)
             first_row = sum(len(s) for s in self.shards[: block.start])
-            self.index = CorpusIndex(self.shards[block.start : block.stop], first_row, gpu_device=device)
+            self.index = CorpusIndex(
+                self.shards[block.start : block.stop], first_row, gpu_device=device if use_gpu else None
+            )
         else:
             self.index = CorpusIndex(
                 self.shards,
