@@ -42,6 +42,7 @@ from led_hf.retrieval.encoding_files import (
     shard_dirname,
     shard_folders,
 )
+from led_hf.work_folder import record_content_hashes
 
 # Manifest fields that must agree for a rerun to resume into an existing folder.
 IDENTITY_FIELDS = (
@@ -256,6 +257,7 @@ def write_shard(
         finally:
             bar.close()
         writer.close()
+        record_content_hashes(staging)
 
 
 def encode_shard(
