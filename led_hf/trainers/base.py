@@ -9,6 +9,8 @@
   folder + metadata), then a model card (`README.md`). No pickled `training_args.bin`.
 - resuming: checkpoints hold plain backbones, so `_load_from_checkpoint` / `_load_best_model` call the
   model's `load_weights(folder)` instead of loading a state dict of the wrapper.
+- non-finite losses / gradient norms: a `NonFiniteGuard` (trainers/numerics.py) stops training with one
+  line naming the step and the loss part, or skips the update (`on_nonfinite`), checked once per step.
 - epochs: an `EpochCallback` tells the training groups which epoch starts (fresh negatives each epoch).
 - retrieval metrics: with a `retrieval_evaluator` (led_hf.evaluation.evaluator.RetrievalEvaluator),
   `evaluate()` adds its metrics (e.g. `eval_ndcg@10`) using the subclass's `make_encoders(model)`.
@@ -24,6 +26,7 @@ from transformers import Trainer
 
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
+from led_hf.trainers.numerics import NonFiniteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class RetrievalTrainer(Trainer):
         self.model_args = model_args
         self.data_args = data_args
         self.retrieval_evaluator = retrieval_evaluator
+        self.numerics = NonFiniteGuard(getattr(self.args, "on_nonfinite", "stop"))
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -65,12 +69,33 @@ class RetrievalTrainer(Trainer):
         """Remember named loss parts of this micro-batch (detached) for the next log line."""
         mode = "train" if self.model.training else "eval"
         for name, value in parts.items():
-            self._metrics[mode][name].append(
-                float(value.detach().float().item() if torch.is_tensor(value) else value)
-            )
+            value = float(value.detach().float().item() if torch.is_tensor(value) else value)
+            self._metrics[mode][name].append(value)
+            if mode == "train":
+                self.numerics.observe_part(name, value)
+
+    # -- non-finite losses and gradient norms (trainers/numerics.py) --------------------------------
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        return self.numerics.observe_loss(super().training_step(model, inputs, num_items_in_batch))
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        # Under fp16 the GradScaler skips inf gradients itself (and lowers its scale): only losses count.
+        skip = self.numerics.check_step(
+            grad_norm,
+            step=self.state.global_step + 1,
+            accelerator=self.accelerator,
+            check_grad_norm=self.accelerator.scaler is None,
+        )
+        if skip:  # no gradient: the optimizer leaves the weights and its moments untouched
+            for parameter in model.parameters():
+                parameter.grad = None
+        return grad_norm
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train" if "loss" in logs else None
+        if mode == "train":
+            logs = self.numerics.adjust_logs(logs)
         if mode is not None and self._metrics[mode]:
             names = sorted(self._metrics[mode])
             means = torch.tensor(
