@@ -48,7 +48,7 @@ from led_hf.errors import LedError
 from led_hf.mining.filters import NegativeFilters, select_negatives, to_csr
 from led_hf.mining.search import make_searcher
 from led_hf.modeling.bundled import resolve_model_path
-from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.retrieval.bm25 import write_negatives
 from led_hf.retrieval.encode import _ids, query_source, shard_dirname, shard_range
 from led_hf.version import __version__
@@ -62,15 +62,13 @@ DEFAULT_CORPUS_SHARD_SIZE = 100_000
 
 def model_kind(path: str, kind: str = "auto") -> str:
     """ "dense" or "splade": `kind` when given, else `detect_model_kind`'s answer; a folder it cannot place
-    is dense, a plain masked-LM folder needs --kind."""
+    is dense, a plain masked-LM folder is SPLADE."""
 
     if kind != "auto":
         return kind
     found = detect_model_kind(path)
     if found in ("dense", "splade"):
         return found
-    if found == MASKED_LM:
-        raise LedError(f"{path} is a plain masked-LM folder: pass --kind splade (or --kind dense)")
     if found is not None:
         raise LedError(f"{path} holds a {found!r} model; mining needs a dense or SPLADE retriever")
     return "dense"

@@ -15,7 +15,7 @@ from pathlib import Path
 from led_hf.errors import LedError
 
 LED_CONFIG_NAME = "led_config.json"
-MASKED_LM = "masked-lm"  # detect_model_kind's answer for a plain masked-LM folder
+MASKED_LM = "masked-lm"  # detect_model_kind's earlier answer for a plain masked-LM folder (now "splade")
 
 
 def read_json_file(path: str | os.PathLike, filename: str):
@@ -77,8 +77,8 @@ def detect_model_kind(path: str | os.PathLike) -> str | None:
     1. `led_config.json`'s "kind" ("dense", "splade", "cross-encoder", ...);
     2. "cross-encoder" when `config.json` names a `*ForSequenceClassification` architecture (a hub cross-encoder);
     3. "dense" with sentence-transformers metadata (`modules.json`);
-    4. "masked-lm" when `config.json` names a `*ForMaskedLM` architecture: a plain MLM folder, which a
-       SPLADE teacher can load but which could start a dense model too (each command decides);
+    4. "splade" when `config.json` names a `*ForMaskedLM` architecture (a plain MLM folder such as
+       `bundled:splade-tiny`: its head gives SPLADE's term weights; `--kind dense` still overrides);
     5. None otherwise (the caller decides, e.g. from the command it runs).
     """
     kind = read_led_config(path).get("kind")
@@ -91,5 +91,5 @@ def detect_model_kind(path: str | os.PathLike) -> str | None:
     if read_json_file(path, "modules.json") is not None:
         return "dense"
     if any(str(name).endswith("ForMaskedLM") for name in architectures):
-        return MASKED_LM
+        return "splade"
     return None
