@@ -267,6 +267,13 @@ class MiningJob:
             rows.append(np.load(folder / "rows.npy", allow_pickle=False))
             scores.append(np.load(folder / "scores.npy", allow_pickle=False))
         counts, rows, scores = np.concatenate(counts), np.concatenate(rows), np.concatenate(scores)
+        if qids and not len(rows):  # e.g. NaN embeddings: faiss answers -1 everywhere, the filters keep none
+            if not self.keep_work:  # its shards hold nothing worth resuming
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise LedError(
+                f"mining {self.name}: no negative for any of the {len(qids)} queries of {self.split} (the search "
+                "found nothing: non-finite embeddings? or the filters dropped every candidate); nothing written"
+            )
         nonempty = counts > 0  # queries left with no negative are omitted, as `negatives_from_results` does
         offsets = np.zeros(int(nonempty.sum()) + 1, dtype=np.int32 if len(rows) < 2**31 else np.int64)
         np.cumsum(counts[nonempty], out=offsets[1:])
