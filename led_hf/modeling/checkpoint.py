@@ -3,7 +3,8 @@
 `led_config.json` says which kind of model a folder holds and how to use it, e.g.
 `{"kind": "dense", "pooling": "cls", "normalize": false, "temperature": 1.0, "separate_encoders": false}`.
 A folder without it is still a valid plain HF folder; readers then fall back to other metadata
-(sentence-transformers' `modules.json`, `1_Pooling/config.json`).
+(sentence-transformers' `modules.json`, `1_Pooling/config.json`), except in a training run's output
+folder (`led_args.json`), where its absence means the model is not (completely) saved.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from led_hf.errors import LedError
 
 LED_CONFIG_NAME = "led_config.json"
+RUN_ARGS_NAME = "led_args.json"  # led_hf.config.ARGS_FILE_NAME: marks a training run's output folder
 MASKED_LM = "masked-lm"  # detect_model_kind's earlier answer for a plain masked-LM folder (now "splade")
 
 
@@ -47,9 +49,19 @@ def read_json_file(path: str | os.PathLike, filename: str):
 
 
 def read_led_config(path: str | os.PathLike) -> dict:
-    """`led_config.json` of a checkpoint folder (or hub id), or {} when it has none."""
+    """`led_config.json` of a checkpoint folder (or hub id), or {} when it has none.
+
+    A training run's output folder (it holds `led_args.json`) without `led_config.json` has no complete
+    model (training still running or killed, or a save interrupted: `led_config.json` is moved in last):
+    refused, so that no command loads it as a plain HF folder with default pooling.
+    """
     config = read_json_file(path, LED_CONFIG_NAME)
     if config is None:
+        if (Path(path) / RUN_ARGS_NAME).is_file():
+            raise LedError(
+                f"{path} is a led-hf training run without a saved model (no {LED_CONFIG_NAME}: still training, "
+                "or killed before its final save; rerun the training command to resume)"
+            )
         return {}
     if not isinstance(config, dict):
         raise LedError(f"{Path(path) / LED_CONFIG_NAME}: expected a JSON object")

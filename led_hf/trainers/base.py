@@ -6,7 +6,8 @@
   `loss_is_scaled_for_ga = False` tells `Trainer.training_step` to divide it by the number of
   accumulation steps, so that k accumulated micro-batches give the mean of their gradients.
 - saving: `_save` writes the model's own `save_pretrained(path, tokenizer=...)` (a plain HF backbone
-  folder + metadata), then a model card (`README.md`). No pickled `training_args.bin`.
+  folder + metadata), then a model card (`README.md`), staged and moved in with `led_config.json` last
+  (atomic.staged_contents). No pickled `training_args.bin`.
 - resuming: checkpoints hold plain backbones, so `_load_from_checkpoint` / `_load_best_model` call the
   model's `load_weights(folder)` instead of loading a state dict of the wrapper.
 - non-finite losses / gradient norms: a `NonFiniteGuard` (trainers/numerics.py) stops training with one
@@ -24,6 +25,8 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 
+from led_hf.atomic import staged_contents
+from led_hf.modeling.checkpoint import LED_CONFIG_NAME
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
 from led_hf.trainers.numerics import NonFiniteGuard
@@ -133,16 +136,18 @@ class RetrievalTrainer(Trainer):
         if not self.args.should_save:
             return
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        model.save_pretrained(output_dir, tokenizer=self.processing_class, state_dict=state_dict)
-        write_model_card(
-            output_dir,
-            model=model,
-            args=self.args,
-            state=self.state,
-            model_args=self.model_args,
-            data_args=self.data_args,
-            loss_description=self.loss_description,
-        )
+        # Staged, `led_config.json` moved last: a kill mid-save never leaves a folder that loads as a model.
+        with staged_contents(output_dir, LED_CONFIG_NAME) as staging:
+            model.save_pretrained(staging, tokenizer=self.processing_class, state_dict=state_dict)
+            write_model_card(
+                staging,
+                model=model,
+                args=self.args,
+                state=self.state,
+                model_args=self.model_args,
+                data_args=self.data_args,
+                loss_description=self.loss_description,
+            )
 
     def create_model_card(self, *args, **kwargs) -> None:
         """`push_to_hub` calls this: keep our card (the stock one assumes a PreTrainedModel)."""
