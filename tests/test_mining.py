@@ -161,16 +161,10 @@ def test_splade_mining_equals_exact_sparse_search(data, splade_model, tiny_bert_
     assert_same_ranking(mined, {q: v for q, v in expected.items() if v}, atol=1e-4)
     manifest = json.loads((data / "negatives" / "sp-stg1" / "manifest.json").read_text())
     assert (manifest["kind"], manifest["backend"]) == ("splade", "inverted")
-    # a plain masked-LM folder says nothing about its kind: --kind is required, and gives the same result
-    assert mine(data, "--name", "raw", "--model", tiny_bert_mlm_dir, "--depth", 7, "--keep", 5) == 1
-    assert "--kind splade" in capsys.readouterr().err
-    assert (
-        mine(
-            data, "--name", "raw", "--model", tiny_bert_mlm_dir, "--kind", "splade", "--depth", 7, "--keep", 5
-        )
-        == 0
-    )
+    # a plain masked-LM folder is SPLADE without --kind (detect_model_kind), and gives the same result
+    assert mine(data, "--name", "raw", "--model", tiny_bert_mlm_dir, "--depth", 7, "--keep", 5) == 0
     assert read_negatives(data, "raw") == mined
+    assert json.loads((data / "negatives" / "raw" / "manifest.json").read_text())["kind"] == "splade"
 
 
 def test_filters_through_the_cli(data, dense_model):

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=("auto", "dense", "splade"),
         default="auto",
-        help="model kind; auto reads the checkpoint (a plain masked-LM folder needs --kind splade)",
+        help="model kind; auto reads the checkpoint (a plain masked-LM folder is SPLADE)",
     )
     parser.add_argument(
         "--backend",

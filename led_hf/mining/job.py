@@ -49,7 +49,7 @@ from led_hf.mining.filters import NegativeFilters, select_negatives, to_csr
 from led_hf.mining.progress import ShardProgress
 from led_hf.mining.search import make_searcher
 from led_hf.modeling.bundled import resolve_model_path
-from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.retrieval.bm25 import write_negatives
 from led_hf.retrieval.encode import _ids, query_source, shard_dirname, shard_range
 from led_hf.version import __version__
@@ -63,15 +63,13 @@ DEFAULT_CORPUS_SHARD_SIZE = 100_000
 
 def model_kind(path: str, kind: str = "auto") -> str:
     """ "dense" or "splade": `kind` when given, else `detect_model_kind`'s answer; a folder it cannot place
-    is dense, a plain masked-LM folder needs --kind."""
+    is dense, a plain masked-LM folder is SPLADE."""
 
     if kind != "auto":
         return kind
     found = detect_model_kind(path)
     if found in ("dense", "splade"):
         return found
-    if found == MASKED_LM:
-        raise LedError(f"{path} is a plain masked-LM folder: pass --kind splade (or --kind dense)")
     if found is not None:
         raise LedError(f"{path} holds a {found!r} model; mining needs a dense or SPLADE retriever")
     return "dense"
@@ -293,6 +291,13 @@ class MiningJob:
             rows.append(np.load(folder / "rows.npy", allow_pickle=False))
             scores.append(np.load(folder / "scores.npy", allow_pickle=False))
         counts, rows, scores = np.concatenate(counts), np.concatenate(rows), np.concatenate(scores)
+        if qids and not len(rows):  # e.g. NaN embeddings: faiss answers -1 everywhere, the filters keep none
+            if not self.keep_work:  # its shards hold nothing worth resuming
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise LedError(
+                f"mining {self.name}: no negative for any of the {len(qids)} queries of {self.split} (the search "
+                "found nothing: non-finite embeddings? or the filters dropped every candidate); nothing written"
+            )
         nonempty = counts > 0  # queries left with no negative are omitted, as `negatives_from_results` does
         offsets = np.zeros(int(nonempty.sum()) + 1, dtype=np.int32 if len(rows) < 2**31 else np.int64)
         np.cumsum(counts[nonempty], out=offsets[1:])

@@ -32,7 +32,7 @@ from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
 from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
 from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
-from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.precision import resolve_precision
 from led_hf.retrieval.sparse_vectors import MappedSparseRows
 from led_hf.scoring.scorers import (
@@ -95,7 +95,7 @@ def score_teacher(
         raise LedError(f"{out} already exists (pass --overwrite to replace it)")
     path = resolve_model_path(teacher)
     if kind is None:  # a plain masked-LM folder (e.g. bundled:splade-tiny) is a SPLADE teacher
-        kind = {MASKED_LM: "splade"}.get(detect_model_kind(path), detect_model_kind(path))
+        kind = detect_model_kind(path)
     if kind not in TEACHER_KINDS:
         raise LedError(
             f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}"
