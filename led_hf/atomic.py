@@ -37,7 +37,7 @@ def atomic_directory(
         check_replaceable(target, markers)
     target.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(target):
-        remove_stale_staging(target)
+        remove_leftovers(target)
         staging = Path(_staged(tempfile.mkdtemp, target, prefix=f".{target.name}.tmp-", dir=target.parent))
         # mkdtemp creates 0700 folders; give the result the permissions a plain mkdir() would have.
         os.chmod(staging, 0o777 & ~_umask())
@@ -89,7 +89,7 @@ def output_lock(target: str | os.PathLike) -> Iterator[None]:
         handle.close()
 
 
-def remove_stale_staging(target: Path) -> list[Path]:
+def remove_leftovers(target: Path) -> list[Path]:
     """Delete the `.NAME.tmp-*` / `.NAME.old-*` leftovers of a killed run (call with the lock held)."""
     removed = []
     for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
