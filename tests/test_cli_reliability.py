@@ -176,7 +176,7 @@ def test_pipeline_prints_and_raises_without_the_token(capsys, tmp_path):
     config.write_text(json.dumps({"output": str(tmp_path / "out"), "stages": [stage]}), encoding="utf-8")
     pipeline = Pipeline.from_file(config)
     with pytest.raises(LedError) as failure:
-        pipeline.run(lambda argv: 3)
+        pipeline.run(lambda argv, launcher=None: 3)
     printed = capsys.readouterr()
     assert TOKEN not in printed.out + printed.err and TOKEN not in str(failure.value)
     assert f"--hub_token {MASK}" in printed.out and "exit 3" in str(failure.value)
