@@ -98,8 +98,9 @@ class DataArguments:
     eval_split: str | None = field(
         default=None,
         metadata={
-            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) after training and "
-            "at every `trainer.evaluate()`; metrics go to the logs, eval_results.json and the model card."
+            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) at every "
+            "eval_strategy step/epoch and after training (no eval_dataset needed); metrics (eval_ndcg@10, "
+            "eval_mrr@10, ...) go to the logs, metric_for_best_model, eval_results.json and the model card."
         },
     )
     eval_mode: str = field(
@@ -110,12 +111,13 @@ class DataArguments:
     )
     eval_max_queries: int | None = field(
         default=1000,
-        metadata={"help": "Evaluate a fixed, seeded subset of this many queries (spec §6: 1000)."},
+        metadata={"help": "Evaluate a fixed, seeded subset of this many queries (docs/method.md §6: 1000)."},
     )
     eval_max_passages: int | None = field(
         default=None,
         metadata={
-            "help": "full mode: search a sub-corpus of this many passages (judged ones first); default all."
+            "help": "full mode: search a sub-corpus of this many passages: the subset's judged passages, its "
+            "candidates, then seeded distractors; default the full corpus."
         },
     )
 

@@ -1,6 +1,6 @@
 """`led train splade CONFIG [--flag value ...]`: the SPLADE (lexicon-aware) retriever recipe, top to bottom.
 
-parse -> seed -> model -> data -> trainer -> train (resume) -> save (+ card)
+parse -> seed -> model -> data -> trainer -> train (resume) -> [retrieval eval] -> save (+ card)
 
     led train splade configs/demo/lex_scifact.json --max_steps 20              # bundled SPLADE-tiny
     accelerate launch scripts/train_splade.py configs/msmarco/lex_warmup.json --learning_rate 3e-5
@@ -36,7 +36,13 @@ def train_splade(
     """Run the recipe; returns the trainer (its model, state and log history)."""
     from transformers import AutoTokenizer
 
-    from led_hf.cli.train_dense import fit_and_save, start_run, tensor_core_padding, train_groups_from_args
+    from led_hf.cli.train_dense import (
+        fit_and_save,
+        retrieval_evaluator_from_args,
+        start_run,
+        tensor_core_padding,
+        train_groups_from_args,
+    )
     from led_hf.collators.train import TrainCollator
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.modeling.splade import SpladeEncoder
@@ -68,6 +74,7 @@ def train_splade(
         training_args.flops_warmup_steps,
     )
 
+    evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
     trainer = SpladeTrainer(
         model=model,
         args=training_args,
@@ -76,5 +83,6 @@ def train_splade(
         processing_class=tokenizer,
         model_args=model_args,
         data_args=data_args,
+        retrieval_evaluator=evaluator,
     )
-    return fit_and_save(trainer, model_args, data_args, training_args)
+    return fit_and_save(trainer, model_args, data_args, training_args, evaluator)

@@ -11,7 +11,10 @@
   model's `load_weights(folder)` instead of loading a state dict of the wrapper.
 - epochs: an `EpochCallback` tells the training groups which epoch starts (fresh negatives each epoch).
 - retrieval metrics: with a `retrieval_evaluator` (led_hf.evaluation.evaluator.RetrievalEvaluator),
-  `evaluate()` adds its metrics (e.g. `eval_ndcg@10`) using the subclass's `make_encoders(model)`.
+  `evaluate()` adds its metrics (e.g. `eval_ndcg@10`), encoding with `make_encoders(model)` as the
+  subclass's `representation` ("dense" embeddings or "sparse" SPLADE weights). No `eval_dataset` is
+  needed: `eval_strategy` steps/epoch then runs the retrieval evaluation alone, and its metrics drive
+  `metric_for_best_model`, `load_best_model_at_end` and `save_total_limit`.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+import numpy as np
 import torch
 from transformers import Trainer
+from transformers.trainer_utils import IntervalStrategy
 
+from led_hf.collators.encode import encode_passages, encode_texts
+from led_hf.errors import LedError
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
 
@@ -40,12 +47,45 @@ class RetrievalTrainer(Trainer):
     signature_columns = ("qid", "query", "pids", "titles", "texts")
     # One line for the model card; subclasses describe their loss.
     loss_description = ""
+    # What `make_encoders` returns, for the retrieval evaluator: "dense" embeddings or "sparse" term weights.
+    representation = "dense"
 
-    def __init__(self, *args, model_args=None, data_args=None, retrieval_evaluator=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        model=None,
+        args=None,
+        *rest,
+        model_args=None,
+        data_args=None,
+        retrieval_evaluator=None,
+        **kwargs,
+    ):
+        evaluates_by_retrieval = (
+            retrieval_evaluator is not None
+            and args is not None
+            and args.eval_strategy != IntervalStrategy.NO
+            and kwargs.get("eval_dataset") is None
+        )
+        if args is not None and args.eval_strategy != IntervalStrategy.NO and retrieval_evaluator is None:
+            if kwargs.get("eval_dataset") is None:
+                raise LedError(
+                    f"eval_strategy={args.eval_strategy.value} needs something to evaluate: set eval_split "
+                    "(retrieval metrics on that qrels split), or eval_strategy=no"
+                )
+        saved_strategy = args.eval_strategy if args is not None else None
+        if evaluates_by_retrieval:
+            # Trainer.__init__ refuses an eval_strategy without an eval_dataset; the retrieval evaluator
+            # is what evaluates here, so the check is passed with the strategy off and it is put back.
+            args.eval_strategy = IntervalStrategy.NO
+        try:
+            super().__init__(model, args, *rest, **kwargs)
+        finally:
+            if evaluates_by_retrieval:
+                args.eval_strategy = saved_strategy
         self.model_args = model_args
         self.data_args = data_args
         self.retrieval_evaluator = retrieval_evaluator
+        self._pending_eval_metrics: dict[str, float] = {}
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -70,6 +110,10 @@ class RetrievalTrainer(Trainer):
             )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if self._pending_eval_metrics and any(key.startswith("eval_") for key in logs):
+            # in place: the stock evaluate() hands this same dict to on_evaluate and returns it
+            logs.update(self._pending_eval_metrics)
+            self._pending_eval_metrics = {}
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train" if "loss" in logs else None
         if mode is not None and self._metrics[mode]:
             names = sorted(self._metrics[mode])
@@ -88,19 +132,79 @@ class RetrievalTrainer(Trainer):
     def evaluate(
         self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:
-        """The loss on an eval dataset (when there is one) plus the retrieval evaluator's metrics."""
-        metrics: dict[str, float] = {}
+        """The retrieval evaluator's metrics, plus the loss on an eval dataset when there is one.
+
+        Every process must call it (the Trainer does): they share the passage encoding. One log line
+        and one `on_evaluate` callback carry all the metrics.
+        """
+        if self.retrieval_evaluator is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        metrics = self.retrieval_evaluator.evaluate_model(
+            self.accelerator.unwrap_model(self.model),
+            self.make_encoders,
+            metric_key_prefix,
+            representation=self.representation,
+            accelerator=self.accelerator,
+        )
         if eval_dataset is not None or self.eval_dataset is not None:
-            metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-        if self.retrieval_evaluator is not None:
-            metrics.update(
-                self.retrieval_evaluator.evaluate_trainer(self, self.make_encoders, metric_key_prefix)
-            )
+            self._pending_eval_metrics = dict(metrics)  # merged by log() into the stock evaluate()'s metrics
+            try:
+                return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+            finally:
+                self._pending_eval_metrics = {}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
     def make_encoders(self, model):
-        """(encode_queries(texts) -> [n, H], encode_passages(titles, texts) -> [n, H]) for the evaluator."""
-        raise NotImplementedError(f"{type(self).__name__} does not define make_encoders")
+        """(encode_queries(texts), encode_passages(titles, texts)) over `model.encode_query` /
+        `model.encode_passage`, for the retrieval evaluator: length-sorted batches of
+        `per_device_eval_batch_size` at the training max lengths, in the training precision (bf16/fp16
+        autocast). Dense outputs come back as float32 arrays [n, H]; sparse ones as CSR matrices [n, V],
+        made sparse on the device batch by batch."""
+        import scipy.sparse as sp
+
+        from led_hf.evaluation.search import as_csr
+
+        query_length = getattr(self.data_args, "query_max_length", 32)
+        passage_length = getattr(self.data_args, "passage_max_length", 128)
+        tokenizer, device, batch_size = (
+            self.processing_class,
+            self.args.device,
+            self.args.per_device_eval_batch_size,
+        )
+        sparse = self.representation == "sparse"
+
+        def run(encode, lengths, make_batch):
+            order = np.argsort(
+                -np.asarray(lengths), kind="stable"
+            )  # similar lengths together: little padding
+            parts = []
+            for start in range(0, len(order), batch_size):
+                with torch.no_grad(), self.accelerator.autocast():
+                    output = encode(**make_batch(order[start : start + batch_size]).to(device))
+                parts.append(as_csr(output, "batch") if sparse else output.float().cpu().numpy())
+            inverse = np.empty_like(order)
+            inverse[order] = np.arange(len(order))
+            return (sp.vstack(parts, format="csr") if sparse else np.concatenate(parts))[inverse]
+
+        def encode_queries(texts):
+            return run(
+                model.encode_query,
+                [len(t) for t in texts],
+                lambda rows: encode_texts(tokenizer, [texts[i] for i in rows], query_length),
+            )
+
+        def encode_passages_(titles, texts):
+            return run(
+                model.encode_passage,
+                [len(a or "") + len(b) for a, b in zip(titles, texts)],
+                lambda rows: encode_passages(
+                    tokenizer, [titles[i] for i in rows], [texts[i] for i in rows], passage_length
+                ),
+            )
+
+        return encode_queries, encode_passages_
 
     # -- saving and loading --------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:

@@ -10,10 +10,6 @@ Everything else (loss-part logging, GA scaling, saving, resuming, epochs) is `Re
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
-from led_hf.collators.encode import encode_passages, encode_texts
 from led_hf.losses import contrastive_loss, gather_with_grad
 from led_hf.losses.contrastive import positive_rank_accuracy
 from led_hf.trainers.base import RetrievalTrainer
@@ -48,45 +44,3 @@ class DenseTrainer(RetrievalTrainer):
             accuracy=positive_rank_accuracy(query_embeddings, passage_embeddings, group_size, in_batch),
         )
         return (loss, outputs) if return_outputs else loss
-
-    def make_encoders(self, model):
-        """Length-sorted batches of `per_device_eval_batch_size`, the training max lengths (for the evaluator)."""
-        query_length = getattr(self.data_args, "query_max_length", 32)
-        passage_length = getattr(self.data_args, "passage_max_length", 128)
-        tokenizer, device, batch_size = (
-            self.processing_class,
-            self.args.device,
-            self.args.per_device_eval_batch_size,
-        )
-
-        def run(encode, lengths, make_batch) -> np.ndarray:
-            order = np.argsort(
-                -np.asarray(lengths), kind="stable"
-            )  # similar lengths together: little padding
-            out = np.zeros((len(order), 0), dtype=np.float32)
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                with torch.no_grad():
-                    embeddings = encode(**make_batch(rows).to(device)).float().cpu().numpy()
-                if out.shape[1] == 0:
-                    out = np.zeros((len(order), embeddings.shape[1]), dtype=np.float32)
-                out[rows] = embeddings
-            return out
-
-        def encode_queries(texts):
-            return run(
-                model.encode_query,
-                [len(t) for t in texts],
-                lambda rows: encode_texts(tokenizer, [texts[i] for i in rows], query_length),
-            )
-
-        def encode_passages_(titles, texts):
-            return run(
-                model.encode_passage,
-                [len(a or "") + len(b) for a, b in zip(titles, texts)],
-                lambda rows: encode_passages(
-                    tokenizer, [titles[i] for i in rows], [texts[i] for i in rows], passage_length
-                ),
-            )
-
-        return encode_queries, encode_passages_

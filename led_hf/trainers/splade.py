@@ -25,6 +25,7 @@ class SpladeTrainer(RetrievalTrainer):
         "contrastive (InfoNCE) over in-batch and hard negatives on SPLADE term-weight dot "
         "products + λ_q·FLOPS(queries) + λ_d·FLOPS(passages)"
     )
+    representation = "sparse"  # the retrieval evaluator searches through the inverted index
 
     def flops_weights(self, step: int | None = None) -> tuple[float, float]:
         """(λ_q, λ_d) at optimizer step `step` (default: the current global step)."""
