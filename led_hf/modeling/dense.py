@@ -28,6 +28,7 @@ from transformers import AutoModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
+from led_hf.modeling.activation_checkpointing import ActivationCheckpointing
 from led_hf.modeling.checkpoint import read_led_config, sub_state_dict, write_led_config
 from led_hf.modeling.pooling import POOLING_MODES, pool
 from led_hf.modeling.st_metadata import read_sentence_transformers_settings, write_sentence_transformers_files
@@ -43,7 +44,7 @@ class DenseOutput(ModelOutput):
     passage_embeddings: torch.Tensor | None = None
 
 
-class DenseEncoder(nn.Module):
+class DenseEncoder(ActivationCheckpointing, nn.Module):
     """A bi-encoder over one shared backbone (or two, `separate_encoders`).
 
     A shared backbone is held once, as `self.encoder`: one module under two attribute names would be
@@ -178,11 +179,9 @@ class DenseEncoder(nn.Module):
             passage_embeddings=None if passage is None else self.encode_passage(**passage),
         )
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        for side in ("query", "passage"):
-            self._backbone(side).gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
-            )
+    def checkpointed_backbones(self) -> list[PreTrainedModel]:
+        """For `ActivationCheckpointing`: the one shared backbone, or both separate ones."""
+        return [self.query_encoder, self.passage_encoder] if self.separate_encoders else [self.encoder]
 
     # -- saving --------------------------------------------------------------------------------------
     def led_config(self) -> dict:

@@ -21,6 +21,7 @@ from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
 from led_hf.losses.splade import splade_pool, splade_scores
+from led_hf.modeling.activation_checkpointing import ActivationCheckpointing
 from led_hf.modeling.checkpoint import LED_CONFIG_NAME, read_led_config, sub_state_dict, write_led_config
 
 
@@ -32,7 +33,7 @@ class SpladeOutput(ModelOutput):
     passage_representations: torch.Tensor | None = None
 
 
-class SpladeEncoder(nn.Module):
+class SpladeEncoder(ActivationCheckpointing, nn.Module):
     """One shared masked-LM encoder for queries and passages.
 
     `encode_query(batch)` / `encode_passage(batch)` take a tokenizer output (input_ids, attention_mask,
@@ -137,8 +138,9 @@ class SpladeEncoder(nn.Module):
             passage_representations=None if passage is None else self.encode_passage(passage),
         )
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+    def checkpointed_backbones(self) -> list[PreTrainedModel]:
+        """For `ActivationCheckpointing`: the masked-LM."""
+        return [self.model]
 
     def led_config(self) -> dict:
         return {
