@@ -212,6 +212,20 @@ class DenseTrainingArguments(TrainingArguments):
             "help": "Under DDP, share the passages (and queries) of all processes as negatives (spec §4)."
         },
     )
+    hub_license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License in the model card's metadata (a Hub license id, e.g. apache-2.0); default: the "
+            "base model's, when its lineage records one."
+        },
+    )
+    hub_datasets: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset ids in the model card's metadata; default: from the prepared data's manifest "
+            "(MS MARCO -> microsoft/ms_marco, a BEIR dataset -> BeIR/<name>)."
+        },
+    )
 
 
 @dataclass

@@ -56,6 +56,7 @@ def train_splade(
         mask_special_tokens=model_args.mask_special_tokens,
         trust_remote_code=model_args.trust_remote_code,
     )
+    model.max_seq_length = data_args.passage_max_length  # what sentence-transformers truncates to
 
     train_groups = train_groups_from_args(data_args, training_args)
     collator = TrainCollator(

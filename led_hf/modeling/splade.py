@@ -4,7 +4,9 @@
 
 `m` is the attention mask with `[CLS]` and each row's final `[SEP]` also zeroed (option: keep them).
 The checkpoint is a plain `AutoModelForMaskedLM` folder + tokenizer, plus `led_config.json`
-(`{"kind": "splade", ...}`) that records the pooling options, so any MLM checkpoint loads either way.
+(`{"kind": "splade", ...}`) that records the pooling options, so any MLM checkpoint loads either way,
+plus sentence-transformers metadata: `SparseEncoder(path, trust_remote_code=True)` gives the same
+term weights (led_hf/modeling/st_metadata.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from led_hf.errors import LedError
 from led_hf.losses.splade import splade_pool, splade_scores
 from led_hf.modeling.activation_checkpointing import ActivationCheckpointing
 from led_hf.modeling.checkpoint import LED_CONFIG_NAME, read_led_config, sub_state_dict, write_led_config
+from led_hf.modeling.st_metadata import write_sparse_encoder_files
 
 
 @dataclass
@@ -47,9 +50,12 @@ class SpladeEncoder(ActivationCheckpointing, nn.Module):
         cls_token_id: int | None,
         sep_token_id: int | None,
         mask_special_tokens: bool = True,
+        max_seq_length: int | None = None,
     ):
         super().__init__()
         self.model = model
+        # the length sentence-transformers truncates to (the recipe sets the training passage length)
+        self.max_seq_length = max_seq_length
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id
         self.mask_special_tokens = mask_special_tokens
@@ -95,7 +101,13 @@ class SpladeEncoder(ActivationCheckpointing, nn.Module):
             cls_token_id, sep_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         if mask_special_tokens is None:
             mask_special_tokens = bool(saved.get("mask_special_tokens", True))
-        return cls(model, cls_token_id, sep_token_id, mask_special_tokens=mask_special_tokens)
+        return cls(
+            model,
+            cls_token_id,
+            sep_token_id,
+            mask_special_tokens=mask_special_tokens,
+            max_seq_length=saved.get("max_seq_length"),
+        )
 
     def pooling_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The attention mask with `[CLS]` and each row's last attended `[SEP]` zeroed ([N, L] bool).
@@ -151,12 +163,19 @@ class SpladeEncoder(ActivationCheckpointing, nn.Module):
             "sep_token_id": self.sep_token_id,
             "pooling": "max_t log1p(relu(logits)) over the attention mask",
             "similarity": "dot",
+            "max_seq_length": self._max_seq_length(),
         }
+
+    def _max_seq_length(self) -> int:
+        if self.max_seq_length:
+            return int(self.max_seq_length)
+        return int(min(getattr(self.config, "max_position_embeddings", 512) or 512, 512))
 
     def save_pretrained(
         self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None
     ) -> None:
-        """Write a plain `AutoModelForMaskedLM` folder (+ tokenizer) and `led_config.json`.
+        """Write a plain `AutoModelForMaskedLM` folder (+ tokenizer), `led_config.json` and the
+        sentence-transformers `SparseEncoder` metadata (led_hf/modeling/st_metadata.py).
 
         `state_dict` (keys of this module, e.g. gathered by DeepSpeed ZeRO-3) replaces the live weights.
         """
@@ -165,11 +184,28 @@ class SpladeEncoder(ActivationCheckpointing, nn.Module):
         self.model.save_pretrained(path, state_dict=sub_state_dict(state_dict, "model."))
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
+        write_sparse_encoder_files(
+            path,
+            mask_special_tokens=self.mask_special_tokens,
+            cls_token_id=self.cls_token_id,
+            sep_token_id=self.sep_token_id,
+            vocab_size=self.vocab_size,
+            max_seq_length=self._max_seq_length(),
+            versions=_versions(),
+        )
         write_led_config(path, self.led_config())
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load the weights of a folder written by `save_pretrained` (e.g. to resume training)."""
         self.model.load_state_dict(_load_mlm(str(path)).state_dict())
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    from led_hf import __version__
+
+    return {"led_hf": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}
 
 
 def _load_mlm(path: str, **kwargs) -> PreTrainedModel:

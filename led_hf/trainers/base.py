@@ -7,6 +7,8 @@
   accumulation steps, so that k accumulated micro-batches give the mean of their gradients.
 - saving: `_save` writes the model's own `save_pretrained(path, tokenizer=...)` (a plain HF backbone
   folder + metadata), then a model card (`README.md`). No pickled `training_args.bin`.
+- Hub: checkpoint and final pushes upload the same model files, never a trainer-state file or a token
+  (led_hf/trainers/hub.py).
 - resuming: checkpoints hold plain backbones, so `_load_from_checkpoint` / `_load_best_model` call the
   model's `load_weights(folder)` instead of loading a state dict of the wrapper.
 - epochs: an `EpochCallback` tells the training groups which epoch starts (fresh negatives each epoch).
@@ -31,6 +33,7 @@ from led_hf.collators.encode import encode_passages, encode_texts
 from led_hf.errors import LedError
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
+from led_hf.trainers.hub import push_checkpoint, push_final
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +238,24 @@ class RetrievalTrainer(Trainer):
                 data_args=self.data_args,
                 loss_description=self.loss_description,
             )
+
+    # -- Hub -----------------------------------------------------------------------------------------
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoint pushes carry the card, led_config.json and sentence-transformers files, and never
+        `training_args.bin` (it pickles hub_token): led_hf/trainers/hub.py."""
+        push_checkpoint(self, checkpoint_folder)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """Upload `output_dir` (model, tokenizer, card, metadata; no trainer-state file) to `hub_model_id`."""
+        return push_final(self, commit_message, blocking, token, revision, private)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         target = self.accelerator.unwrap_model(model if model is not None else self.model)
