@@ -9,8 +9,9 @@
 
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
-eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16 they
-run in the same autocast as the student, their scores are computed in fp32.
+eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16
+they run in the Trainer's autocast (`accelerator.autocast()`: Accelerate puts only the student's own
+forward under it), their scores are computed in fp32.
 
 Online, the SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
 the batch holds its own tokenization (`teacher_query`, `teacher_passage`: `LEDCollator` adds them
@@ -77,7 +78,8 @@ class LEDTrainer(DenseTrainer):
             "kl_weight": args.kl_weight,
         }
         if args.rank_weight > 0:
-            teacher = self.teacher_scores(inputs, num_queries, group_size)
+            with self.accelerator.autocast():  # the student's forward precision (bf16 under --bf16)
+                teacher = self.teacher_scores(inputs, num_queries, group_size)
             rank = rank_consistency_loss(
                 student,
                 teacher,
@@ -91,7 +93,8 @@ class LEDTrainer(DenseTrainer):
                 student, teacher, args.rank_include_positive, args.min_teacher_gap
             )
         if args.kl_weight > 0:
-            cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
+            with self.accelerator.autocast():
+                cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
             kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature)
             loss = loss + args.kl_weight * kl
             parts["kl_loss"] = kl
