@@ -212,6 +212,18 @@ class DenseTrainingArguments(TrainingArguments):
             "help": "Under DDP, share the passages (and queries) of all processes as negatives (spec §4)."
         },
     )
+    gradient_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "GradCache: encode the batch in chunks without activations, take the loss's gradient with "
+            "respect to the representations, then re-encode chunk by chunk with grad (led_hf/trainers/"
+            "grad_cache.py). Peak memory is one chunk's: the per-device batch is no longer bounded by memory."
+        },
+    )
+    gc_chunk_size: int = field(
+        default=8,
+        metadata={"help": "GradCache: queries (with their groups' passages) per chunk."},
+    )
     hub_license: str | None = field(
         default=None,
         metadata={
@@ -226,6 +238,11 @@ class DenseTrainingArguments(TrainingArguments):
             "(MS MARCO -> microsoft/ms_marco, a BEIR dataset -> BeIR/<name>)."
         },
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.gc_chunk_size < 1:
+            raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
 
 
 @dataclass

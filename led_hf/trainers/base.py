@@ -2,6 +2,8 @@
 
 - loss parts: `record_loss_parts(contrastive_loss=..., ...)` in `compute_loss`; they are averaged over
   the logging window (and over processes) and merged into the Trainer's own log lines (TRL style).
+- GradCache: with `gradient_cache=True`, `training_step` caches the representations' gradients and
+  back-propagates chunk by chunk (led_hf/trainers/grad_cache.py): the batch is no longer bounded by memory.
 - gradient accumulation: `compute_loss` returns the mean loss of its micro-batch, and
   `loss_is_scaled_for_ga = False` tells `Trainer.training_step` to divide it by the number of
   accumulation steps, so that k accumulated micro-batches give the mean of their gradients.
@@ -33,6 +35,7 @@ from led_hf.collators.encode import encode_passages, encode_texts
 from led_hf.errors import LedError
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
+from led_hf.trainers.grad_cache import grad_cache_training_step
 from led_hf.trainers.hub import push_checkpoint, push_final
 
 logger = logging.getLogger(__name__)
@@ -89,6 +92,8 @@ class RetrievalTrainer(Trainer):
         self.data_args = data_args
         self.retrieval_evaluator = retrieval_evaluator
         self._pending_eval_metrics: dict[str, float] = {}
+        if getattr(self.args, "gradient_cache", False) and not self.supports_gradient_cache:
+            raise LedError(f"gradient_cache: {type(self).__name__} has no representations to cache")
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -97,6 +102,32 @@ class RetrievalTrainer(Trainer):
         has_epoch_callback = any(isinstance(cb, EpochCallback) for cb in self.callback_handler.callbacks)
         if dataset is not None and hasattr(dataset, "set_epoch") and not has_epoch_callback:
             self.add_callback(EpochCallback(dataset))
+
+    # -- loss ----------------------------------------------------------------------------------------
+    # Bi-encoder trainers define `representations(outputs) -> (queries, passages)` and
+    # `loss_from_representations(model, queries, passages, inputs) -> loss`; the forward pass is here, so
+    # that GradCache (led_hf/trainers/grad_cache.py) can run the same loss on cached representations.
+    supports_gradient_cache = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(query=inputs["query"], passage=inputs["passage"])
+        loss = self.loss_from_representations(model, *self.representations(outputs), inputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def representations(self, outputs) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} does not define representations")
+
+    def loss_from_representations(self, model, queries, passages, inputs) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not define loss_from_representations")
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        """The stock step, or GradCache's three passes with `gradient_cache=True`."""
+        if not getattr(self.args, "gradient_cache", False):
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        return grad_cache_training_step(self, model, self._prepare_inputs(inputs), self.args.gc_chunk_size)
 
     # -- data ----------------------------------------------------------------------------------------
     def _set_signature_columns_if_needed(self) -> None:

@@ -10,6 +10,8 @@ Everything else (loss-part logging, GA scaling, saving, resuming, epochs) is `Re
 
 from __future__ import annotations
 
+import torch
+
 from led_hf.losses import contrastive_loss, gather_with_grad
 from led_hf.losses.contrastive import positive_rank_accuracy
 from led_hf.trainers.base import RetrievalTrainer
@@ -23,9 +25,11 @@ class DenseTrainer(RetrievalTrainer):
         "negatives shared across devices"
     )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(query=inputs["query"], passage=inputs["passage"])
-        query_embeddings, passage_embeddings = outputs.query_embeddings, outputs.passage_embeddings
+    @staticmethod
+    def representations(outputs) -> tuple:
+        return outputs.query_embeddings, outputs.passage_embeddings
+
+    def loss_from_representations(self, model, query_embeddings, passage_embeddings, inputs) -> torch.Tensor:
         group_size = passage_embeddings.shape[0] // query_embeddings.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
         if in_batch and getattr(self.args, "gather_across_devices", True):
@@ -43,4 +47,4 @@ class DenseTrainer(RetrievalTrainer):
             contrastive_loss=loss,
             accuracy=positive_rank_accuracy(query_embeddings, passage_embeddings, group_size, in_batch),
         )
-        return (loss, outputs) if return_outputs else loss
+        return loss

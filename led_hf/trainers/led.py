@@ -62,9 +62,9 @@ class LEDTrainer(DenseTrainer):
         return module.requires_grad_(False).eval().to(self.args.device)
 
     # -- loss ----------------------------------------------------------------------------------------
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
-        queries, passages = outputs.query_embeddings.float(), outputs.passage_embeddings.float()
+    def loss_from_representations(self, model, query_embeddings, passage_embeddings, inputs) -> torch.Tensor:
+        loss = super().loss_from_representations(model, query_embeddings, passage_embeddings, inputs)
+        queries, passages = query_embeddings.float(), passage_embeddings.float()
         num_queries = queries.shape[0]
         group_size = passages.shape[0] // num_queries
         temperature = self.accelerator.unwrap_model(model).temperature
@@ -100,7 +100,7 @@ class LEDTrainer(DenseTrainer):
             parts["kl_loss"] = kl
             parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder)
         self.record_loss_parts(**parts)
-        return (loss, outputs) if return_outputs else loss
+        return loss
 
     # -- teachers ------------------------------------------------------------------------------------
     def teacher_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:

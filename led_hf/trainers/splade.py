@@ -36,9 +36,11 @@ class SpladeTrainer(RetrievalTrainer):
             quadratic_warmup(self.args.passage_flops_weight, step, warmup),
         )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(query=inputs["query"], passage=inputs["passage"])
-        queries, passages = outputs.query_representations, outputs.passage_representations
+    @staticmethod
+    def representations(outputs) -> tuple:
+        return outputs.query_representations, outputs.passage_representations
+
+    def loss_from_representations(self, model, queries, passages, inputs) -> torch.Tensor:
         group_size = passages.shape[0] // queries.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
         query_weight, passage_weight = self.flops_weights()
@@ -62,4 +64,4 @@ class SpladeTrainer(RetrievalTrainer):
                 query_nonzeros=(queries > 0).sum(dim=1).float().mean(),
                 passage_nonzeros=(passages > 0).sum(dim=1).float().mean(),
             )
-        return (parts["loss"], outputs) if return_outputs else parts["loss"]
+        return parts["loss"]
