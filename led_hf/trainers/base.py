@@ -136,11 +136,14 @@ class RetrievalTrainer(Trainer):
 
     # -- logging of loss parts -----------------------------------------------------------------------
     def record_loss_parts(self, **parts: torch.Tensor | float) -> None:
-        """Remember named loss parts of this micro-batch (detached) for the next log line."""
+        """Remember named loss parts of this micro-batch (detached) for the next log line.
+
+        Tensors stay on their device until the log line: a `.item()` per part and step would make the
+        host wait for the GPU several times a step."""
         mode = "train" if self.model.training else "eval"
         for name, value in parts.items():
             self._metrics[mode][name].append(
-                float(value.detach().float().item() if torch.is_tensor(value) else value)
+                value.detach().float().reshape(()) if torch.is_tensor(value) else float(value)
             )
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -151,9 +154,14 @@ class RetrievalTrainer(Trainer):
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train" if "loss" in logs else None
         if mode is not None and self._metrics[mode]:
             names = sorted(self._metrics[mode])
-            means = torch.tensor(
-                [sum(self._metrics[mode][n]) / len(self._metrics[mode][n]) for n in names],
-                device=self.args.device,
+            device = self.args.device
+            means = torch.stack(
+                [
+                    torch.stack(
+                        [torch.as_tensor(v).to(device, torch.float32) for v in self._metrics[mode][n]]
+                    ).mean()
+                    for n in names
+                ]
             )
             if self.accelerator.num_processes > 1:  # every rank logs at the same steps
                 means = self.accelerator.reduce(means, reduction="mean")
