@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
 
     from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.retrieval.teacher_scores import score_teacher
+    from led_hf.scoring.teacher_scores import score_teacher
 
     student = resolve_model_path("bundled:all-minilm-l6-v2")
     teacher = resolve_model_path("bundled:splade-tiny")

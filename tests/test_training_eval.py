@@ -25,7 +25,7 @@ from led_hf.evaluation.evaluator import RetrievalEvaluator
 from led_hf.evaluation.metrics import evaluate_run
 from led_hf.modeling import DenseEncoder
 from led_hf.modeling.splade import SpladeEncoder
-from led_hf.retrieval.inverted_index import quantize
+from led_hf.retrieval.impact import quantize
 from led_hf.trainers.dense import DenseTrainer
 from led_hf.trainers.led import LEDTrainer
 from led_hf.trainers.splade import SpladeTrainer

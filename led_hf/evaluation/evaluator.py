@@ -36,10 +36,10 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from led_hf.data.runs import rank_passages, read_run, results_from_arrays
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.evaluation.runs import rank_passages, read_run, results_from_arrays
 from led_hf.evaluation.search import as_csr, search_dense_matrix, search_sparse_matrix
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ A pipeline config (JSON) looks like::
 
 Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. A completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
-resumes at the first unfinished stage.
+resumes at the first unfinished stage. The commands run through the `run_command` the caller hands to
+`Pipeline.run` (`led pipeline` passes `led_hf.cli.main.main`), so the pipeline sits below the CLI.
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ import importlib.util
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
+from led_hf.data.runs import read_run
+from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
+from led_hf.evaluation.metrics import evaluate_run
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +77,11 @@ class Pipeline:
             raise LedError(f"{path}: stage names must be unique")
         return cls(output=Path(out), stages=stages)
 
-    def run(self, only: list[str] | None = None, force: bool = False) -> list[dict]:
-        """Run every stage not yet completed (or those in `only`); return one record per stage."""
-        from led_hf.cli.main import main as led
-
+    def run(
+        self, run_command: Callable[[list[str]], int], only: list[str] | None = None, force: bool = False
+    ) -> list[dict]:
+        """Run every stage not yet completed (or those in `only`) through `run_command(argv) -> exit status`
+        (`led`'s own dispatcher); return one record per stage."""
         records = []
         for stage in self.stages:
             done = self.output / "stages" / f"{stage.name}.json"
@@ -90,7 +96,7 @@ class Pipeline:
             start = time.perf_counter()
             for command in stage.commands:
                 print("    $ led " + " ".join(command), flush=True)
-                status = led(command)
+                status = run_command(command)
                 if status != 0:
                     raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
             record = {
@@ -109,9 +115,6 @@ class Pipeline:
 
 
 def _evaluate(spec: dict) -> dict:
-    from led_hf.data.store import PreparedData
-    from led_hf.evaluation.metrics import evaluate_run
-    from led_hf.evaluation.runs import read_run
 
     data = PreparedData(spec["data"])
     return evaluate_run(read_run(spec["run"]), data.qrels_dict(spec["split"]))

@@ -31,8 +31,9 @@ import torch
 from transformers import Trainer
 from transformers.trainer_utils import IntervalStrategy
 
-from led_hf.collators.encode import encode_passages, encode_texts
+from led_hf.collators.encode import EncodeCollator
 from led_hf.errors import LedError
+from led_hf.retrieval.encode import encode_batches
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
 from led_hf.trainers.grad_cache import grad_cache_training_step
@@ -104,9 +105,9 @@ class RetrievalTrainer(Trainer):
             self.add_callback(EpochCallback(dataset))
 
     # -- loss ----------------------------------------------------------------------------------------
-    # Bi-encoder trainers define `representations(outputs) -> (queries, passages)` and
-    # `loss_from_representations(model, queries, passages, inputs) -> loss`; the forward pass is here, so
-    # that GradCache (led_hf/trainers/grad_cache.py) can run the same loss on cached representations.
+    # Bi-encoder trainers define `loss_from_representations(model, queries, passages, inputs) -> loss`;
+    # the forward pass is here, so that GradCache (led_hf/trainers/grad_cache.py) can run the same loss
+    # on cached representations.
     supports_gradient_cache = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -114,8 +115,10 @@ class RetrievalTrainer(Trainer):
         loss = self.loss_from_representations(model, *self.representations(outputs), inputs)
         return (loss, outputs) if return_outputs else loss
 
-    def representations(self, outputs) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError(f"{type(self).__name__} does not define representations")
+    @staticmethod
+    def representations(outputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """(queries [B, D], passages [B*G, D]) of a bi-encoder's `EncoderOutput`."""
+        return outputs.query_embeddings, outputs.passage_embeddings
 
     def loss_from_representations(self, model, queries, passages, inputs) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not define loss_from_representations")
@@ -199,54 +202,46 @@ class RetrievalTrainer(Trainer):
         return metrics
 
     def make_encoders(self, model):
-        """(encode_queries(texts), encode_passages(titles, texts)) over `model.encode_query` /
-        `model.encode_passage`, for the retrieval evaluator: length-sorted batches of
-        `per_device_eval_batch_size` at the training max lengths, in the training precision (bf16/fp16
-        autocast). Dense outputs come back as float32 arrays [n, H]; sparse ones as CSR matrices [n, V],
-        made sparse on the device batch by batch."""
+        """(encode_queries(texts), encode_passages(titles, texts)) for the retrieval evaluator: `led encode`'s
+        loop (`encode_batches`: batches of `per_device_eval_batch_size`, sorted by text length) at the
+        training max lengths, in the training precision (`accelerator.autocast()`: bf16/fp16 when
+        training in it). Dense outputs come back as float32 arrays [n, H], sparse ones as CSR [n, V]."""
         import scipy.sparse as sp
 
         from led_hf.evaluation.search import as_csr
 
-        query_length = getattr(self.data_args, "query_max_length", 32)
-        passage_length = getattr(self.data_args, "passage_max_length", 128)
-        tokenizer, device, batch_size = (
-            self.processing_class,
-            self.args.device,
-            self.args.per_device_eval_batch_size,
+        tokenizer = self.processing_class
+        queries = EncodeCollator(tokenizer, getattr(self.data_args, "query_max_length", 32), kind="query")
+        passages = EncodeCollator(
+            tokenizer, getattr(self.data_args, "passage_max_length", 128), kind="passage"
         )
         sparse = self.representation == "sparse"
 
-        def run(encode, lengths, make_batch):
-            order = np.argsort(
-                -np.asarray(lengths), kind="stable"
-            )  # similar lengths together: little padding
-            parts = []
-            for start in range(0, len(order), batch_size):
-                with torch.no_grad(), self.accelerator.autocast():
-                    output = encode(**make_batch(order[start : start + batch_size]).to(device))
-                parts.append(as_csr(output, "batch") if sparse else output.float().cpu().numpy())
+        def run(features: list[dict], collate, encode):
+            def encode_fn(batch):
+                with self.accelerator.autocast():
+                    return encode(batch)
+
+            lengths = np.asarray([len(f.get("title") or "") + len(f["text"]) for f in features])
+            positions, parts = [], []
+            for rows, outputs in encode_batches(
+                features, collate, encode_fn, self.args.per_device_eval_batch_size, self.args.device, lengths
+            ):
+                positions.append(rows)
+                parts.append(as_csr(outputs, "batch") if sparse else outputs.float().numpy())
+            order = np.concatenate(positions)
             inverse = np.empty_like(order)
             inverse[order] = np.arange(len(order))
             return (sp.vstack(parts, format="csr") if sparse else np.concatenate(parts))[inverse]
 
         def encode_queries(texts):
-            return run(
-                model.encode_query,
-                [len(t) for t in texts],
-                lambda rows: encode_texts(tokenizer, [texts[i] for i in rows], query_length),
-            )
+            return run([{"id": "", "text": text} for text in texts], queries, model.encode_query)
 
-        def encode_passages_(titles, texts):
-            return run(
-                model.encode_passage,
-                [len(a or "") + len(b) for a, b in zip(titles, texts)],
-                lambda rows: encode_passages(
-                    tokenizer, [titles[i] for i in rows], [texts[i] for i in rows], passage_length
-                ),
-            )
+        def encode_passages(titles, texts):
+            features = [{"id": "", "title": title, "text": text} for title, text in zip(titles, texts)]
+            return run(features, passages, model.encode_passage)
 
-        return encode_queries, encode_passages_
+        return encode_queries, encode_passages
 
     # -- saving and loading --------------------------------------------------------------------------
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from led_hf import __version__
 from led_hf.modeling.checkpoint import read_led_config, write_led_config
 from led_hf.trainers.card_metadata import card_model_name, model_card_data
+from led_hf.version import __version__
 
 CARD_NAME = "README.md"
 _TRAINING_FIELDS = (

@@ -1,4 +1,4 @@
-"""DenseTrainer: the contrastive loss of a dense bi-encoder (spec §4), nothing else.
+"""DenseTrainer: the contrastive loss of a dense bi-encoder (docs/method.md §4), nothing else.
 
     Q = encode_query(queries) [B, H]      P = encode_passage(groups) [B*G, H], positive first per group
     Q, P = gather_with_grad(Q), gather_with_grad(P)          under DDP: every process's rows, with gradient
@@ -24,10 +24,6 @@ class DenseTrainer(RetrievalTrainer):
         "contrastive (InfoNCE) over in-batch and hard negatives, scores = q.p / temperature, "
         "negatives shared across devices"
     )
-
-    @staticmethod
-    def representations(outputs) -> tuple:
-        return outputs.query_embeddings, outputs.passage_embeddings
 
     def loss_from_representations(self, model, query_embeddings, passage_embeddings, inputs) -> torch.Tensor:
         group_size = passage_embeddings.shape[0] // query_embeddings.shape[0]

@@ -1,4 +1,4 @@
-"""SpladeTrainer: the SPLADE stage loss (spec §4); the `led train splade` recipe is `led_hf.cli.train_splade`.
+"""SpladeTrainer: the SPLADE stage loss (docs/method.md §4); the `led train splade` recipe is `led_hf.cli.train_splade`.
 
     Q = encode_query(queries) [B, V]      P = encode_passage(groups) [B*G, V], positive first per group
     loss = contrastive(Q, P) + λ_q(t) · FLOPS(Q) + λ_d(t) · FLOPS(P)      λ(t) = λ · min(1, t / k)^2
@@ -35,10 +35,6 @@ class SpladeTrainer(RetrievalTrainer):
             quadratic_warmup(self.args.query_flops_weight, step, warmup),
             quadratic_warmup(self.args.passage_flops_weight, step, warmup),
         )
-
-    @staticmethod
-    def representations(outputs) -> tuple:
-        return outputs.query_representations, outputs.passage_representations
 
     def loss_from_representations(self, model, queries, passages, inputs) -> torch.Tensor:
         group_size = passages.shape[0] // queries.shape[0]
