@@ -34,7 +34,7 @@ MODEL_UPLOAD_IGNORE = ["_*", "checkpoint-*", "*.pt", "*.pth", "global_step*", *N
 def hub_api():
     from huggingface_hub import HfApi
 
-    from led_hf import __version__
+    from led_hf.version import __version__
 
     return HfApi(library_name="led-hf", library_version=__version__)
 
