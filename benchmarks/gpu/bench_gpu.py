@@ -314,7 +314,11 @@ def encode_rows(s: dict, work: Path) -> list[dict]:
         led_once(0)  # warm-up (kernels, allocator)
         seconds = led_once(1)
     rows.append(
-        {"what": "encode led", "variant": f"{precision} autocast", "passages_per_s": len(passages) / seconds}
+        {
+            "what": "encode led",
+            "variant": "fp32" if precision == "fp32" else f"{precision} autocast",
+            "passages_per_s": len(passages) / seconds,
+        }
     )
     del model
 
