@@ -112,3 +112,69 @@ def test_cli_bm25_teacher_and_bad_combinations(data, splade_dir, capsys):
     )
     assert "--fusion-weight" in capsys.readouterr().err
     assert not (data / "teacher_scores" / "x").exists()
+
+
+def test_listwise_rank_term_is_kl_over_the_lexical_teachers_softmax(no_dropout_bert_dir, data, tmp_path):
+    """rank_loss listwise: the logged rank term is KL(softmax(t/T) || softmax(s/T)) of the student's own
+    [B, G] block against precomputed BM25 scores, checked against float64 numpy."""
+    import torch
+
+    from led_hf.arguments import LEDTrainingArguments
+    from led_hf.collators.led import LEDCollator
+    from led_hf.data.scored_groups import ScoredTrainGroups
+    from led_hf.modeling import DenseEncoder
+    from led_hf.trainers.led import LEDTrainer
+
+    ts.score_teacher(data, "bm25", "bm25", **OPTIONS)
+    group = 4
+    tokenizer = AutoTokenizer.from_pretrained(no_dropout_bert_dir)
+    groups = ScoredTrainGroups(
+        data,
+        negs_sources="bm25",
+        num_negatives=group - 1,
+        seed=0,
+        show_progress=False,
+        score_tables={"teacher_scores": "bm25"},
+    )
+    args = LEDTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        use_cpu=True,
+        per_device_train_batch_size=2,
+        max_steps=1,
+        report_to="none",
+        teacher_scores="precomputed",
+        teacher_scores_name="bm25",
+        rank_loss="listwise",
+        rank_temperature=2.0,
+        rank_include_positive=False,
+        rank_weight=0.5,
+    )
+    trainer = LEDTrainer(
+        model=DenseEncoder.from_pretrained(no_dropout_bert_dir, pooling="mean"),
+        args=args,
+        train_dataset=groups,
+        data_collator=LEDCollator(tokenizer, 16, 32, extra_keys=("teacher_scores",)),
+        processing_class=tokenizer,
+    )
+    batch = trainer.data_collator([groups[i] for i in range(3)])
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        out = trainer.model(query=batch["query"], passage=batch["passage"])
+    q = out.query_embeddings.double().numpy()
+    p = out.passage_embeddings.double().numpy().reshape(3, group, -1)
+    s = np.einsum("bh,bgh->bg", q, p)[:, 1:] / trainer.model.temperature / 2.0
+    t = batch["teacher_scores"].double().numpy().reshape(3, group)[:, 1:] / 2.0
+    assert t.std() > 0  # BM25 scores that differ: the check can fail
+
+    def log_softmax(x):
+        x = x - x.max(axis=1, keepdims=True)
+        return x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+
+    log_p, log_q = log_softmax(t), log_softmax(s)
+    expected = 4.0 * np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1))
+    parts = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+    assert parts["rank_loss"] == pytest.approx(expected, rel=1e-4)
+    assert loss.item() == pytest.approx(parts["contrastive_loss"] + 0.5 * expected, rel=1e-4)
+    with pytest.raises(LedError, match="rank_loss"):
+        LEDTrainingArguments(output_dir=str(tmp_path), rank_loss="hinge", teacher_model_name_or_path="x")

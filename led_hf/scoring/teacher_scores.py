@@ -38,8 +38,8 @@ from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
 from led_hf.precision import resolve_precision
-from led_hf.retrieval.sparse_vectors import load_sparse_vectors
 from led_hf.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, build_corpus_index
+from led_hf.retrieval.sparse_vectors import load_sparse_vectors
 from led_hf.scoring.scorers import (
     BM25Scorer,
     CrossEncoderScorer,
