@@ -165,7 +165,7 @@ def score_teacher(
         "num_negs_per_system": num_negs_per_system,
         **lengths,
         **lexical,
-        "precision": precision,
+        "precision": None if kind == "bm25" else precision,  # BM25 runs no model
         "num_queries": groups.num_queries,
         "corpus_vectors": str(Path(corpus_vectors).resolve()) if corpus_vectors is not None else None,
         "score": SCORE_NAMES[kind],
