@@ -78,3 +78,90 @@ def generate_msmarco(
                         )
                     )
     return folder
+
+
+# ----------------------------------------------------------------------------- MS MARCO-shaped, at scale
+MSMARCO_PASSAGES, MSMARCO_TRAIN_QUERIES, MSMARCO_DEV_QUERIES = 8_841_823, 502_939, 6_980
+
+
+def _zipf_words(rng: np.random.Generator, size: int = 30_000) -> tuple[np.ndarray, np.ndarray]:
+    """A vocabulary of `size` made-up words (2-9 letters) and the CDF of a Zipf(s=1) draw over it."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    lengths = rng.integers(2, 10, size=size)
+    words = np.array(["".join(rng.choice(letters, n)) for n in lengths], dtype=object)
+    cdf = np.cumsum(1.0 / np.arange(1, size + 1))
+    return words, cdf / cdf[-1]
+
+
+def _zipf_texts(rng, words, cdf, lengths: np.ndarray) -> list[str]:
+    drawn = words[np.searchsorted(cdf, rng.random(int(lengths.sum())))]
+    ends = np.cumsum(lengths)
+    return [" ".join(drawn[end - n : end]) for n, end in zip(lengths.tolist(), ends.tolist())]
+
+
+def generate_msmarco_scale(folder, num_passages: int, num_negatives: int = 200, seed: int = 0) -> dict:
+    """An MS MARCO passage-shaped folder for `led prepare --format msmarco`, written chunk by chunk (memory
+    does not grow with `num_passages`: 8.8M passages are never held as strings).
+
+    - collection.tsv: pids 0..N-1, lengths ~ Gamma(k=4, θ=14) words clipped to [4, 300] (mean 56, median
+      ~51, as MS MARCO passages), words Zipf(s=1) over a 30,000-word made-up vocabulary (~360 bytes/line)
+    - queries.train.tsv: 502,939 x N / 8.8M queries (1 + Gamma(3, 2) words, mean ~7); queries.dev.tsv
+      6,980 x N / 8.8M (at least 100)
+    - qrels.{train,dev}.tsv: one positive per query, a second one for 6% (532,761 / 502,939 on MS MARCO)
+    - train.negatives.tsv: `num_negatives` random pids per training query, a positive among them for 20%
+    Returns the counts written.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    words, cdf = _zipf_words(rng)
+    scale = num_passages / MSMARCO_PASSAGES
+    num_train = max(1, round(MSMARCO_TRAIN_QUERIES * scale))
+    num_dev = max(100, round(MSMARCO_DEV_QUERIES * scale))
+    words_written = 0
+    with open(folder / "collection.tsv", "w", encoding="utf-8") as collection:
+        for start in range(0, num_passages, _CHUNK):
+            count = min(_CHUNK, num_passages - start)
+            lengths = np.clip(np.rint(rng.gamma(4.0, 14.0, count)), 4, 300).astype(np.int64)
+            words_written += int(lengths.sum())
+            texts = _zipf_texts(rng, words, cdf, lengths)
+            collection.write("".join(f"{start + i}\t{t}\n" for i, t in enumerate(texts)))
+    counts = {"passages": num_passages, "mean_words": words_written / num_passages, "qrels": {}}
+    first_qid = 0
+    for split, num in (("train", num_train), ("dev", num_dev)):
+        qids = np.arange(first_qid, first_qid + num)
+        first_qid += num
+        positives = rng.integers(0, num_passages, size=(num, 2))
+        second = (rng.random(num) < 0.06) & (positives[:, 1] != positives[:, 0])
+        with open(folder / f"queries.{split}.tsv", "w", encoding="utf-8") as queries:
+            for start in range(0, num, _CHUNK):
+                count = min(_CHUNK, num - start)
+                lengths = np.clip(1 + np.rint(rng.gamma(3.0, 2.0, count)), 1, 30).astype(np.int64)
+                texts = _zipf_texts(rng, words, cdf, lengths)
+                queries.write("".join(f"{qids[start + i]}\t{t}\n" for i, t in enumerate(texts)))
+        with open(folder / f"qrels.{split}.tsv", "w", encoding="utf-8") as qrels:
+            for start in range(0, num, _CHUNK):
+                rows = range(start, min(start + _CHUNK, num))
+                qrels.write(
+                    "".join(
+                        f"{qids[r]}\t0\t{positives[r, 0]}\t1\n"
+                        + (f"{qids[r]}\t0\t{positives[r, 1]}\t1\n" if second[r] else "")
+                        for r in rows
+                    )
+                )
+        counts[split] = num
+        counts["qrels"][split] = num + int(second.sum())
+        if split == "train":
+            with open(folder / "train.negatives.tsv", "w", encoding="utf-8") as negatives:
+                for start in range(0, num, _CHUNK):
+                    count = min(_CHUNK, num - start)
+                    pids = rng.integers(0, num_passages, size=(count, num_negatives))
+                    with_positive = rng.random(count) < 0.2
+                    pids[with_positive, 0] = positives[start : start + count][with_positive, 0]
+                    negatives.write(
+                        "".join(
+                            f"{qids[start + i]}\t{','.join(map(str, row))}\n"
+                            for i, row in enumerate(pids.tolist())
+                        )
+                    )
+    return counts

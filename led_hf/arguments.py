@@ -223,6 +223,21 @@ class DenseTrainingArguments(TrainingArguments):
             "help": "Under DDP, share the passages (and queries) of all processes as negatives (docs/method.md §4)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds a led-hf run (its checkpoints are removed); without it "
+            "a rerun resumes from the last checkpoint, and a finished run is refused."
+        },
+    )
+    on_nonfinite: str = field(
+        default="stop",
+        metadata={
+            "help": "A NaN/inf loss or gradient norm: `stop` (one-line error naming the step and loss part) "
+            "or `skip` (drop that step's update, counted as `skipped_batches` in the logs).",
+            "choices": ["stop", "skip"],
+        },
+    )
 
 
 @dataclass

@@ -60,3 +60,40 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staging)
         raise
+
+
+STAGING_PREFIX = ".staging-"
+
+
+@contextlib.contextmanager
+def staged_contents(folder: str | os.PathLike, last: str) -> Iterator[Path]:
+    """Yield an empty staging folder inside `folder` (e.g. a training run's output folder, which also holds
+    checkpoints and `led_args.json`, so it cannot be replaced as a whole); on success every entry written
+    there replaces the entry of the same name in `folder`, with `last` (the file that marks the folder
+    complete, e.g. `led_config.json`) removed before the others move and put back after them. A kill at
+    any moment leaves either the old complete folder, the new complete folder, or a folder without
+    `last`, which readers refuse; on error the staging folder is removed and `folder` is left as it was.
+    """
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.chmod(staging, 0o777 & ~_umask())
+    with contextlib.suppress(FileNotFoundError):
+        (target / last).unlink()
+    for entry in sorted(staging.iterdir(), key=lambda entry: entry.name == last):  # `last` last
+        destination = target / entry.name
+        if destination.is_dir() and not destination.is_symlink():
+            shutil.rmtree(destination)
+        os.replace(entry, destination)
+    staging.rmdir()
+
+
+def remove_stale_staging(folder: str | os.PathLike) -> None:
+    """Remove `staged_contents` folders left in `folder` by a killed process."""
+    for stale in Path(folder).glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)

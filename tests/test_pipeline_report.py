@@ -31,7 +31,7 @@ def _data(root):
     return root
 
 
-def _fake_led(argv):
+def _fake_led(argv, launcher=None):
     """Stands in for `led`: `write RUN SEED` writes a run whose positive sits at a seed-dependent rank;
     `train MODEL` leaves a trainer_state.json with a loss curve."""
     if argv[0] == "train":

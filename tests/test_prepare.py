@@ -14,6 +14,7 @@ from led_hf.data.arrow_tables import IdSet
 from led_hf.data.readers import Problems, read_fields, read_lines
 from led_hf.data.store import PreparedData
 from led_hf.errors import InputError, LedError
+from led_hf.work_folder import CONTENT_RECORD
 
 MSMARCO_TABLES = [
     "corpus",
@@ -22,6 +23,7 @@ MSMARCO_TABLES = [
     "qrels/train",
     "negatives/bm25",
     "negatives/dense",
+    "negatives/triples",
     "candidates/dev",
 ]
 BEIR_TABLES = ["corpus", "queries", "qrels/test", "qrels/train"]
@@ -130,10 +132,10 @@ def test_features_and_manifest(prepared_msmarco, msmarco_dir, tmp_path):
     assert manifest["format"] == "msmarco" and manifest["input"] == str(msmarco_dir.resolve())
     assert manifest["counts"]["corpus"] == 12 and manifest["counts"]["qrels/train"] == 6
     assert manifest["skipped_lines"] == {}
-    # only what load_from_disk needs: no build files, no HF cache files
+    # only what load_from_disk needs (and the content hashes of led_hf.work_folder): no build or cache files
     for name in MSMARCO_TABLES:
         files = sorted(p.name for p in (prepared_msmarco / name).iterdir())
-        assert files == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"], name
+        assert files == [CONTENT_RECORD, "data-00000-of-00001.arrow", "dataset_info.json", "state.json"], name
     assert sorted(p.name for p in prepared_msmarco.iterdir()) == [
         "candidates",
         "corpus",
@@ -374,6 +376,61 @@ BAD_INPUTS = [
         "file is empty",
     ),
     ("msmarco", lambda d: _replace_line(d / "collection.tsv", 4, ""), "collection.tsv", 4, "blank line"),
+    # ids with whitespace: qrels and runs split on whitespace, so such an id could never be found again
+    ("msmarco", lambda d: _replace_line(d / "collection.tsv", 2, "1 b\ttext"), "collection.tsv", 2, "bad id"),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "queries.dev.tsv", 2, "20\u00a01\tq"),
+        "queries.dev.tsv",
+        2,
+        "bad id",
+    ),
+    (
+        "msmarco",
+        lambda d: _replace_line(d / "train.negatives.tsv", 3, "102\t3,5 9"),
+        "train.negatives.tsv",
+        3,
+        "bad id",
+    ),
+    ("msmarco", lambda d: _replace_line(d / "top1000.dev", 2, "200\t8 \tq\tp"), "top1000.dev", 2, "bad id"),
+    ("msmarco", lambda d: _replace_line(d / "titles.tsv", 1, " 0\tAspirin"), "titles.tsv", 1, "bad id"),
+    (
+        "beir",
+        lambda d: _replace_line(d / "corpus.jsonl", 3, '{"_id": "d 2", "text": "x"}'),
+        "corpus.jsonl",
+        3,
+        "bad id",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(d / "queries.jsonl", 1, '{"_id": "q100\\t", "text": "x"}'),
+        "queries.jsonl",
+        1,
+        "bad id",
+    ),
+    ("beir", lambda d: _replace_line(d / "qrels" / "test.tsv", 2, "q 200\td2\t1"), "test.tsv", 2, "bad id"),
+    # line 1 of a BEIR qrels file is a header only if it is one: a real row with a bad score is an error
+    (
+        "beir",
+        lambda d: _replace_line(d / "qrels" / "test.tsv", 1, "q200\td2\tyes"),
+        "test.tsv",
+        1,
+        "bad number",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(d / "qrels" / "train.tsv", 1, "q100\td0\t0.5"),
+        "train.tsv",
+        1,
+        "bad number",
+    ),
+    (
+        "beir",
+        lambda d: _replace_line(d / "qrels" / "train.tsv", 1, "nope\td0\t1.5"),
+        "train.tsv",
+        1,
+        "bad number",
+    ),
 ]
 
 
@@ -393,6 +450,29 @@ def test_bad_input_names_file_and_line_and_writes_nothing(
     assert "\n" not in err, err
     assert err.startswith("led prepare: error: ") and f"{filename}:{line}: {reason}" in err, err
     assert nothing_written(output)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_an_empty_qrels_split_is_an_error(beir_copy, tmp_path, capsys, skip):
+    if skip:  # every row skipped as bad: the split is just as empty
+        (beir_copy / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq200\td99\t1\n")
+    else:
+        (beir_copy / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n")
+    output = tmp_path / "data"
+    assert prepare("beir", beir_copy, output, *(["--skip-bad-lines"] if skip else [])) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("test.tsv: qrels split 'test' has no judgment") and "\n" not in err, err
+    assert nothing_written(output)
+
+
+def test_a_header_line_is_still_skipped(beir_copy, tmp_path):
+    (beir_copy / "qrels" / "test.tsv").write_text("qid\tdocid\trelevance\nq200\td2\t1\n")
+    assert prepare("beir", beir_copy, tmp_path / "data") == 0
+    assert load_from_disk(str(tmp_path / "data" / "qrels" / "test")).to_dict() == {
+        "qid": ["q200"],
+        "pid": ["d2"],
+        "score": [1],
+    }
 
 
 def test_missing_required_file_and_existing_output(msmarco_copy, tmp_path, capsys):
@@ -462,6 +542,13 @@ def test_skip_bad_lines_counts_and_continues(msmarco_copy, msmarco_dir, tmp_path
         + names_lost_pid(msmarco_dir / "train.negatives.tsv", lambda line: line.split("\t")[1].split(","))
         + names_lost_pid(msmarco_dir / "runs" / "dense.trec", lambda line: [line.split()[2]])
         + names_lost_pid(msmarco_dir / "top1000.dev", lambda line: [line.split("\t")[1]])
+        + names_lost_pid(msmarco_dir / "qidpidtriples.train.full.2.tsv", lambda line: line.split("\t")[1:])
+    )
+    # text triples naming a lost passage by its text: that text is no longer in the collection
+    lost_texts = {text for pid, text in tsv(msmarco_dir / "collection.tsv") if pid in ("2", "4")}
+    lost_by_text = names_lost_pid(
+        msmarco_dir / "triples.train.small.tsv",
+        lambda line: ["2" for text in line.split("\t")[1:] if text in lost_texts],
     )
     assert lost > 10  # the run alone names them 10 times
     manifest = json.loads((output / "manifest.json").read_text())
@@ -471,6 +558,7 @@ def test_skip_bad_lines_counts_and_continues(msmarco_copy, msmarco_dir, tmp_path
         "unmatched title": 2,
         "duplicate qid": 1,
         "unknown pid": 1 + lost,
+        "unknown passage text": lost_by_text,
     }
     assert manifest["first_skipped"]["wrong field count"].endswith(
         "collection.tsv:3: wrong field count: expected 2 tab-separated fields (pid, text), got 1"
@@ -482,7 +570,12 @@ def test_skip_bad_lines_counts_and_continues(msmarco_copy, msmarco_dir, tmp_path
     assert corpus["title"] == [titles[pid] for pid in corpus["pid"]]  # realigned after the lost lines
     assert len(load_from_disk(str(output / "qrels/train"))) == 5
     out = capsys.readouterr().out
-    assert f"skipped lines: {6 + lost}" in out and "unknown pid" in out and "collection.tsv:3" in out
+    assert lost_by_text == 1
+    assert (
+        f"skipped lines: {6 + lost + lost_by_text}" in out
+        and "unknown pid" in out
+        and "collection.tsv:3" in out
+    )
 
 
 def test_run_lines_are_stored_in_rank_order(msmarco_copy, tmp_path):
@@ -497,7 +590,7 @@ def test_run_lines_are_stored_in_rank_order(msmarco_copy, tmp_path):
     assert dense[0]["pids"] == ["2", "4", "6", "8", "10", "1"]
     second = load_from_disk(str(tmp_path / "data" / "negatives" / "second")).to_dict()
     assert second == {"qid": ["101"], "pids": [["9", "5"]], "scores": [[2.5, 1.5]]}  # pid 1: 101's positive
-    assert PreparedData(tmp_path / "data").negative_sources() == ["bm25", "dense", "second"]
+    assert PreparedData(tmp_path / "data").negative_sources() == ["bm25", "dense", "second", "triples"]
 
 
 def test_prepare_help(capsys):

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="model folder: a led-hf dense or SPLADE checkpoint, a "
         "sentence-transformers / plain HF folder (pooling is read from it), or bundled:NAME "
-        "(bundled:all-minilm-l6-v2; bundled:splade-tiny with --kind splade)",
+        "(bundled:all-minilm-l6-v2, bundled:splade-tiny)",
     )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
     what = parser.add_mutually_exclusive_group(required=True)
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=("auto", "dense", "splade"),
         default="auto",
-        help="model kind; auto reads led_config.json (default). splade writes sparse CSR shards "
+        help="model kind; auto reads the checkpoint (default; a plain masked-LM folder is SPLADE). splade writes sparse CSR shards "
         "(led_hf.retrieval.sparse_encode) from any masked-LM folder",
     )
     return parser
@@ -109,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     from led_hf.modeling.checkpoint import detect_model_kind
 
     args.model = resolve_model_path(args.model)  # bundled:all-minilm-l6-v2 / bundled:splade-tiny -> folder
-    sparse = args.kind == "splade" or (
-        args.kind == "auto" and Path(args.model).exists() and detect_model_kind(args.model) == "splade"
-    )
+    found = args.kind if args.kind != "auto" else detect_model_kind(args.model)
+    if found not in (None, "dense", "splade"):
+        raise LedError(
+            f"--model {args.model} holds a {found!r} model; led encode needs a dense or SPLADE encoder"
+        )
+    sparse = found == "splade"  # a plain *ForMaskedLM folder (e.g. bundled:splade-tiny) is SPLADE
     state, shard_indices, num_shards = process_shards(args)
     if not sparse and not Path(args.model).exists():
         raise LedError(f"--model {args.model} does not exist")

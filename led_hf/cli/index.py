@@ -115,13 +115,14 @@ def build_search_parser() -> argparse.ArgumentParser:
 
 def search_main(argv: list[str] | None = None) -> int:
     """`led search --index IDX --queries ENC_Q --output RUN`: the sparse branch of `led search`."""
-    from led_hf.data.runs import write_run
+    from led_hf.data.runs import require_some_results, write_run
     from led_hf.retrieval.inverted_index import search_sparse
 
     args = build_search_parser().parse_args(argv)
     started = time.perf_counter()
     results = search_sparse(args.index, args.queries, depth=args.depth, workers=args.workers)
     searched = time.perf_counter()
+    require_some_results(results, f"led search --index {args.index} --queries {args.queries}")
     lines = write_run(args.output, results, tag=args.tag, depth=args.depth)
     print(
         f"searched {len(results)} queries in {searched - started:.1f}s; wrote {lines} lines to {args.output}",

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=("auto", "dense", "splade"),
         default="auto",
-        help="model kind; auto reads the checkpoint (a plain masked-LM folder needs --kind splade)",
+        help="model kind; auto reads the checkpoint (a plain masked-LM folder is SPLADE)",
     )
     parser.add_argument(
         "--backend",
@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
         "for --bm25; lucene: Anserini impact / BM25 index (pip install 'led-hf[sparse]')",
     )
     parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
+    parser.add_argument(
+        "--index-factory",
+        help="dense: approximate search with this faiss index_factory string, built once over the corpus "
+        "(e.g. HNSW32, IVF4096,Flat; CPU). Default: exact search (docs/mining.md gives the recall)",
+    )
+    parser.add_argument(
+        "--nprobe", type=int, help="IVF lists visited per query (with --index-factory IVF...)"
+    )
+    parser.add_argument("--ef-search", type=int, help="HNSW search breadth (with --index-factory HNSW...)")
     parser.add_argument(
         "--keep", type=int, default=200, help="negatives kept per query, in rank order (default 200)"
     )
@@ -135,7 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("num_shards", "corpus_shards", "batch_size", "query_max_length", "passage_max_length"):
+    for name in (
+        "num_shards",
+        "corpus_shards",
+        "batch_size",
+        "query_max_length",
+        "passage_max_length",
+        "nprobe",
+        "ef_search",
+    ):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LedError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -169,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         passage_max_length=args.passage_max_length,
         batch_size=args.batch_size,
         precision=args.precision,
+        index_factory=args.index_factory,
+        nprobe=args.nprobe,
+        ef_search=args.ef_search,
         k1=args.k1,
         b=args.b,
         overwrite=args.overwrite,

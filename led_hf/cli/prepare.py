@@ -1,8 +1,10 @@
-"""`led prepare`: convert MS MARCO tsv or BEIR jsonl into Arrow tables that the rest of led-hf reads."""
+"""`led prepare`: convert MS MARCO tsv, BEIR jsonl or a Hugging Face dataset into Arrow tables."""
 
 from __future__ import annotations
 
 import argparse
+
+from led_hf.errors import LedError
 
 DESCRIPTION = """\
 Convert a retrieval collection into prepared Arrow tables (each a datasets.load_from_disk folder, ids as
@@ -16,19 +18,36 @@ OUTPUT/negatives/<source> {qid,pids,scores}, OUTPUT/candidates/<split> {qid,pids
   queries.<split>.tsv            qid<TAB>text (all splits merged into one queries table)
   qrels.<split>.tsv              qid 0 pid relevance
   train.negatives.tsv            qid<TAB>pid,pid,...  -> negatives/bm25 (optional)
+  qidpidtriples.<name>.tsv       qid<TAB>positive pid<TAB>negative pid  -> negatives/triples (optional)
+  triples.<name>.tsv             query<TAB>positive text<TAB>negative text: texts mapped back to ids
+                                 through the queries and the collection -> negatives/triples (optional)
   runs/<source>.trec             TREC run -> negatives/<source>, rank order, with scores (optional)
   top1000.<split>                qid<TAB>pid<TAB>query<TAB>passage -> candidates/<split> (optional)
---format beir reads corpus.jsonl, queries.jsonl, qrels/<split>.tsv (with a header) and runs/<source>.trec.
+--format beir reads corpus.jsonl, queries.jsonl, qrels/<split>.tsv (a header line is skipped) and
+  runs/<source>.trec.
+Any file may be gzipped (NAME.gz). Archives, README/LICENSE/*.md and hidden files are listed as not read;
+any other file in INPUT is an error (a misnamed file would otherwise be left out without a word).
 
-Lines split on tabs (never CSV quoting). Positive judgments are removed from negatives. A UTF-8 BOM, CRLF
-line endings and trailing blank lines are accepted; any other bad line stops the conversion with
-`FILE:LINE: reason` and leaves nothing at OUTPUT, unless --skip-bad-lines is given.
+--format hf reads a Hugging Face dataset, a Hub name or a local folder, through datasets.load_dataset
+(streaming): BEIR-style (configs corpus and queries, as BeIR/scifact; qrels from --qrels, default a
+qrels/default config of the dataset or NAME-qrels, as BeIR/scifact-qrels) or Tevatron-style (query_id,
+query, positive_passages, negative_passages, as Tevatron/msmarco-passage; the corpus from --corpus, or
+the passages met in the rows; negatives -> negatives/<--negatives-name>). A Hub dataset that still needs
+a loading script (Tevatron/msmarco-passage) cannot be read by datasets >= 4: download its data files
+(`hf download NAME --repo-type dataset --include '*.jsonl.gz' --local-dir DIR`) and pass --input DIR.
+
+Lines split on tabs (never CSV quoting). Ids may not be empty or hold whitespace. Positive judgments are
+removed from negatives. A qrels split without any judgment is an error. A UTF-8 BOM, CRLF line endings and
+trailing blank lines are accepted; any other bad line stops the conversion with `FILE:LINE: reason` and
+leaves nothing at OUTPUT, unless --skip-bad-lines is given.
 """
 
 EXAMPLES = """\
 examples:
   led prepare --format beir --input data/scifact --output runs/scifact
   led prepare --format msmarco --input msmarco/ --output runs/msmarco --skip-bad-lines
+  led prepare --format hf --input BeIR/scifact --output runs/scifact-hf
+  led prepare --format hf --input tevatron-msmarco/ --corpus Tevatron/msmarco-passage-corpus --output runs/tev
 """
 
 
@@ -39,8 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--format", required=True, choices=("msmarco", "beir"), help="layout of INPUT")
-    parser.add_argument("--input", required=True, metavar="INPUT", help="folder holding the source files")
+    parser.add_argument("--format", required=True, choices=("msmarco", "beir", "hf"), help="layout of INPUT")
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="INPUT",
+        help="folder holding the source files; with --format hf, a Hub dataset name or a local folder",
+    )
     parser.add_argument("--output", required=True, metavar="OUTPUT", help="folder to create")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument(
@@ -56,11 +80,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows per Arrow write batch (default: %(default)s)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no summary")
+    hf = parser.add_argument_group("--format hf")
+    hf.add_argument("--config", help="dataset configuration to read (Tevatron-style datasets)")
+    hf.add_argument("--qrels", metavar="NAME_OR_FOLDER", help="qrels dataset of a BEIR-style dataset")
+    hf.add_argument("--corpus", metavar="NAME_OR_FOLDER", help="corpus dataset of a Tevatron-style dataset")
+    hf.add_argument(
+        "--negatives-name",
+        default="hf",
+        metavar="NAME",
+        help="negatives source of a Tevatron-style dataset's negative_passages (default: %(default)s)",
+    )
+    hf.add_argument("--revision", help="dataset revision (branch, tag or commit) on the Hub")
     return parser
 
 
+_HF_OPTIONS = ("config", "qrels", "corpus", "revision")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    hf_given = [f"--{name}" for name in _HF_OPTIONS if getattr(args, name) is not None]
+    if args.negatives_name != "hf":
+        hf_given.append("--negatives-name")
+    if args.format != "hf" and hf_given:
+        raise LedError(f"{', '.join(hf_given)} only apply to --format hf")
     from led_hf.data.prepare import prepare  # after parsing: `--help` does not pay for datasets
 
     summary = prepare(
@@ -71,6 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         skip_bad_lines=args.skip_bad_lines,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        hf_options=(
+            {name: getattr(args, name) for name in _HF_OPTIONS} | {"negatives_name": args.negatives_name}
+            if args.format == "hf"
+            else None
+        ),
     )
     if not args.quiet:
         print(summary.render())

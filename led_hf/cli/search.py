@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-from led_hf.data.runs import write_run_arrays
+from led_hf.data.runs import require_some_results, results_from_arrays, write_run
 from led_hf.errors import LedError
 from led_hf.retrieval.faiss_search import gpu_count, search_folders
 
@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         args.queries, args.passages, depth=args.depth, batch_size=args.batch_size, use_gpu=use_gpu
     )
     searched = time.perf_counter()
-    lines = write_run_arrays(args.output, qids, scores, indices, pids, tag=args.tag)
+    results = results_from_arrays(qids, scores, indices, pids)
+    require_some_results(results, f"led search --queries {args.queries} --passages {args.passages}")
+    lines = write_run(args.output, results, tag=args.tag)
     print(
         f"searched {len(qids)} queries against {len(pids)} passages in {searched - started:.1f}s; "
         f"wrote {lines} lines to {args.output}",

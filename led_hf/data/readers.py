@@ -2,8 +2,10 @@
 
 Every record comes with its line number so that a bad one is reported as `path:line: reason`.
 Files are read line by line in binary and decoded one line at a time: memory stays flat whatever the
-file size. Accepted quirks: a UTF-8 byte-order mark, CRLF line endings and blank lines at the end of the
-file. A blank line in the middle of a file, non-UTF-8 bytes and an empty file are errors.
+file size; a name ending in `.gz` (not `.tar.gz`) is read through gzip. Accepted quirks: a UTF-8 byte-order
+mark, CRLF line endings and blank lines at the end of the file. A blank line in the middle of a file,
+non-UTF-8 bytes and an empty file are errors. Ids (`id_problem`) are non-empty and hold no whitespace:
+qrels and TREC runs split on whitespace, so an id with a space could never be matched again downstream.
 
 Bad lines go through `Problems`: by default the first one raises `InputError`; with
 `skip_bad_lines=True` they are counted by reason and skipped.
@@ -14,6 +16,7 @@ Bad lines go through `Problems`: by default the first one raises `InputError`; w
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import os
@@ -52,6 +55,19 @@ class Problems:
         return sum(self.counts.values())
 
 
+def id_problem(value: str) -> str | None:
+    """Why `value` cannot be an id (empty, or holds whitespace of any kind), or None when it can."""
+    if not value:
+        return "is empty"
+    if any(char.isspace() for char in value):
+        return "contains whitespace"
+    return None
+
+
+def is_gzip(path: Path) -> bool:
+    return path.name.endswith(".gz") and not path.name.endswith(".tar.gz")
+
+
 def _progress(path: Path, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -79,13 +95,17 @@ def read_lines(
     yielded = False
     skipped_before = problems.total
     pending_blank: int | None = None  # first blank line not yet known to be trailing
-    with open(path, "rb") as handle, _progress(path, progress) as bar:
-        unreported = 0
+    with open(path, "rb") as on_disk, _progress(path, progress) as bar:
+        gzipped = is_gzip(path)
+        handle = _gzip_lines(gzip.GzipFile(fileobj=on_disk, mode="rb"), path) if gzipped else on_disk
+        # the bar counts bytes of the file on disk: read position for gzip, line lengths otherwise
+        reported = unreported = 0
         for number, raw in enumerate(handle, start=1):
             unreported += len(raw)
             if unreported >= _PROGRESS_STEP:
-                bar.update(unreported)
-                unreported = 0
+                position = on_disk.tell() if gzipped else reported + unreported
+                bar.update(position - reported)
+                reported, unreported = position, 0
             if number == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
             raw = raw.rstrip(b"\n").rstrip(b"\r")
@@ -105,9 +125,20 @@ def read_lines(
                 continue
             yielded = True
             yield number, text
-        bar.update(unreported)
+        bar.update(os.path.getsize(path) - reported)
     if not yielded and problems.total == skipped_before:
         raise InputError(path, 1, "file is empty")
+
+
+def _gzip_lines(handle: gzip.GzipFile, path: Path) -> Iterator[bytes]:
+    """The lines of a gzip stream; a damaged stream is an error naming the line where it broke."""
+    number = 0
+    try:
+        for raw in handle:
+            number += 1
+            yield raw
+    except (OSError, EOFError) as err:  # BadGzipFile is an OSError; EOFError: truncated file
+        raise InputError(path, number + 1, f"unreadable gzip data ({err})") from None
 
 
 def read_fields(
@@ -118,13 +149,15 @@ def read_fields(
     *,
     whitespace: bool = False,
     at_least: bool = False,
+    ids: tuple[int, ...] = (0,),
     progress: bool = True,
 ) -> Iterator[tuple[int, list[str]]]:
     """Yield `(line_number, fields)` for a tab-separated file with `count` fields named `names`.
 
     Splits on the first `count - 1` tabs only, so the last field (a passage) may itself hold tabs;
     quotes are text, never CSV quoting. `whitespace=True` splits on any run of spaces/tabs (qrels, TREC
-    runs); `at_least=True` accepts more fields and returns only the first `count`.
+    runs); `at_least=True` accepts more fields and returns only the first `count`. The fields at positions
+    `ids` must be valid ids (`id_problem`).
 
     >>> # "7\\tsay \\"hi\\"\\tthere" with count=2 -> ["7", 'say "hi"\\tthere']
     """
@@ -143,8 +176,10 @@ def read_fields(
             )
             continue
         fields = fields[:count]
-        if not fields[0].strip() or (not whitespace and fields[0] != fields[0].strip()):
-            problems.report(path, number, "bad id", f"{fields[0]!r} is empty or has surrounding spaces")
+        bad = next(((i, why) for i in ids if (why := id_problem(fields[i])) is not None), None)
+        if bad is not None:
+            name = names.split(", ")[bad[0]] if len(names.split(", ")) == count else "id"
+            problems.report(path, number, "bad id", f"{name} {fields[bad[0]]!r} {bad[1]}")
             continue
         yield number, fields
 
@@ -180,14 +215,11 @@ def read_jsonl(
                 bad = f"field {key!r} is missing" if value is None else f"field {key!r} is not a string"
                 break
             record[key] = value
-        if (
-            bad is None
-            and "_id" in record
-            and (not record["_id"].strip() or record["_id"] != record["_id"].strip())
-        ):
-            bad = f"_id {record['_id']!r} is empty or has surrounding spaces"
         if bad is not None:
             problems.report(path, number, "bad record", bad)
+            continue
+        if "_id" in record and (why := id_problem(record["_id"])) is not None:
+            problems.report(path, number, "bad id", f"_id {record['_id']!r} {why}")
             continue
         yield number, record
 

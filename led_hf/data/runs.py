@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 
 import numpy as np
 
@@ -136,6 +136,16 @@ def results_from_arrays(
         keep = row_indices >= 0
         results[qid] = [(pids[i], s) for i, s in zip(row_indices[keep].tolist(), row_scores[keep])]
     return results
+
+
+def require_some_results(results: Mapping[str, Sized], source: str) -> None:
+    """Refuse a search that found nothing for every query (e.g. NaN embeddings from a diverged model,
+    which faiss answers with -1 everywhere): an empty run would be scored as a silent 0."""
+    if results and not any(len(found) for found in results.values()):
+        raise LedError(
+            f"{source}: no passage retrieved for any of the {len(results)} queries "
+            "(non-finite embeddings, or queries and passages from different models?); no run written"
+        )
 
 
 def write_run_arrays(

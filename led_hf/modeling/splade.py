@@ -180,7 +180,22 @@ class SpladeEncoder(BiEncoder):
 
 
 def _load_mlm(path: str, **kwargs) -> PreTrainedModel:
+    """The masked-LM model of `path`, refused when the checkpoint lacks any of its weights (transformers'
+    loading info): a dense checkpoint such as all-MiniLM-L6-v2 has no `cls.predictions.*` head, which
+    transformers would initialise at random, giving random term weights everywhere."""
     try:
-        return AutoModelForMaskedLM.from_pretrained(path, **kwargs)
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as err:
         raise LedError(f"{path}: cannot load a masked-LM model ({err})") from err
+    mismatched = [
+        str(entry[0]) if isinstance(entry, tuple) else str(entry)
+        for entry in info.get("mismatched_keys") or []
+    ]
+    missing = sorted(map(str, info.get("missing_keys") or [])) + sorted(mismatched)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise LedError(
+            f"{path} has no trained masked-LM head (missing from the checkpoint: {shown}); SPLADE needs one: "
+            "start from a masked-LM checkpoint (e.g. bundled:splade-tiny) or use --kind dense"
+        )
+    return model

@@ -14,8 +14,13 @@ BM25, say; led_hf/pipeline/compare.py) and `"seeds": [0, 1, 2]` (the stage runs 
 `<name>-seed<S>`, `{seed}` filled in its strings, which must use it; the report shows mean ± std). A
 completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
-resumes at the first unfinished stage. The commands run through the `run_command` the caller hands to
-`Pipeline.run` (`led pipeline` passes `led_hf.cli.main.main`), so the pipeline sits below the CLI.
+resumes at the first unfinished stage.
+
+Every command runs in its own process, `python -m led_hf ARGS` (or the stage's `launcher` prefix, e.g.
+`["accelerate", "launch", "--config_file", "configs/accelerate/multi_gpu_bf16.yaml", "-m", "led_hf"]`),
+its output streamed line by line: a stage's memory is returned to the system when it ends, so the
+pipeline's peak RSS is its largest stage's, not the sum of all of them. Tests may hand `Pipeline.run`
+another `run_command(argv, launcher) -> exit status`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +55,8 @@ class Stage:
     compare_to: list[str] = field(default_factory=list)  # stage (or seed group) names, for the report
     group: str | None = None  # the config's stage name when this is one seed of a `seeds` stage
     seed: int | None = None
+    launcher: list[str] | None = None  # argv prefix replacing `python -m led_hf`
+    resources: str = ""  # what the stage needs, for --dry-run (e.g. "8 GPUs, ~6 h")
 
 
 @dataclass
@@ -91,6 +101,8 @@ class Pipeline:
                         compare_to=compare_to,
                         group=None if seed is None else entry["name"],
                         seed=seed,
+                        launcher=_launcher(entry.get("launcher"), filled, path, number),
+                        resources=entry.get("resources", ""),
                     )
                 )
         if len({stage.name for stage in stages}) != len(stages):
@@ -98,10 +110,14 @@ class Pipeline:
         return cls(output=Path(out), stages=stages)
 
     def run(
-        self, run_command: Callable[[list[str]], int], only: list[str] | None = None, force: bool = False
+        self,
+        run_command: Callable[[list[str], list[str] | None], int] | None = None,
+        only: list[str] | None = None,
+        force: bool = False,
     ) -> list[dict]:
-        """Run every stage not yet completed (or those in `only`) through `run_command(argv) -> exit status`
-        (`led`'s own dispatcher); return one record per stage."""
+        """Run every stage not yet completed (or those in `only`), each command through
+        `run_command(argv, launcher) -> exit status` (default `run_subprocess`); one record per stage."""
+        run_command = run_command or run_subprocess
         records = []
         for stage in self.stages:
             done = self.output / "stages" / f"{stage.name}.json"
@@ -115,8 +131,8 @@ class Pipeline:
             print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
             start = time.perf_counter()
             for command in stage.commands:
-                print("    $ led " + " ".join(command), flush=True)
-                status = run_command(command)
+                print("    $ " + " ".join(command_line(command, stage.launcher)), flush=True)
+                status = run_command(command, stage.launcher)
                 if status != 0:
                     raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
             record = {
@@ -135,6 +151,45 @@ class Pipeline:
                 json.dump(record, handle, indent=2)
             records.append(record)
         return records
+
+
+def command_line(argv: list[str], launcher: list[str] | None) -> list[str]:
+    """What a stage command runs: `led ARGS` when no launcher is given, else LAUNCHER ARGS."""
+    return [*(launcher or ["led"]), *argv]
+
+
+def run_subprocess(argv: list[str], launcher: list[str] | None = None) -> int:
+    """Run one `led` command in a child process (`python -m led_hf ARGS`, or LAUNCHER ARGS), printing its
+    stdout and stderr as they come; the exit status."""
+    command = [*(launcher or [sys.executable, "-m", "led_hf"]), *argv]
+    env = dict(os.environ)
+    # the child imports this very led_hf, installed or not (a checkout run with PYTHONPATH=. included)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1
+        )
+    except OSError as err:
+        raise LedError(f"cannot start {command[0]!r}: {err}") from err
+    try:
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        return child.wait()
+    except BaseException:  # Ctrl-C: stop the child too, never leave it running on its own
+        child.kill()
+        child.wait()
+        raise
+
+
+def _launcher(value, values: dict[str, str], path: Path, number: int) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise LedError(f"{path}: stage {number}'s 'launcher' must be a non-empty list of strings")
+    return [_fill(v, values, path) for v in value]
 
 
 def _evaluate(spec: dict) -> tuple[dict, dict]:

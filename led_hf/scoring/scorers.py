@@ -86,7 +86,7 @@ class SpladeScorer:
         self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
         self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
         self.batch_size, self.device, self.precision = batch_size, device, precision
-        self.passage_matrix = None  # scipy CSR [corpus, V] of precomputed passage weights
+        self.passage_matrix = None  # precomputed passage weights: matrix[rows] -> scipy CSR [rows, V]
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """Scores (fp32) of each query's candidates (corpus rows); each distinct passage encoded once."""

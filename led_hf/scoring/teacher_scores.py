@@ -36,10 +36,10 @@ from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
 from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
 from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
-from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.precision import resolve_precision
 from led_hf.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, build_corpus_index
-from led_hf.retrieval.sparse_vectors import load_sparse_vectors
+from led_hf.retrieval.sparse_vectors import MappedSparseRows
 from led_hf.scoring.scorers import (
     BM25Scorer,
     CrossEncoderScorer,
@@ -122,7 +122,7 @@ def score_teacher(
         raise LedError(f"--fusion-weight must be in [0, 1], got {fusion_weight}")
     path = teacher if kind == "bm25" else resolve_model_path(teacher)
     if kind is None:  # a plain masked-LM folder (e.g. bundled:splade-tiny) is a SPLADE teacher
-        kind = {MASKED_LM: "splade"}.get(detect_model_kind(path), detect_model_kind(path))
+        kind = detect_model_kind(path)
     if kind not in TEACHER_KINDS:
         raise LedError(
             f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}"
@@ -270,11 +270,11 @@ def _score_part(
 
 
 def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_length: int, vocab_size: int):
-    """A SPLADE teacher's `led encode --corpus` folder as one scipy CSR [corpus rows, V] (in memory), after
-    checking that it encodes this dataset's corpus, in order, with this teacher and passage length."""
-    import scipy.sparse
-
-    manifest, vectors = load_sparse_vectors(folder)
+    """A SPLADE teacher's `led encode --corpus` folder, memory-mapped (`MappedSparseRows`: rows gathered
+    on lookup, never the whole corpus in memory), after checking that it encodes this dataset's corpus, in
+    order, with this teacher and passage length (the ids compared shard by shard)."""
+    vectors = MappedSparseRows(folder)
+    manifest = vectors.manifest
     expected = {
         "what": "passages",
         "split": None,
@@ -291,8 +291,12 @@ def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_leng
                 f"needs {value!r} (`led encode --model TEACHER --data DATA --corpus --max-length "
                 f"{passage_max_length}`)"
             )
-    if vectors.ids != data.corpus.data.column("pid").to_pylist():
+    pids = data.corpus.data.column("pid")
+    start = 0
+    for ids in vectors.ids_in_order():
+        if start + len(ids) > len(pids) or ids != pids.slice(start, len(ids)).to_pylist():
+            raise LedError(f"--corpus-vectors {folder}: its ids are not the corpus pids in order")
+        start += len(ids)
+    if start != len(pids):
         raise LedError(f"--corpus-vectors {folder}: its ids are not the corpus pids in order")
-    return scipy.sparse.csr_matrix(
-        (vectors.values, vectors.indices, vectors.indptr), shape=(len(vectors.ids), vocab_size)
-    )
+    return vectors

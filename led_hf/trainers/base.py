@@ -6,9 +6,12 @@
   `loss_is_scaled_for_ga = False` tells `Trainer.training_step` to divide it by the number of
   accumulation steps, so that k accumulated micro-batches give the mean of their gradients.
 - saving: `_save` writes the model's own `save_pretrained(path, tokenizer=...)` (a plain HF backbone
-  folder + metadata), then a model card (`README.md`). No pickled `training_args.bin`.
+  folder + metadata), then a model card (`README.md`), staged and moved in with `led_config.json` last
+  (atomic.staged_contents). No pickled `training_args.bin`.
 - resuming: checkpoints hold plain backbones, so `_load_from_checkpoint` / `_load_best_model` call the
   model's `load_weights(folder)` instead of loading a state dict of the wrapper.
+- non-finite losses / gradient norms: a `NonFiniteGuard` (trainers/numerics.py) stops training with one
+  line naming the step and the loss part, or skips the update (`on_nonfinite`), checked once per step.
 - epochs: an `EpochCallback` tells the training groups which epoch starts (fresh negatives each epoch).
 - retrieval metrics: with a `retrieval_evaluator` (led_hf.evaluation.evaluator.RetrievalEvaluator),
   `evaluate()` adds its metrics (e.g. `eval_ndcg@10`) using the subclass's `make_encoders(model)`.
@@ -22,8 +25,11 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 
+from led_hf.atomic import staged_contents
+from led_hf.modeling.checkpoint import LED_CONFIG_NAME
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
+from led_hf.trainers.numerics import NonFiniteGuard
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +52,7 @@ class RetrievalTrainer(Trainer):
         self.model_args = model_args
         self.data_args = data_args
         self.retrieval_evaluator = retrieval_evaluator
+        self.numerics = NonFiniteGuard(getattr(self.args, "on_nonfinite", "stop"))
         self._metrics: dict[str, dict[str, list[float]]] = {
             "train": defaultdict(list),
             "eval": defaultdict(list),
@@ -65,12 +72,33 @@ class RetrievalTrainer(Trainer):
         """Remember named loss parts of this micro-batch (detached) for the next log line."""
         mode = "train" if self.model.training else "eval"
         for name, value in parts.items():
-            self._metrics[mode][name].append(
-                float(value.detach().float().item() if torch.is_tensor(value) else value)
-            )
+            value = float(value.detach().float().item() if torch.is_tensor(value) else value)
+            self._metrics[mode][name].append(value)
+            if mode == "train":
+                self.numerics.observe_part(name, value)
+
+    # -- non-finite losses and gradient norms (trainers/numerics.py) --------------------------------
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        return self.numerics.observe_loss(super().training_step(model, inputs, num_items_in_batch))
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        # Under fp16 the GradScaler skips inf gradients itself (and lowers its scale): only losses count.
+        skip = self.numerics.check_step(
+            grad_norm,
+            step=self.state.global_step + 1,
+            accelerator=self.accelerator,
+            check_grad_norm=self.accelerator.scaler is None,
+        )
+        if skip:  # no gradient: the optimizer leaves the weights and its moments untouched
+            for parameter in model.parameters():
+                parameter.grad = None
+        return grad_norm
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train" if "loss" in logs else None
+        if mode == "train":
+            logs = self.numerics.adjust_logs(logs)
         if mode is not None and self._metrics[mode]:
             names = sorted(self._metrics[mode])
             means = torch.tensor(
@@ -108,16 +136,18 @@ class RetrievalTrainer(Trainer):
         if not self.args.should_save:
             return
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        model.save_pretrained(output_dir, tokenizer=self.processing_class, state_dict=state_dict)
-        write_model_card(
-            output_dir,
-            model=model,
-            args=self.args,
-            state=self.state,
-            model_args=self.model_args,
-            data_args=self.data_args,
-            loss_description=self.loss_description,
-        )
+        # Staged, `led_config.json` moved last: a kill mid-save never leaves a folder that loads as a model.
+        with staged_contents(output_dir, LED_CONFIG_NAME) as staging:
+            model.save_pretrained(staging, tokenizer=self.processing_class, state_dict=state_dict)
+            write_model_card(
+                staging,
+                model=model,
+                args=self.args,
+                state=self.state,
+                model_args=self.model_args,
+                data_args=self.data_args,
+                loss_description=self.loss_description,
+            )
 
     def create_model_card(self, *args, **kwargs) -> None:
         """`push_to_hub` calls this: keep our card (the stock one assumes a PreTrainedModel)."""
