@@ -117,8 +117,9 @@ class DataArguments(PoolArguments):
     eval_split: str | None = field(
         default=None,
         metadata={
-            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) after training and "
-            "at every `trainer.evaluate()`; metrics go to the logs, eval_results.json and the model card."
+            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) at every "
+            "eval_strategy step/epoch and after training (no eval_dataset needed); metrics (eval_ndcg@10, "
+            "eval_mrr@10, ...) go to the logs, metric_for_best_model, eval_results.json and the model card."
         },
     )
     eval_mode: str = field(
@@ -134,7 +135,8 @@ class DataArguments(PoolArguments):
     eval_max_passages: int | None = field(
         default=None,
         metadata={
-            "help": "full mode: search a sub-corpus of this many passages (judged ones first); default all."
+            "help": "full mode: search a sub-corpus of this many passages: the subset's judged passages, its "
+            "candidates, then seeded distractors; default the full corpus."
         },
     )
 
@@ -238,6 +240,37 @@ class DenseTrainingArguments(TrainingArguments):
             "choices": ["stop", "skip"],
         },
     )
+    gradient_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "GradCache: encode the batch in chunks without activations, take the loss's gradient with "
+            "respect to the representations, then re-encode chunk by chunk with grad (led_hf/trainers/"
+            "grad_cache.py). Peak memory is one chunk's: the per-device batch is no longer bounded by memory."
+        },
+    )
+    gc_chunk_size: int = field(
+        default=8,
+        metadata={"help": "GradCache: queries (with their groups' passages) per chunk."},
+    )
+    hub_license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License in the model card's metadata (a Hub license id, e.g. apache-2.0); default: the "
+            "base model's, when its lineage records one."
+        },
+    )
+    hub_datasets: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset ids in the model card's metadata; default: from the prepared data's manifest "
+            "(MS MARCO -> microsoft/ms_marco, a BEIR dataset -> BeIR/<name>)."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.gc_chunk_size < 1:
+            raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
 
 
 @dataclass

@@ -216,7 +216,7 @@ def test_online_teacher_scores_each_querys_own_candidates(
         loss = trainer.compute_loss(trainer.model, batch)
         out = trainer.model(query=batch["query"], passage=batch["passage"])
     student = torch.einsum("bh,bgh->bg", out.query_embeddings, out.passage_embeddings.view(3, GROUP, -1))
-    parts = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+    parts = {name: float(values[-1]) for name, values in trainer._metrics["eval"].items()}
     assert parts["rank_loss"] == pytest.approx(
         rank_consistency_loss(student / trainer.model.temperature, expected).item(), rel=1e-5
     )
@@ -435,7 +435,7 @@ def test_cross_encoder_kl_path(student_dir, teacher_dir, cross_encoder_dir, scor
         trainer.compute_loss(trainer.model, batch)
         out = trainer.model(query=batch["query"], passage=batch["passage"])
     student = torch.einsum("bh,bgh->bg", out.query_embeddings, out.passage_embeddings.view(3, GROUP, -1))
-    kl = trainer._metrics["eval"]["kl_loss"][-1]
+    kl = float(trainer._metrics["eval"]["kl_loss"][-1])
     assert kl == pytest.approx(
         kl_distillation_loss(student / trainer.model.temperature, expected, 3.0).item(), rel=1e-5
     )

@@ -173,7 +173,7 @@ def test_listwise_rank_term_is_kl_over_the_lexical_teachers_softmax(no_dropout_b
 
     log_p, log_q = log_softmax(t), log_softmax(s)
     expected = 4.0 * np.mean(np.sum(np.exp(log_p) * (log_p - log_q), axis=1))
-    parts = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+    parts = {name: float(values[-1]) for name, values in trainer._metrics["eval"].items()}
     assert parts["rank_loss"] == pytest.approx(expected, rel=1e-4)
     assert loss.item() == pytest.approx(parts["contrastive_loss"] + 0.5 * expected, rel=1e-4)
     with pytest.raises(LedError, match="rank_loss"):

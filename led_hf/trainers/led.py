@@ -13,8 +13,9 @@ t may be SPLADE, or precomputed BM25 / fused scores from `led score-teacher --te
 
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
-eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16 they
-run in the same autocast as the student, their scores are computed in fp32.
+eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16
+they run in the Trainer's autocast (`accelerator.autocast()`: Accelerate puts only the student's own
+forward under it), their scores are computed in fp32.
 
 Online, the teachers score with their own `score_candidates` (`teacher_batch_size` texts or pairs per
 forward pass). The SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
@@ -67,9 +68,9 @@ class LEDTrainer(DenseTrainer):
         return module.requires_grad_(False).eval().to(self.args.device)
 
     # -- loss ----------------------------------------------------------------------------------------
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
-        queries, passages = outputs.query_embeddings.float(), outputs.passage_embeddings.float()
+    def loss_from_representations(self, model, query_embeddings, passage_embeddings, inputs) -> torch.Tensor:
+        loss = super().loss_from_representations(model, query_embeddings, passage_embeddings, inputs)
+        queries, passages = query_embeddings.float(), passage_embeddings.float()
         num_queries = queries.shape[0]
         group_size = passages.shape[0] // num_queries
         temperature = self.accelerator.unwrap_model(model).temperature
@@ -81,7 +82,8 @@ class LEDTrainer(DenseTrainer):
             "kl_weight": args.kl_weight,
         }
         if args.rank_weight > 0:
-            teacher = self.teacher_scores(inputs, num_queries, group_size)
+            with self.accelerator.autocast():  # the student's forward precision (bf16 under --bf16)
+                teacher = self.teacher_scores(inputs, num_queries, group_size)
             if args.rank_loss == "listwise":  # KL over the lexical teacher's softmax, same candidates
                 first = 0 if args.rank_include_positive else 1
                 rank = kl_distillation_loss(
@@ -101,13 +103,14 @@ class LEDTrainer(DenseTrainer):
                 student, teacher, args.rank_include_positive, args.min_teacher_gap
             )
         if args.kl_weight > 0:
-            cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
+            with self.accelerator.autocast():
+                cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
             kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature)
             loss = loss + args.kl_weight * kl
             parts["kl_loss"] = kl
             parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder)
         self.record_loss_parts(**parts)
-        return (loss, outputs) if return_outputs else loss
+        return loss
 
     # -- teachers ------------------------------------------------------------------------------------
     def teacher_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:

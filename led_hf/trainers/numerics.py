@@ -35,7 +35,7 @@ class NonFiniteGuard:
             raise LedError(f"on_nonfinite must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.policy = policy
         self._bad: torch.Tensor | None = None  # device-side flag of this step's micro-batch losses
-        self._bad_parts: dict[str, float] = {}
+        self._bad_parts: dict[str, list] = {}  # this step's named parts, read only when it is non-finite
         self.skipped_total = 0
         self._window_steps = 0
         self._window_skipped = 0
@@ -49,9 +49,10 @@ class NonFiniteGuard:
             return torch.where(finite, loss, torch.zeros_like(loss))
         return loss
 
-    def observe_part(self, name: str, value: float) -> None:
-        if not math.isfinite(value):
-            self._bad_parts[name] = value
+    def observe_part(self, name: str, value: torch.Tensor | float) -> None:
+        """Keep this step's named part (a device tensor is not read here: no sync per part and step);
+        the parts are only looked at when the step turns out non-finite."""
+        self._bad_parts.setdefault(name, []).append(value)
 
     def check_step(self, grad_norm, step: int, accelerator=None, check_grad_norm: bool = True) -> bool:
         """True when this optimizer step must be skipped; raises LedError under "stop"."""
@@ -65,11 +66,17 @@ class NonFiniteGuard:
             flag = accelerator.reduce(flag.to(accelerator.device, torch.int32), reduction="sum")
         bad = bool(flag.item())  # the one sync of the step
         loss_bad = bool(self._bad.item()) if bad and self._bad is not None else False
-        parts, self._bad, self._bad_parts = self._bad_parts, None, {}
+        observed, self._bad, self._bad_parts = self._bad_parts, None, {}
         self._window_steps += 1
         if not bad:
             return False
         if self.policy == "stop":
+            parts = {
+                name: value
+                for name, values in observed.items()
+                for value in map(float, values)
+                if not math.isfinite(value)
+            }
             what = [f"{name}={value}" for name, value in sorted(parts.items())]
             if loss_bad and not what:
                 what.append("loss")

@@ -25,6 +25,7 @@ class SpladeTrainer(RetrievalTrainer):
         "contrastive (InfoNCE) over in-batch and hard negatives on SPLADE term-weight dot "
         "products + λ_q·FLOPS(queries) + λ_d·FLOPS(passages)"
     )
+    representation = "sparse"  # the retrieval evaluator searches through the inverted index
 
     def flops_weights(self, step: int | None = None) -> tuple[float, float]:
         """(λ_q, λ_d) at optimizer step `step` (default: the current global step)."""
@@ -35,9 +36,7 @@ class SpladeTrainer(RetrievalTrainer):
             quadratic_warmup(self.args.passage_flops_weight, step, warmup),
         )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(query=inputs["query"], passage=inputs["passage"])
-        queries, passages = outputs.query_embeddings, outputs.passage_embeddings
+    def loss_from_representations(self, model, queries, passages, inputs) -> torch.Tensor:
         group_size = passages.shape[0] // queries.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
         query_weight, passage_weight = self.flops_weights()
@@ -61,4 +60,4 @@ class SpladeTrainer(RetrievalTrainer):
                 query_nonzeros=(queries > 0).sum(dim=1).float().mean(),
                 passage_nonzeros=(passages > 0).sum(dim=1).float().mean(),
             )
-        return (parts["loss"], outputs) if return_outputs else parts["loss"]
+        return parts["loss"]
