@@ -387,6 +387,7 @@ class CrossEncoderTrainingArguments(DenseTrainingArguments):
 
 
 TEACHER_SCORE_MODES = ("online", "precomputed")
+RANK_LOSS_FORMS = ("pairwise", "listwise")
 
 
 @dataclass
@@ -421,6 +422,20 @@ class LEDTrainingArguments(DenseTrainingArguments):
         metadata={"help": "Rank the positive with the negatives in the rank loss (LED: on; LED w/ RT: off)."},
     )
     rank_margin: float = field(default=0.0, metadata={"help": "Hinge margin of the rank loss (reference 0)."})
+    rank_loss: str = field(
+        default="pairwise",
+        metadata={
+            "help": "Form of the lexical teacher's term: pairwise (LED's hinge over the teacher's ordered pairs) "
+            "or listwise (KL(softmax(t / T) || softmax(s / T)) over the same candidates, T = rank_temperature)."
+        },
+    )
+    rank_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "rank_loss listwise: T of the KL. Pick it for the teacher's score scale (SPLADE dot products "
+            "and BM25 scores span tens; z-scored fused scores about 1)."
+        },
+    )
     min_teacher_gap: float | None = field(
         default=None,
         metadata={
@@ -479,8 +494,10 @@ class LEDTrainingArguments(DenseTrainingArguments):
             )
         if self.rank_weight < 0 or self.kl_weight < 0:
             raise LedError("rank_weight and kl_weight must be >= 0")
-        if not self.kl_temperature > 0 or self.teacher_batch_size < 1:
-            raise LedError("kl_temperature and teacher_batch_size must be positive")
+        if not self.kl_temperature > 0 or not self.rank_temperature > 0 or self.teacher_batch_size < 1:
+            raise LedError("kl_temperature, rank_temperature and teacher_batch_size must be positive")
+        if self.rank_loss not in RANK_LOSS_FORMS:
+            raise LedError(f"rank_loss must be one of {', '.join(RANK_LOSS_FORMS)}, got {self.rank_loss!r}")
         precomputed = self.teacher_scores == "precomputed"
         needs = [
             (

@@ -6,6 +6,12 @@
 Metrics follow the LED paper (docs/method.md §6, see `led_hf.evaluation.metrics`): averaged over every query with
 qrels (missing ones count 0); `recall@k` is the paper's hit rate, `trec_recall@k` trec_eval's recall.
 Stdout carries the JSON object only; notes go to stderr.
+
+With `--baseline RUN_B` the object gains `"baseline"` (B's metrics) and `"comparison"`: per metric the
+mean difference A - B with its 95% t interval and bootstrap interval, and the p-values of a paired t-test
+and a paired randomization (sign-flip) test over the per-query values (docs/method.md §6):
+
+    led evaluate --data data/scifact --split dev --run runs/led.trec --baseline runs/den.trec
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from led_hf.config import positive_int
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.metrics import evaluate_run
+from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
+from led_hf.evaluation.significance import compare_paired
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=[50, 1000],
         help="cutoffs of recall / trec_recall (default 50 1000)",
     )
+    parser.add_argument(
+        "--baseline",
+        help="a second TREC run on the same queries: adds paired tests of RUN - BASELINE per metric "
+        "(paired t-test, paired randomization test, 95%% intervals of the mean difference)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=10000,
+        help="sign patterns / bootstrap samples of the paired tests (default 10000; exact below 2^n)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the paired tests' sampling (default 0)")
     parser.add_argument("--output", help="also write the JSON object to this file")
     return parser
 
@@ -66,16 +85,27 @@ def main(argv: list[str] | None = None) -> int:
             f"note: {unknown} of {len(run)} run queries have no qrels in split {args.split!r}; ignored",
             file=sys.stderr,
         )
-    metrics = evaluate_run(
-        run,
-        qrels,
+    options = dict(
         relevance_level=args.relevance_level,
         mrr_depth=args.mrr_depth,
         ndcg_depth=args.ndcg_depth,
         recall_depths=args.recall_depths,
     )
+    metrics = evaluate_run(run, qrels, **options)
     if metrics["num_queries_retrieved"] == 0:
         print(f"warning: the run retrieves nothing for any query of split {args.split!r}", file=sys.stderr)
+    if args.baseline:
+        if args.resamples < 1:
+            raise LedError(f"--resamples must be at least 1, got {args.resamples}")
+        baseline = read_run(args.baseline)
+        metrics["baseline"] = evaluate_run(baseline, qrels, **options)
+        metrics["comparison"] = compare_paired(
+            evaluate_per_query(run, qrels, **options),
+            evaluate_per_query(baseline, qrels, **options),
+            metric_names(args.mrr_depth, args.ndcg_depth, args.recall_depths),
+            n_resamples=args.resamples,
+            seed=args.seed,
+        )
     text = json.dumps(metrics)
     if args.output:
         with atomic_file(args.output) as handle:

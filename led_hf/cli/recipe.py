@@ -185,6 +185,7 @@ def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None, 
     if after_training is not None:
         after_training()
     trainer.save_model()
+    trainer.save_state()  # trainer_state.json: the loss curve the pipeline report draws
     return trainer
 
 

@@ -2,6 +2,8 @@
 
     led score-teacher --data DATA --teacher runs/sp-stg2 --negs-sources co-stg1,sp-stg1,sp-stg2 --name sp-stg2
     led score-teacher --data DATA --teacher runs/ce --negs-sources co-stg1,sp-stg1,sp-stg2 --name ce
+    led score-teacher --data DATA --teacher bm25 --negs-sources co-stg1,sp-stg1,sp-stg2 --name bm25
+    led score-teacher --data DATA --teacher runs/sp-stg2 --kind fused --fusion-weight 0.5 --name fused
     led train led configs/msmarco/led.json --teacher_scores precomputed --teacher_scores_name sp-stg2
 
 Prints the written folder's metadata as one JSON object.
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="led score-teacher",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score each training query's positives and negative pool (the passages LED training can "
-        "draw for it) with a frozen SPLADE or cross-encoder teacher, once, into "
+        "draw for it) with a frozen SPLADE, cross-encoder, BM25 or fused (SPLADE + BM25) teacher, once, into "
         "DATA/teacher_scores/NAME (Arrow rows {qid, pids, scores}; written atomically). "
         "`led train led --teacher_scores precomputed --teacher_scores_name NAME` (or "
         "--cross_encoder_scores_name NAME) then reads the scores instead of running the teacher.",
@@ -36,14 +38,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--teacher",
         required=True,
-        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder",
+        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder; "
+        "`bm25` for the BM25 teacher (no model: BM25 scores from a bm25s index of the corpus)",
     )
     parser.add_argument("--name", required=True, help="output folder name under DATA/teacher_scores/")
     parser.add_argument(
         "--kind",
-        choices=("splade", "cross-encoder"),
+        choices=("splade", "cross-encoder", "bm25", "fused"),
         default=None,
-        help="teacher kind (default: the checkpoint's led_config.json)",
+        help="teacher kind (default: the checkpoint's led_config.json; bm25 for --teacher bm25); fused: "
+        "the SPLADE --teacher plus BM25, each normalised per query, weighted by --fusion-weight",
+    )
+    parser.add_argument("--bm25-k1", type=float, default=0.9, help="BM25 / fused teacher: k1 (0.9)")
+    parser.add_argument("--bm25-b", type=float, default=0.4, help="BM25 / fused teacher: b (0.4)")
+    parser.add_argument(
+        "--fusion-weight",
+        type=float,
+        default=0.5,
+        help="fused teacher: weight w of SPLADE; BM25 gets 1 - w (0.5)",
+    )
+    parser.add_argument(
+        "--fusion-normalisation",
+        choices=("zscore", "minmax"),
+        default="zscore",
+        help="fused teacher: per-query normalisation of each teacher's candidate scores (zscore)",
     )
     parser.add_argument(
         "--query-max-length", type=positive_int, default=32, help="SPLADE teacher: query tokens (32)"
@@ -123,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        bm25_k1=args.bm25_k1,
+        bm25_b=args.bm25_b,
+        fusion_weight=args.fusion_weight,
+        fusion_normalisation=args.fusion_normalisation,
     )
     print(json.dumps(metadata))
     return 0

@@ -8,7 +8,11 @@ A pipeline config (JSON) looks like::
                                       "--output", "{output}/bm25.trec"]],
         "evaluate": {"data": "{output}/data", "split": "test", "run": "{output}/bm25.trec"}}]}
 
-Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. A completed stage
+Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. Optional stage keys:
+`"compare_to": [stage names]` (the report tests the stage against each, paired over queries: its init and
+BM25, say; led_hf/pipeline/compare.py) and `"seeds": [0, 1, 2]` (the stage runs once per seed as
+`<name>-seed<S>`, `{seed}` filled in its strings, which must use it; the report shows mean ± std). A
+completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
 resumes at the first unfinished stage.
 
@@ -36,7 +40,7 @@ from led_hf.atomic import atomic_file
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.metrics import evaluate_run
+from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
 from led_hf.secrets import mask_command, shown_command
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,9 @@ class Stage:
     model: str | None = None
     evaluate: dict | None = None
     description: str = ""
+    compare_to: list[str] = field(default_factory=list)  # stage (or seed group) names, for the report
+    group: str | None = None  # the config's stage name when this is one seed of a `seeds` stage
+    seed: int | None = None
     launcher: list[str] | None = None  # argv prefix replacing `python -m led_hf`
     resources: str = ""  # what the stage needs, for --dry-run (e.g. "8 GPUs, ~6 h")
 
@@ -75,19 +82,32 @@ class Pipeline:
         for number, entry in enumerate(raw.get("stages", []), 1):
             if not isinstance(entry, dict) or "name" not in entry or "commands" not in entry:
                 raise LedError(f"{path}: stage {number} needs 'name' and 'commands'")
-            stages.append(
-                Stage(
-                    name=entry["name"],
-                    commands=[[_fill(arg, values, path) for arg in command] for command in entry["commands"]],
-                    model=_fill(entry["model"], values, path) if entry.get("model") else None,
-                    evaluate={k: _fill(str(v), values, path) for k, v in entry["evaluate"].items()}
-                    if entry.get("evaluate")
-                    else None,
-                    description=entry.get("description", ""),
-                    launcher=_launcher(entry.get("launcher"), values, path, number),
-                    resources=entry.get("resources", ""),
+            compare_to = entry.get("compare_to", [])
+            if not isinstance(compare_to, list) or not all(isinstance(n, str) for n in compare_to):
+                raise LedError(f"{path}: stage {entry['name']!r}: 'compare_to' must be a list of stage names")
+            unknown = [n for n in compare_to if n not in {stage.group or stage.name for stage in stages}]
+            if unknown:
+                raise LedError(f"{path}: stage {entry['name']!r} compares to {unknown}, not an earlier stage")
+            for seed in _seeds(entry, path):
+                filled = {**values, "seed": str(seed)} if seed is not None else values
+                stages.append(
+                    Stage(
+                        name=entry["name"] if seed is None else f"{entry['name']}-seed{seed}",
+                        commands=[
+                            [_fill(arg, filled, path) for arg in command] for command in entry["commands"]
+                        ],
+                        model=_fill(entry["model"], filled, path) if entry.get("model") else None,
+                        evaluate={k: _fill(str(v), filled, path) for k, v in entry["evaluate"].items()}
+                        if entry.get("evaluate")
+                        else None,
+                        description=entry.get("description", ""),
+                        compare_to=compare_to,
+                        group=None if seed is None else entry["name"],
+                        seed=seed,
+                        launcher=_launcher(entry.get("launcher"), filled, path, number),
+                        resources=entry.get("resources", ""),
+                    )
                 )
-            )
         if len({stage.name for stage in stages}) != len(stages):
             raise LedError(f"{path}: stage names must be unique")
         return cls(output=Path(out), stages=stages)
@@ -123,9 +143,12 @@ class Pipeline:
                 "description": stage.description,
                 "model": stage.model,
                 "wall_time_s": round(time.perf_counter() - start, 1),
+                "compare_to": stage.compare_to,
+                "group": stage.group,
+                "seed": stage.seed,
             }
             if stage.evaluate:
-                record["metrics"] = _evaluate(stage.evaluate)
+                record["metrics"], record["per_query"] = _evaluate(stage.evaluate)
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
             with atomic_file(done) as handle:
                 json.dump(record, handle, indent=2)
@@ -172,10 +195,30 @@ def _launcher(value, values: dict[str, str], path: Path, number: int) -> list[st
     return [_fill(v, values, path) for v in value]
 
 
-def _evaluate(spec: dict) -> dict:
+def _evaluate(spec: dict) -> tuple[dict, dict]:
+    """(means, {metric: {qid: value}}) of the stage's run; per-query values feed the report's paired tests."""
+    qrels = PreparedData(spec["data"]).qrels_dict(spec["split"])
+    run = read_run(spec["run"])
+    per_query = evaluate_per_query(run, qrels)
+    by_metric = {name: {qid: values[name] for qid, values in per_query.items()} for name in metric_names()}
+    return evaluate_run(run, qrels), by_metric
 
-    data = PreparedData(spec["data"])
-    return evaluate_run(read_run(spec["run"]), data.qrels_dict(spec["split"]))
+
+def _seeds(entry: dict, path: Path) -> list[int | None]:
+    """The stage's seeds ([None] without `seeds`); a seeded stage must use `{seed}` somewhere."""
+    if "seeds" not in entry:
+        return [None]
+    seeds = entry["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise LedError(f"{path}: stage {entry['name']!r}: 'seeds' must be a non-empty list of integers")
+    if len(set(seeds)) != len(seeds):
+        raise LedError(f"{path}: stage {entry['name']!r}: repeated seeds {seeds}")
+    if "{seed}" not in json.dumps(entry["commands"]):
+        raise LedError(
+            f"{path}: stage {entry['name']!r} has 'seeds' but its commands never use {{seed}} "
+            "(each seed would overwrite the last one's outputs)"
+        )
+    return seeds
 
 
 def _fill(text: str, values: dict[str, str], path: Path) -> str:

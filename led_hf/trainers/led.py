@@ -7,6 +7,10 @@
     c = cross-encoder scores [B, G]           LED w/ RT only
     loss = contrastive(Q, P) + w_rank · rank_consistency(s, t) [+ w_kl · kl_distillation(s, c; T)]
 
+`rank_loss="listwise"` replaces the pairwise rank term by w_rank · kl_distillation(s, t; rank_temperature)
+over the same candidates (the positive left out with `rank_include_positive` off). The lexical teacher
+t may be SPLADE, or precomputed BM25 / fused scores from `led score-teacher --teacher bm25` / `--kind fused`.
+
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
 eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16
@@ -80,13 +84,19 @@ class LEDTrainer(DenseTrainer):
         if args.rank_weight > 0:
             with self.accelerator.autocast():  # the student's forward precision (bf16 under --bf16)
                 teacher = self.teacher_scores(inputs, num_queries, group_size)
-            rank = rank_consistency_loss(
-                student,
-                teacher,
-                include_positive=args.rank_include_positive,
-                margin=args.rank_margin,
-                min_teacher_gap=args.min_teacher_gap,
-            )
+            if args.rank_loss == "listwise":  # KL over the lexical teacher's softmax, same candidates
+                first = 0 if args.rank_include_positive else 1
+                rank = kl_distillation_loss(
+                    student[:, first:], teacher[:, first:], temperature=args.rank_temperature
+                )
+            else:
+                rank = rank_consistency_loss(
+                    student,
+                    teacher,
+                    include_positive=args.rank_include_positive,
+                    margin=args.rank_margin,
+                    min_teacher_gap=args.min_teacher_gap,
+                )
             loss = loss + args.rank_weight * rank
             parts["rank_loss"] = rank
             parts["rank_agreement"] = ranking_agreement(
