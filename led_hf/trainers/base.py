@@ -37,7 +37,7 @@ class RetrievalTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
     # Item keys of `led_hf.data.groups.TrainGroups`: none is a model input, the collator needs them all.
-    signature_columns = ("qid", "query", "pids", "titles", "texts")
+    signature_columns = ("qid", "query", "pids", "titles", "texts", "candidate_rows", "positive_rows")
     # One line for the model card; subclasses describe their loss.
     loss_description = ""
 
@@ -59,6 +59,20 @@ class RetrievalTrainer(Trainer):
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
             self._signature_columns = list(self.signature_columns)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """`NoDuplicatesSampler` over training groups (`no_duplicates_in_batch`, random order), else the
+        Trainer's own sampler."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if (
+            getattr(self.args, "no_duplicates_in_batch", False)
+            and self.args.train_sampling_strategy == "random"
+            and hasattr(dataset, "candidate_rows")
+        ):
+            from led_hf.data.batching import NoDuplicatesSampler
+
+            return NoDuplicatesSampler(dataset, self._train_batch_size * max(1, self.args.world_size))
+        return super()._get_train_sampler(train_dataset)
 
     # -- logging of loss parts -----------------------------------------------------------------------
     def record_loss_parts(self, **parts: torch.Tensor | float) -> None:

@@ -5,7 +5,8 @@
                                               1 for the reference raw-dot model)
     t = SPLADE teacher scores [B, G]          same candidates; online or precomputed (`led score-teacher`)
     c = cross-encoder scores [B, G]           LED w/ RT only
-    loss = contrastive(Q, P) + w_rank · rank_consistency(s, t) [+ w_kl · kl_distillation(s, c; T)]
+    M = false negatives [B, G]                each query's own candidates that are its qrels positives
+    loss = contrastive(Q, P) + w_rank · rank_consistency(s, t; M) [+ w_kl · kl_distillation(s, c; T, M)]
 
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
@@ -72,6 +73,7 @@ class LEDTrainer(DenseTrainer):
         )
 
         args = self.args
+        mask = self.false_negatives(inputs, group_size, in_batch=False, gathered=False)
         parts: dict[str, torch.Tensor | float] = {
             "rank_weight": args.rank_weight,
             "kl_weight": args.kl_weight,
@@ -84,18 +86,19 @@ class LEDTrainer(DenseTrainer):
                 include_positive=args.rank_include_positive,
                 margin=args.rank_margin,
                 min_teacher_gap=args.min_teacher_gap,
+                mask=mask,
             )
             loss = loss + args.rank_weight * rank
             parts["rank_loss"] = rank
             parts["rank_agreement"] = ranking_agreement(
-                student, teacher, args.rank_include_positive, args.min_teacher_gap
+                student, teacher, args.rank_include_positive, args.min_teacher_gap, mask
             )
         if args.kl_weight > 0:
             cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
-            kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature)
+            kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature, mask=mask)
             loss = loss + args.kl_weight * kl
             parts["kl_loss"] = kl
-            parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder)
+            parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder, mask=mask)
         self.record_loss_parts(**parts)
         return (loss, outputs) if return_outputs else loss
 
