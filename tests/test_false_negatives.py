@@ -183,3 +183,76 @@ def test_masked_rank_and_kl_losses_match_numpy(include_positive):
     )
     with pytest.raises(LedError, match="mask has shape"):
         rank_consistency_loss(s, t, mask=m[:, :3])
+
+
+# -- two gloo processes: ids gathered like the embeddings -----------------------------------------------
+# Rank 0 holds row 0 (A), rank 1 rows 2 and 3 (B, C): uneven rows (1 vs 2) and positive widths (3 vs 2),
+# and A's false negatives (12 and 10 in B's group) sit on the other device.
+RANK_ROWS = [[0], [2, 3]]
+
+
+def _global_tensors():
+    rng = np.random.default_rng(7)
+    return rng.normal(size=(4, 5)), rng.normal(size=(12, 5))
+
+
+def _rank_inputs(rows):
+    queries, passages = _global_tensors()
+    local_passages = np.concatenate([passages[r * G : (r + 1) * G] for r in rows])
+    width = max(len(POSITIVES[ROWS[r][0]]) for r in rows)
+    positive_rows = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, r in enumerate(rows):
+        positive_rows[i, : len(POSITIVES[ROWS[r][0]])] = torch.tensor(sorted(POSITIVES[ROWS[r][0]]))
+    inputs = {
+        "passage_rows": torch.tensor([pid for r in rows for pid in ROWS[r][1]]),
+        "positive_rows": positive_rows,
+    }
+    return queries[rows], local_passages, inputs
+
+
+def _masked_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import json
+    import os
+
+    import torch.distributed as dist
+
+    from led_hf.losses import gather_with_grad
+    from led_hf.trainers.false_negatives import batch_false_negative_mask
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        queries, passages, inputs = _rank_inputs(RANK_ROWS[rank])
+        q = torch.tensor(queries, requires_grad=True)
+        p = torch.tensor(passages, requires_grad=True)
+        mask = batch_false_negative_mask(inputs, G, gathered=True)
+        loss = contrastive_loss(gather_with_grad(q), gather_with_grad(p), G, temperature=0.5, mask=mask)
+        loss.backward()
+        with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+            json.dump({"mask": mask.tolist(), "loss": loss.item(), "grad_q": q.grad.tolist()}, handle)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_gather_the_mask_with_the_embeddings(tmp_path):
+    import json
+
+    torch.multiprocessing.spawn(
+        _masked_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True
+    )
+    # one process holding the global batch in rank order: rows 0, 2, 3
+    order = [r for rows in RANK_ROWS for r in rows]
+    queries, passages, inputs = _rank_inputs(order)
+    passage_ids = [pid for r in order for pid in ROWS[r][1]]
+    expected_mask = np.zeros((3, 9), dtype=bool)
+    for i, r in enumerate(order):
+        for j, pid in enumerate(passage_ids):
+            expected_mask[i, j] = pid in POSITIVES[ROWS[r][0]] and j != i * G
+    assert expected_mask[0].tolist() == [False] * 3 + [True, False, True] + [False] * 3  # 12, 10 of B
+    expected_loss, grad_q, _ = _reference_contrastive(queries, passages, expected_mask, 0.5)
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    for rank, result in enumerate(results):
+        np.testing.assert_array_equal(np.array(result["mask"]), expected_mask)
+        assert result["loss"] == pytest.approx(expected_loss, rel=1e-6)  # the loss runs in fp32
+        # gather.py: every rank's backward sums the two ranks' (identical) losses -> 2 x dL/dq
+        local = [order.index(r) for r in RANK_ROWS[rank]]
+        np.testing.assert_allclose(np.array(result["grad_q"]) / 2, grad_q[local], rtol=1e-5, atol=1e-7)

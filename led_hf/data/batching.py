@@ -6,7 +6,9 @@ query, a hard negative of another, or a hard negative of both) is scored twice a
 negative copy of a target. `NoDuplicatesSampler` orders an epoch's items so that each global batch is
 free of both, as sentence-transformers' ``NoDuplicatesBatchSampler`` does for its datasets:
 
-- the items are shuffled by ``(seed, epoch)``;
+- the items are shuffled by ``(seed, epoch)``, with the rows of one query (``group_by="pair"``) spread
+  evenly over the epoch: row j of a query with k rows lands at a random place in the j-th k-quantile,
+  so that the last batches are not left with the many rows of a few queries;
 - a batch takes, in that order, each remaining item whose query and candidate passages (this epoch's
   draw, `TrainGroups.candidate_rows`) are not in the batch yet; an item that collides waits for a later
   batch;
@@ -38,8 +40,8 @@ class NoDuplicatesSampler(torch.utils.data.Sampler):
     """Index order of one epoch of a `TrainGroups` whose global batches hold no duplicate query or passage.
 
     Args:
-        groups: a `TrainGroups` (anything with ``__len__``, ``epoch``, ``query_number(i)`` and
-            ``candidate_rows(i, epoch)``).
+        groups: a `TrainGroups` (anything with ``__len__``, ``epoch``, ``query_number(i)``,
+            ``query_numbers()`` and ``candidate_rows(i, epoch)``).
         global_batch_size: items per optimizer micro-step over all processes (per-device batch x processes).
         seed: shuffles each epoch with ``default_rng([seed, epoch, 3])``; default: the groups' seed.
     """
@@ -51,6 +53,7 @@ class NoDuplicatesSampler(torch.utils.data.Sampler):
         self.global_batch_size = int(global_batch_size)
         self.seed = int(groups.seed if seed is None else seed)
         self.relaxed_items = 0
+        self.relaxed_batches: list[int] = []
         self._epoch: int | None = None
 
     def set_epoch(self, epoch: int) -> None:
@@ -77,25 +80,37 @@ class NoDuplicatesSampler(torch.utils.data.Sampler):
         rows = self.groups.candidate_rows(index, epoch)
         return {-1 - int(self.groups.query_number(index)), *map(int, rows)}
 
+    def epoch_order(self, epoch: int) -> list[int]:
+        """The shuffled order of ``epoch`` that batches are filled from, rows of one query spread out."""
+        rng = np.random.default_rng([self.seed, epoch, 3])
+        queries = np.asarray(self.groups.query_numbers(), dtype=np.int64)
+        shuffled = rng.permutation(len(queries))
+        by_query = shuffled[np.argsort(queries[shuffled], kind="stable")]  # random order within each query
+        counts = np.bincount(queries)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank = np.empty(len(queries), dtype=np.int64)
+        rank[by_query] = np.arange(len(queries)) - starts[queries[by_query]]
+        keys = (rank + rng.random(len(queries))) / counts[queries]
+        return np.argsort(keys, kind="stable").tolist()
+
     def _batches(self, epoch: int):
-        order = np.random.default_rng([self.seed, epoch, 3]).permutation(len(self.groups)).tolist()
-        # A singly linked list over `order`: taking an item from the middle is O(1).
-        following = list(range(1, len(order) + 1))  # len(order) ends the list
+        order = self.epoch_order(epoch)
+        # A singly linked list over `order` (len(order) ends it): taking an item from the middle is O(1).
+        following = list(range(1, len(order) + 1))
         head = 0
-        pending: dict[int, set[int]] = {}  # values of items seen but deferred (drawn once per epoch)
-        relaxed = 0
+        pending: dict[int, set[int]] = {}  # values of deferred items (each item is drawn once per epoch)
+        relaxed_items, relaxed_batches, number = 0, [], 0
         while head < len(order):
             batch, used = [], set()
             position, previous = head, -1
             while position < len(order) and len(batch) < self.global_batch_size:
                 index = order[position]
-                values = pending.get(index)
+                values = pending.pop(index, None)
                 if values is None:
                     values = self._values(index, epoch)
                 if values.isdisjoint(used):
                     batch.append(index)
                     used |= values
-                    pending.pop(index, None)
                     position = following[position]
                     if previous == -1:
                         head = position
@@ -104,21 +119,22 @@ class NoDuplicatesSampler(torch.utils.data.Sampler):
                     continue
                 pending[index] = values
                 previous, position = position, following[position]
-            # Nothing left fits: complete the batch with the first remaining items, duplicates or not.
-            position = head
-            while len(batch) < self.global_batch_size and position < len(order):
-                batch.append(order[position])
-                pending.pop(order[position], None)
-                relaxed += 1
-                position = following[position]
-                head = position
+            if len(batch) < self.global_batch_size and head < len(order):
+                # Nothing left fits: complete the batch with the first remaining items, duplicates or not.
+                relaxed_batches.append(number)
+            while len(batch) < self.global_batch_size and head < len(order):
+                batch.append(order[head])
+                pending.pop(order[head], None)
+                relaxed_items += 1
+                head = following[head]
+            number += 1
             yield batch
-        self.relaxed_items = relaxed
-        if relaxed:
+        self.relaxed_items, self.relaxed_batches = relaxed_items, relaxed_batches
+        if relaxed_items:
             logger.info(
                 "epoch %d: %d of %d items share a query or passage with their batch (no duplicate-free "
                 "batch was left for them)",
                 epoch,
-                relaxed,
+                relaxed_items,
                 len(order),
             )

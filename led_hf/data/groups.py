@@ -295,6 +295,12 @@ class TrainGroups(torch.utils.data.Dataset):
         example = int(self._example_rows[index])
         return example if self.group_by == "query" else int(self._row_query[example])
 
+    def query_numbers(self) -> np.ndarray:
+        """`query_number` of every item, as one array."""
+        if self.group_by == "query":
+            return self._example_rows
+        return self._row_query[self._example_rows]
+
     def positive_row(self, index: int, epoch: int | None = None) -> int:
         """Qrels row (of the split's positive rows) whose passage is item ``index``'s positive in ``epoch``."""
         example = int(self._example_rows[index])

@@ -70,5 +70,6 @@ class SpladeTrainer(RetrievalTrainer):
                 passage_flops_weight=passage_weight,
                 query_nonzeros=(queries > 0).sum(dim=1).float().mean(),
                 passage_nonzeros=(passages > 0).sum(dim=1).float().mean(),
+                **({} if mask is None else {"masked_false_negatives": mask.sum(dim=1).float().mean()}),
             )
         return (parts["loss"], outputs) if return_outputs else parts["loss"]
