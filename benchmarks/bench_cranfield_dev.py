@@ -115,7 +115,7 @@ def main() -> None:
     )
     parser.add_argument("--work", default=str(ROOT / "runs" / "cranfield-dev"), help="work folder")
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
-    parser.add_argument("--max-steps", type=int, default=52, help="optimizer steps per variant (default 52)")
+    parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per variant (default 30)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[42], help="training seeds (default 42)")
     args = parser.parse_args()
     work = Path(args.work)
