@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
 
+from led_hf.data.row_reader import RowReader
 from led_hf.data.sampling import draw_positions, negative_pools_csr
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -379,14 +380,14 @@ class TrainGroups(torch.utils.data.Dataset):
         item.update(self.extra_columns(query, rows))
         return item
 
-    def _corpus_reader(self) -> _RowReader:
+    def _corpus_reader(self) -> RowReader:
         if self.__dict__.get("_corpus") is None:
-            self._corpus = _RowReader(self.data.corpus.data.table, ("pid", "title", "text"))
+            self._corpus = RowReader(self.data.corpus.data.table, ("pid", "title", "text"))
         return self._corpus
 
-    def _queries_reader(self) -> _RowReader:
+    def _queries_reader(self) -> RowReader:
         if self.__dict__.get("_queries") is None:
-            self._queries = _RowReader(self.data.queries.data.table, ("text",))
+            self._queries = RowReader(self.data.queries.data.table, ("text",))
         return self._queries
 
     def __getstate__(self):
@@ -396,115 +397,11 @@ class TrainGroups(torch.utils.data.Dataset):
         state.pop("_queries", None)
         return state
 
-    def to_iterable(self, **kwargs) -> TrainGroupsIterable:
-        """The same groups as a streaming `TrainGroupsIterable` (see there for sharding)."""
+    def to_iterable(self, **kwargs):
+        """The same groups as a streaming `led_hf.data.streaming.TrainGroupsIterable` (see there for sharding)."""
+        from led_hf.data.streaming import TrainGroupsIterable
+
         return TrainGroupsIterable(self, **kwargs)
-
-
-class _RowReader:
-    """Fetch a few rows of a (memory-mapped) Arrow table as Python lists, by row number.
-
-    Reads scalars straight from the right chunk: for the handful of rows of one group this is ~15x
-    faster than ``Table.take`` (which builds a new table per call).
-    """
-
-    def __init__(self, table: pa.Table, columns: tuple[str, ...]):
-        missing = [c for c in columns if c not in table.column_names and c != "title"]
-        if missing:  # a corpus without titles reads as empty titles; anything else is an error
-            raise LedError(f"table lacks column(s) {missing}")
-        self.columns = columns
-        self._chunks = {c: table.column(c).chunks for c in columns if c in table.column_names}
-        first = table.column(table.column_names[0])
-        self._starts = np.cumsum([0] + [len(chunk) for chunk in first.chunks])[:-1]
-        # all columns of a datasets table share one chunking; re-chunk any that does not
-        for name, chunks in self._chunks.items():
-            if [len(c) for c in chunks] != [len(c) for c in first.chunks]:
-                self._chunks[name] = [
-                    table.column(name).slice(int(s), len(c)).combine_chunks()
-                    for s, c in zip(self._starts, first.chunks)
-                ]
-
-    def rows(self, rows) -> dict[str, list]:
-        rows = np.asarray(rows, dtype=np.int64)
-        chunk = np.searchsorted(self._starts, rows, side="right") - 1
-        local = (rows - self._starts[chunk]).tolist()
-        chunk = chunk.tolist()
-        out = {
-            name: [chunks[k][i].as_py() for k, i in zip(chunk, local)]
-            for name, chunks in self._chunks.items()
-        }
-        for name in self.columns:
-            out.setdefault(name, [""] * len(rows))
-        return out
-
-
-class TrainGroupsIterable(torch.utils.data.IterableDataset):
-    """Stream the items of a `TrainGroups`, sharded per process and per DataLoader worker.
-
-    Each epoch the rows are permuted by ``default_rng([seed, epoch, 1])`` (same order on every process),
-    cut to a multiple of the number of processes (so that every DDP rank yields the same number of
-    items and none waits forever), and process ``rank`` takes rows ``rank, rank + world, ...``; within
-    a process, DataLoader worker ``w`` of ``n`` takes every n-th of those. Negatives are drawn exactly
-    as in the map-style dataset (by example row, not by position in the stream).
-
-    Rank and world size come from ``torch.distributed`` (or Accelerate's state) when initialised.
-    Note: `transformers.Trainer` (through Accelerate) already splits an IterableDataset across
-    processes (rank 0 dispatches batches, or `IterableDatasetShard`): there pass
-    ``shard_by_process=False``, or better give the Trainer the map-style `TrainGroups`.
-    Set the epoch (``set_epoch``) before creating the iterator; with persistent DataLoader workers
-    the workers keep the epoch they started with.
-    """
-
-    def __init__(self, groups: TrainGroups, shuffle: bool = True, shard_by_process: bool = True):
-        self.groups = groups
-        self.shuffle = shuffle
-        self.shard_by_process = shard_by_process
-
-    @property
-    def epoch(self) -> int:
-        return self.groups.epoch
-
-    def set_epoch(self, epoch: int) -> None:
-        self.groups.set_epoch(epoch)
-
-    def _world(self) -> tuple[int, int]:
-        return process_rank_and_world() if self.shard_by_process else (0, 1)
-
-    def __len__(self) -> int:
-        """Items this process yields per epoch (all its DataLoader workers together)."""
-        return len(self.groups) // self._world()[1]
-
-    def shard_indices(
-        self, rank: int | None = None, world: int | None = None, worker: int = 0, num_workers: int = 1
-    ) -> np.ndarray:
-        """Dataset indices one (process, worker) yields this epoch, in order."""
-        if rank is None or world is None:
-            rank, world = self._world()
-        order = np.arange(len(self.groups))
-        if self.shuffle:
-            order = np.random.default_rng([self.groups.seed, self.groups.epoch, 1]).permutation(order)
-        order = order[: len(order) // world * world]
-        return order[rank::world][worker::num_workers]
-
-    def __iter__(self):
-        info = torch.utils.data.get_worker_info()
-        worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for index in self.shard_indices(worker=worker, num_workers=num_workers):
-            yield self.groups[int(index)]
-
-
-def process_rank_and_world() -> tuple[int, int]:
-    """(rank, world size) of this process: torch.distributed, else Accelerate's state, else (0, 1)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    try:
-        from accelerate.state import PartialState
-    except ImportError:  # pragma: no cover - accelerate is a dependency
-        return 0, 1
-    if getattr(PartialState, "_shared_state", None):
-        state = PartialState()
-        return state.process_index, state.num_processes
-    return 0, 1
 
 
 def _resolve_ids(values, ids, identity: bool) -> np.ndarray:
@@ -530,3 +427,12 @@ def _fail_on_unknown(rows: np.ndarray, values, template: str) -> None:
     bad = np.flatnonzero(rows < 0)
     if len(bad):
         raise LedError(template.format(values[int(bad[0])].as_py()) + f" ({len(bad)} unknown in all)")
+
+
+def __getattr__(name: str):
+    # `TrainGroupsIterable` moved to led_hf.data.streaming; old imports keep working.
+    if name in ("TrainGroupsIterable", "process_rank_and_world"):
+        from led_hf.data import streaming
+
+        return getattr(streaming, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
