@@ -157,3 +157,31 @@ def test_the_trainer_uses_it(many, tiny_bert_dir, tmp_path):
     assert not isinstance(
         trainer(train_sampling_strategy="sequential")._get_train_sampler(), NoDuplicatesSampler
     )
+
+
+def test_fewer_rows_than_one_batch_is_an_error_not_zero_steps(graded, tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from led_hf.arguments import DenseTrainingArguments
+    from led_hf.collators.train import TrainCollator
+    from led_hf.errors import LedError
+    from led_hf.modeling import DenseEncoder
+    from led_hf.trainers.dense import DenseTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    groups = TrainGroups(graded, negs_sources="bm25", num_negatives=1, show_progress=False)  # 4 queries
+    trainer = DenseTrainer(
+        model=DenseEncoder.from_pretrained(tiny_bert_dir),
+        args=DenseTrainingArguments(
+            output_dir=str(tmp_path),
+            use_cpu=True,
+            per_device_train_batch_size=8,
+            max_steps=2,
+            report_to="none",
+        ),
+        train_dataset=groups,
+        data_collator=TrainCollator(tokenizer, 8, 8),
+        processing_class=tokenizer,
+    )
+    with pytest.raises(LedError, match="4 training rows make no full batch of 8"):
+        trainer.train()

@@ -22,6 +22,7 @@ from collections import defaultdict
 import torch
 from transformers import Trainer
 
+from led_hf.errors import LedError
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
 
@@ -64,6 +65,14 @@ class RetrievalTrainer(Trainer):
         """`NoDuplicatesSampler` over training groups (`no_duplicates_in_batch`, random order), else the
         Trainer's own sampler."""
         dataset = train_dataset if train_dataset is not None else self.train_dataset
+        global_batch = self._train_batch_size * max(1, self.args.world_size)
+        if self.args.dataloader_drop_last and hasattr(dataset, "__len__") and len(dataset) < global_batch:
+            # The Trainer would only warn and train 0 steps; with group_by query small sets get here easily.
+            raise LedError(
+                f"{len(dataset)} training rows make no full batch of {global_batch} (per-device batch x "
+                "processes) and the last incomplete batch is dropped: lower per_device_train_batch_size, or "
+                "set dataloader_drop_last false (group_by query gives one row per training query)"
+            )
         if (
             getattr(self.args, "no_duplicates_in_batch", False)
             and self.args.train_sampling_strategy == "random"
