@@ -60,7 +60,11 @@ def check_replaceable(target: Path, markers: tuple[str, ...] | None = OUTPUT_MAR
     led-hf); an empty folder holds nothing to lose."""
     if not target.is_dir():
         raise LedError(f"{target} is a file, not an output folder of led-hf; refusing to replace it")
-    if markers is not None and any(target.iterdir()) and not any((target / marker).exists() for marker in markers):
+    if (
+        markers is not None
+        and any(target.iterdir())
+        and not any((target / marker).exists() for marker in markers)
+    ):
         raise LedError(
             f"{target} holds none of {', '.join(markers)}: not an output of led-hf, refusing to replace it "
             "(remove it yourself or choose another output)"
