@@ -14,6 +14,8 @@ from transformers import TrainingArguments
 from led_hf.errors import LedError
 
 EMPTY_POOL_CHOICES = ("skip", "in_batch")  # led_hf.data.groups.EMPTY_POOL_POLICIES
+GROUP_BY_CHOICES = ("query", "pair")  # led_hf.data.groups.GROUP_BY
+POSITIVE_SAMPLING_CHOICES = ("uniform", "grade")  # led_hf.data.groups.POSITIVE_SAMPLING
 
 
 @dataclass
@@ -64,6 +66,27 @@ class PoolArguments:
     data: str = field(metadata={"help": "Prepared dataset folder (output of `led prepare`)."})
     train_split: str = field(
         default="train", metadata={"help": "qrels split whose rows are the training examples."}
+    )
+    group_by: str = field(
+        default="query",
+        metadata={
+            "help": "query: one training row per query per epoch, its positive drawn per epoch from its qrels "
+            "(Tevatron); pair: one row per (query, positive) qrels pair (the reference recipe, MS MARCO parity)."
+        },
+    )
+    positive_min_score: int = field(
+        default=1,
+        metadata={
+            "help": "Lowest qrels grade drawn as a training positive. Lower positive grades still count as "
+            "positives: never negatives, masked as false negatives."
+        },
+    )
+    positive_sampling: str = field(
+        default="uniform",
+        metadata={
+            "help": "group_by query: uniform (each positive once every n epochs, in a fixed per-query shuffle) "
+            "or grade (drawn with probability proportional to its qrels grade)."
+        },
     )
     negs_sources: list[str] = field(
         default_factory=lambda: ["bm25"],
@@ -117,8 +140,9 @@ class DataArguments(PoolArguments):
     eval_split: str | None = field(
         default=None,
         metadata={
-            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) after training and "
-            "at every `trainer.evaluate()`; metrics go to the logs, eval_results.json and the model card."
+            "help": "qrels split evaluated by retrieval (led_hf.evaluation.RetrievalEvaluator) at every "
+            "eval_strategy step/epoch and after training (no eval_dataset needed); metrics (eval_ndcg@10, "
+            "eval_mrr@10, ...) go to the logs, metric_for_best_model, eval_results.json and the model card."
         },
     )
     eval_mode: str = field(
@@ -134,7 +158,8 @@ class DataArguments(PoolArguments):
     eval_max_passages: int | None = field(
         default=None,
         metadata={
-            "help": "full mode: search a sub-corpus of this many passages (judged ones first); default all."
+            "help": "full mode: search a sub-corpus of this many passages: the subset's judged passages, its "
+            "candidates, then seeded distractors; default the full corpus."
         },
     )
 
@@ -144,6 +169,15 @@ class DataArguments(PoolArguments):
             raise LedError(
                 f"empty_pool must be one of {', '.join(EMPTY_POOL_CHOICES)}, got {self.empty_pool!r}"
             )
+        if self.group_by not in GROUP_BY_CHOICES:
+            raise LedError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, got {self.group_by!r}")
+        if self.positive_sampling not in POSITIVE_SAMPLING_CHOICES:
+            raise LedError(
+                f"positive_sampling must be one of {', '.join(POSITIVE_SAMPLING_CHOICES)}, "
+                f"got {self.positive_sampling!r}"
+            )
+        if self.positive_min_score < 1:
+            raise LedError(f"positive_min_score must be >= 1, got {self.positive_min_score}")
         for name in ("num_negatives", "query_max_length", "passage_max_length"):
             if getattr(self, name) < (0 if name == "num_negatives" else 1):
                 raise LedError(f"{name} must be positive, got {getattr(self, name)}")
@@ -223,6 +257,67 @@ class DenseTrainingArguments(TrainingArguments):
             "help": "Under DDP, share the passages (and queries) of all processes as negatives (docs/method.md §4)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start over in an output_dir that holds a led-hf run (its checkpoints are removed); without it "
+            "a rerun resumes from the last checkpoint, and a finished run is refused."
+        },
+    )
+    on_nonfinite: str = field(
+        default="stop",
+        metadata={
+            "help": "A NaN/inf loss or gradient norm: `stop` (one-line error naming the step and loss part) "
+            "or `skip` (drop that step's update, counted as `skipped_batches` in the logs).",
+            "choices": ["stop", "skip"],
+        },
+    )
+    gradient_cache: bool = field(
+        default=False,
+        metadata={
+            "help": "GradCache: encode the batch in chunks without activations, take the loss's gradient with "
+            "respect to the representations, then re-encode chunk by chunk with grad (led_hf/trainers/"
+            "grad_cache.py). Peak memory is one chunk's: the per-device batch is no longer bounded by memory."
+        },
+    )
+    gc_chunk_size: int = field(
+        default=8,
+        metadata={"help": "GradCache: queries (with their groups' passages) per chunk."},
+    )
+    hub_license: str | None = field(
+        default=None,
+        metadata={
+            "help": "License in the model card's metadata (a Hub license id, e.g. apache-2.0); default: the "
+            "base model's, when its lineage records one."
+        },
+    )
+    hub_datasets: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset ids in the model card's metadata; default: from the prepared data's manifest "
+            "(MS MARCO -> microsoft/ms_marco, a BEIR dataset -> BeIR/<name>)."
+        },
+    )
+
+    no_duplicates_in_batch: bool = field(
+        default=True,
+        metadata={
+            "help": "Order each epoch so that no global batch (all devices) holds a query or a passage twice "
+            "(led_hf.data.batching.NoDuplicatesSampler); applies with train_sampling_strategy random."
+        },
+    )
+    mask_false_negatives: bool = field(
+        default=True,
+        metadata={
+            "help": "Leave candidates that are qrels positives of the query (any grade; in-batch, cross-device "
+            "or hard negatives) out of the contrastive denominator and the LED rank/KL pairs."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.gc_chunk_size < 1:
+            raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
 
 
 @dataclass
@@ -339,6 +434,7 @@ class CrossEncoderTrainingArguments(DenseTrainingArguments):
 
 
 TEACHER_SCORE_MODES = ("online", "precomputed")
+RANK_LOSS_FORMS = ("pairwise", "listwise")
 
 
 @dataclass
@@ -373,6 +469,20 @@ class LEDTrainingArguments(DenseTrainingArguments):
         metadata={"help": "Rank the positive with the negatives in the rank loss (LED: on; LED w/ RT: off)."},
     )
     rank_margin: float = field(default=0.0, metadata={"help": "Hinge margin of the rank loss (reference 0)."})
+    rank_loss: str = field(
+        default="pairwise",
+        metadata={
+            "help": "Form of the lexical teacher's term: pairwise (LED's hinge over the teacher's ordered pairs) "
+            "or listwise (KL(softmax(t / T) || softmax(s / T)) over the same candidates, T = rank_temperature)."
+        },
+    )
+    rank_temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "rank_loss listwise: T of the KL. Pick it for the teacher's score scale (SPLADE dot products "
+            "and BM25 scores span tens; z-scored fused scores about 1)."
+        },
+    )
     min_teacher_gap: float | None = field(
         default=None,
         metadata={
@@ -431,8 +541,10 @@ class LEDTrainingArguments(DenseTrainingArguments):
             )
         if self.rank_weight < 0 or self.kl_weight < 0:
             raise LedError("rank_weight and kl_weight must be >= 0")
-        if not self.kl_temperature > 0 or self.teacher_batch_size < 1:
-            raise LedError("kl_temperature and teacher_batch_size must be positive")
+        if not self.kl_temperature > 0 or not self.rank_temperature > 0 or self.teacher_batch_size < 1:
+            raise LedError("kl_temperature, rank_temperature and teacher_batch_size must be positive")
+        if self.rank_loss not in RANK_LOSS_FORMS:
+            raise LedError(f"rank_loss must be one of {', '.join(RANK_LOSS_FORMS)}, got {self.rank_loss!r}")
         precomputed = self.teacher_scores == "precomputed"
         needs = [
             (

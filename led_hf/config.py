@@ -10,13 +10,14 @@ without any token.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import re
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
-from led_hf.errors import InputError, LedError
+from led_hf.errors import InputError, LedError, UsageError
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 ARGS_FILE_NAME = "led_args.json"
@@ -75,16 +76,102 @@ def parse_arguments(
             raise InputError(config_path, None, f"unknown option(s) {', '.join(unknown)}")
         # The file's values become the parser's defaults: flags still win, and a required option
         # given by the file is no longer required on the command line.
+        field_types = declared_types(dataclass_types)
         defaults = {}
         for action in parser._actions:
             if action.dest in file_values:
                 action.required = False
-                defaults[action.dest] = _convert(action, file_values[action.dest], config_path)
+                value = file_values[action.dest]
+                _check_shape(action, value, field_types.get(action.dest, ""), config_path)
+                defaults[action.dest] = _convert(action, value, config_path)
         parser.set_defaults(**defaults)
     try:
-        return parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+        parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
     except (TypeError, ValueError) as err:  # a dataclass rejected a value (e.g. a bad choice)
+        unused = re.search(r"not used by the HfArgumentParser: \[(.*)\]", str(err))
+        if unused:
+            names = " ".join(part.strip(" '\"") for part in unused.group(1).split(","))
+            raise UsageError(f"unknown option(s) {names} (see --help)", prog=prog) from err
         raise LedError(f"invalid arguments: {err}") from err
+    check_training_ranges(*parsed)
+    return parsed
+
+
+# (field, smallest allowed value): checked on every training recipe before any model or data loads.
+TRAINING_MINIMA = (
+    ("learning_rate", 0.0),
+    ("weight_decay", 0.0),
+    ("warmup_ratio", 0.0),
+    ("num_train_epochs", 0.0),
+    ("per_device_train_batch_size", 1),
+    ("per_device_eval_batch_size", 1),
+    ("gradient_accumulation_steps", 1),
+)
+
+
+def check_training_ranges(*instances) -> None:
+    """A negative learning rate or a batch size of 0 is an error now, not a crash (or a silent no-op) later."""
+    for instance in instances:
+        for name, smallest in TRAINING_MINIMA:
+            value = getattr(instance, name, None)
+            if isinstance(value, int | float) and not value >= smallest:  # `not >=` also catches NaN
+                raise LedError(f"--{name}: must be >= {smallest}, got {value}")
+
+
+def declared_types(dataclass_types) -> dict[str, str]:
+    """{field: its annotation as text}, read from the classes' own annotations: HfArgumentParser rewrites
+    `field.type` (Optional[int] -> int) in place, so the fields no longer say what None-able options are."""
+    types: dict[str, str] = {}
+    for cls in dataclass_types:
+        for klass in reversed(cls.__mro__):
+            types.update({name: str(kind) for name, kind in vars(klass).get("__annotations__", {}).items()})
+    return types
+
+
+def _check_shape(action, value, field_type: str, path: Path) -> None:
+    """A config value has the option's type: 1.5 for an integer option, a list or a mapping for a scalar one
+    and "maybe" for a boolean are refused here instead of being truncated, stringified or taken as true."""
+    many = action.nargs in ("+", "*") or "list" in field_type
+    if isinstance(value, list) and many:
+        for item in value:
+            _check_shape(_Scalar(action), item, "", path)
+        return
+    if isinstance(value, dict) and "dict" in field_type:
+        return
+    if value is None and ("None" in field_type or "Optional" in field_type or action.default is None):
+        return
+    convert = action.type if callable(action.type) else None
+    kind = "a boolean" if getattr(convert, "__name__", "") == "string_to_bool" else None
+    if convert is int:
+        kind = "an integer"
+        ok = isinstance(value, int) and not isinstance(value, bool) or _parses(int, value)
+    elif convert is float:
+        kind = "a number"
+        ok = isinstance(value, int | float) and not isinstance(value, bool) or _parses(float, value)
+    elif kind is not None:
+        ok = isinstance(value, bool) or _parses(convert, value)
+    else:
+        kind = "a single value"
+        ok = not isinstance(value, list | dict)
+    if not ok:
+        raise InputError(path, None, f"option {action.dest}: expected {kind}, got {json.dumps(value)}")
+
+
+class _Scalar:
+    """The per-item view of a list option (its type, without nargs)."""
+
+    def __init__(self, action):
+        self.type, self.nargs, self.dest, self.default = action.type, None, action.dest, 0
+
+
+def _parses(convert, value) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        convert(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        return False
+    return True
 
 
 def _convert(action, value, path: Path):
@@ -162,3 +249,26 @@ def add_dataclass_options(parser, cls, flags: dict[str, str] | None = None) -> N
             required=default is None,
             help=field.metadata.get("help", "") + shown,
         )
+
+
+def _number_option(convert, smallest, strict: bool, what: str):
+    """An argparse `type=` that refuses values below `smallest` (or equal to it when `strict`)."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}") from None
+        if not (value > smallest if strict else value >= smallest):  # `not` also catches NaN
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")  # argparse names the type in some messages
+    return parse
+
+
+# `type=` of the commands' count and size options: 0 batch size, -5 tokens, 1.5 queries are one-line errors.
+positive_int = _number_option(int, 0, True, "a positive integer")
+non_negative_int = _number_option(int, 0, False, "an integer >= 0")
+positive_float = _number_option(float, 0.0, True, "a positive number")
+non_negative_float = _number_option(float, 0.0, False, "a number >= 0")

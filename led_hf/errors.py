@@ -16,3 +16,11 @@ class InputError(LedError):
         self.reason = message
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class UsageError(LedError):
+    """A bad command-line option (type, range, a missing required one); `prog` names the command."""
+
+    def __init__(self, message: str, prog: str | None = None):
+        self.prog = prog
+        super().__init__(message)

@@ -6,6 +6,13 @@
 
 E.g. a job killed after 3 of 8 parts reruns with the same options, finds plan.json equal and 3 parts
 present, and computes parts 4-8 only.
+
+Inputs are identified by `tree_sha256`, which must not cost a read of the whole corpus at every start
+(tens of GB at MS MARCO). Writers of large folders (Arrow tables, negatives, encoding shards) call
+`record_content_hashes(folder)` once when a folder is complete: FOLDER/.content-sha256.json holds each
+file's size, mtime, inode and sha256. `tree_sha256` takes a file's hash from that record when the file's
+size, mtime and inode still match, and reads (hashes) only files without a matching record: a rewritten,
+truncated or replaced file is hashed again, so a changed shard still changes the digest.
 """
 
 from __future__ import annotations
@@ -19,18 +26,58 @@ from led_hf.atomic import atomic_file
 from led_hf.errors import LedError
 
 PLAN = "plan.json"
+CONTENT_RECORD = ".content-sha256.json"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of one file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def record_content_hashes(folder: str | Path) -> None:
+    """Write FOLDER/.content-sha256.json: {name: {"stat": [size, mtime_ns, inode], "sha256": ...}} for the
+    files directly in `folder`; called once by the writer of a complete folder."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.name != CONTENT_RECORD)
+    record = {file.name: {"stat": _stat_key(file), "sha256": file_sha256(file)} for file in files}
+    (folder / CONTENT_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def _recorded(folder: Path, cache: dict) -> dict:
+    if folder not in cache:
+        try:
+            cache[folder] = json.loads((folder / CONTENT_RECORD).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            cache[folder] = {}  # no record, or a damaged one: the files are hashed
+    return cache[folder]
 
 
 def tree_sha256(path: str | Path) -> str:
-    """sha256 over the sorted relative names and contents of every file under `path` (or of one file)."""
+    """sha256 over the sorted relative names and content hashes of every file under `path` (or of one
+    file), content hashes taken from the folders' records where they still match (see the docstring)."""
     path = Path(path)
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    cache: dict = {}
     for file in files:
+        if file.name == CONTENT_RECORD:
+            continue
+        entry = _recorded(file.parent, cache).get(file.name)
+        if isinstance(entry, dict) and entry.get("stat") == _stat_key(file):
+            sha = entry["sha256"]
+        else:
+            sha = file_sha256(file)
         digest.update(str(file.relative_to(path) if file != path else file.name).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(sha.encode() + b"\0")
     return digest.hexdigest()
 
 

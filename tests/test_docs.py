@@ -4,7 +4,7 @@
   shell block is parsed by the command's own argument parser (parse only: nothing runs);
 - every inline `led <command> --flag` names a real command and options that command accepts;
 - every command and training method is shown, and every option of a command is named somewhere;
-- the pipeline configs (the JSON example in docs/pipeline.md and configs/*/pipeline_*.json) parse the same way;
+- the pipeline configs (the JSON example in docs/pipeline.md and configs/*/pipeline*.json) parse the same way;
 - the Python examples of docs/training.md run (on the tiny fixture model and collection);
 - links and repository paths resolve, and nothing points outside the repository.
 """
@@ -267,7 +267,7 @@ def test_every_led_hf_training_option_is_named(method, monkeypatch):
 def _pipeline_commands() -> list[tuple[str, list[str]]]:
     found = []
     sources = [
-        (path, path.read_text(encoding="utf-8")) for path in sorted(REPO.glob("configs/*/pipeline_*.json"))
+        (path, path.read_text(encoding="utf-8")) for path in sorted(REPO.glob("configs/*/pipeline*.json"))
     ]
     sources += [
         (path, body) for path in DOCS for _, _, body in _blocks(path, ("json",)) if '"stages"' in body

@@ -1,4 +1,4 @@
-"""In-training evaluator: subset choice, full retrieval and re-ranking against numpy, the Trainer hooks,
+"""In-training evaluator: subset choice, full retrieval and re-ranking against numpy, the model hook,
 and the `evaluate` metric module loaded offline by path."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from led_hf.data.runs import write_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.evaluator import RetrievalEvaluator, RetrievalEvaluatorCallback
+from led_hf.evaluation.evaluator import RetrievalEvaluator
 from led_hf.evaluation.metrics import evaluate_run
 
 DIM = 12  # small: hash collisions make the stand-in encoder imperfect, so rankings matter
@@ -116,75 +116,31 @@ def test_bad_configuration(prepared_beir):
         evaluator(encode_queries, lambda titles, texts: np.zeros((1, DIM)))
 
 
-def _trainer_setup(tmp_path, prepared_beir, **overrides):
+def test_evaluate_model_encodes_in_eval_mode_and_restores_the_mode(prepared_beir):
     import torch
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
 
-    class Projection(torch.nn.Module):
-        """Bag-of-words -> 16 dims; `forward` returns a loss so that the Trainer can train it."""
-
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            self.linear = torch.nn.Linear(DIM, 16)
-
-        def forward(self, x=None, **kwargs):
-            return {"loss": self.linear(x).pow(2).mean()}
-
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(DIM, 16))
     modes = []
 
     def make_encoders(model):
         def project(array):
-            modes.append(model.training)
-            return model.linear(torch.from_numpy(array)).detach().numpy()
+            modes.append((model.training, torch.is_grad_enabled()))
+            return model(torch.from_numpy(array))
 
         return (
             lambda texts: project(encode_queries(texts)),
             lambda titles, texts: project(encode_passages(titles, texts)),
         )
 
-    rows = Dataset.from_dict(
-        {"x": np.random.default_rng(0).standard_normal((8, DIM)).astype(np.float32).tolist()}
-    )
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        max_steps=2,
-        eval_strategy="steps",
-        eval_steps=1,
-        save_strategy="steps",
-        save_steps=1,
-        metric_for_best_model="ndcg@10",
-        load_best_model_at_end=True,
-        report_to=[],
-        use_cpu=True,
-        logging_steps=1,
-        **overrides,
-    )
     evaluator = RetrievalEvaluator(prepared_beir, "train", progress=False)
-    trainer = Trainer(
-        model=Projection(),
-        args=args,
-        train_dataset=rows,
-        eval_dataset=rows,
-        callbacks=[RetrievalEvaluatorCallback(evaluator, make_encoders)],
-    )
-    return trainer, evaluator, make_encoders, modes
-
-
-def test_callback_feeds_metric_for_best_model(tmp_path, prepared_beir):
-    trainer, evaluator, make_encoders, modes = _trainer_setup(tmp_path, prepared_beir)
-    trainer.train()  # raises KeyError if eval_ndcg@10 never reaches the best-model logic
-    assert trainer.state.best_metric is not None
-    logged = [entry for entry in trainer.state.log_history if "eval_ndcg@10" in entry]
-    assert len(logged) == 2 and modes and not any(modes)  # encoded in eval mode only
-    assert trainer.state.best_metric == max(entry["eval_ndcg@10"] for entry in logged)
-    # the direct hook (for trainers overriding evaluate()) gives the same numbers for the same weights
-    trainer.model.train()
-    direct = evaluator.evaluate_trainer(trainer, make_encoders)
-    assert trainer.model.training and not any(modes)  # eval mode while encoding, train mode restored
-    assert direct["eval_ndcg@10"] == pytest.approx(evaluator(*make_encoders(trainer.model))["eval_ndcg@10"])
+    model.train()
+    got = evaluator.evaluate_model(model, make_encoders)
+    assert model.training and modes and set(modes) == {(False, False)}  # eval mode, no grad; mode restored
+    model.eval()
+    with torch.no_grad():
+        direct = evaluator(*make_encoders(model))
+    assert got == pytest.approx({**direct, "eval_retrieval_runtime": got["eval_retrieval_runtime"]})
 
 
 def test_led_metric_loads_offline_by_path(monkeypatch):

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "led_hf"
 
 # lowest first; a group is a subpackage or a top-level module of led_hf
 LAYERS: list[set[str]] = [
-    {"errors", "version"},
+    {"errors", "version", "secrets"},
     {"atomic", "precision", "work_folder", "distributed"},
     {"data", "arguments", "config"},
     {"collators", "modeling"},

@@ -161,16 +161,10 @@ def test_splade_mining_equals_exact_sparse_search(data, splade_model, tiny_bert_
     assert_same_ranking(mined, {q: v for q, v in expected.items() if v}, atol=1e-4)
     manifest = json.loads((data / "negatives" / "sp-stg1" / "manifest.json").read_text())
     assert (manifest["kind"], manifest["backend"]) == ("splade", "inverted")
-    # a plain masked-LM folder says nothing about its kind: --kind is required, and gives the same result
-    assert mine(data, "--name", "raw", "--model", tiny_bert_mlm_dir, "--depth", 7, "--keep", 5) == 1
-    assert "--kind splade" in capsys.readouterr().err
-    assert (
-        mine(
-            data, "--name", "raw", "--model", tiny_bert_mlm_dir, "--kind", "splade", "--depth", 7, "--keep", 5
-        )
-        == 0
-    )
+    # a plain masked-LM folder is SPLADE without --kind (detect_model_kind), and gives the same result
+    assert mine(data, "--name", "raw", "--model", tiny_bert_mlm_dir, "--depth", 7, "--keep", 5) == 0
     assert read_negatives(data, "raw") == mined
+    assert json.loads((data / "negatives" / "raw" / "manifest.json").read_text())["kind"] == "splade"
 
 
 def test_filters_through_the_cli(data, dense_model):
@@ -411,11 +405,12 @@ def test_refusals_and_overwrite(data, dense_model, capsys):
     assert "margin" in capsys.readouterr().err
     for bad in (
         ["--name", "../evil", "--bm25"],
-        ["--name", "k", "--bm25", "--keep", "0"],
         ["--name", "k", "--bm25", "--sample-ranks", "5"],
         ["--name", "k", "--model", data / "nope"],
     ):
         assert mine(data, *bad) == 1
+    assert mine(data, "--name", "k", "--bm25", "--keep", "0") == 2  # a usage error, caught by the parser
+    assert "--keep: expected a positive integer, got 0" in capsys.readouterr().err
     assert not (data / "negatives" / "k").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["mine", "--help"])
@@ -525,6 +520,8 @@ def test_sigkill_midway_resumes_to_identical_output(data, dense_model):
 
 def _mine_rank(rank: int, port: int, data: str, model: str, kind: str) -> None:
     # a fresh (spawned) process per rank, as `accelerate launch` / torchrun would start them
+    if kind == "dense-sharded":  # each process searches its half of the corpus, top-k merged
+        os.environ["LED_TEST_SHARDED_SEARCH"] = "1"
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -559,14 +556,14 @@ def _mine_rank(rank: int, port: int, data: str, model: str, kind: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["dense", "splade"])
+@pytest.mark.parametrize("kind", ["dense", "splade", "dense-sharded"])
 def test_two_gloo_processes_equal_one_process(data, dense_model, splade_model, kind):
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    model = str(dense_model if kind == "dense" else splade_model)
+    model = str(splade_model if kind == "splade" else dense_model)
     torch.multiprocessing.spawn(_mine_rank, args=(port, str(data), model, kind), nprocs=2, join=True)
     assert (
         mine(
@@ -590,3 +587,34 @@ def test_two_gloo_processes_equal_one_process(data, dense_model, splade_model, k
     assert two == one and len(one) == len(positives(data))
     manifest = json.loads((data / "negatives" / f"{kind}-ddp" / "manifest.json").read_text())
     assert manifest["num_processes"] == 2 and manifest["shards_this_run"] + manifest["shards_resumed"] == 2
+    if kind == "dense-sharded":  # every process searched all 3 query shards; the main one wrote 0 and 2
+        assert manifest["shards_this_run"] == 2
+
+
+def test_index_factory_flat_equals_exact_mining(data, dense_model, capsys):
+    common = ["--model", dense_model, "--depth", 6, "--keep", 4, "--num-shards", 2]
+    assert mine(data, "--name", "exact", *common) == 0
+    assert mine(data, "--name", "factory", *common, "--index-factory", "Flat") == 0
+    exact, factory = read_negatives(data, "exact"), read_negatives(data, "factory")
+    assert exact.keys() == factory.keys()
+    for qid in exact:
+        assert exact[qid][0] == factory[qid][0]
+        np.testing.assert_allclose(exact[qid][1], factory[qid][1], rtol=1e-5)
+    capsys.readouterr()
+    assert mine(data, "--name", "bad", *common, "--nprobe", 4) == 1
+    assert "--nprobe and --ef-search need --index-factory" in capsys.readouterr().err
+    assert mine(data, "--name", "bad", *common, "--index-factory", "NoSuchIndex") == 1
+    assert "--index-factory 'NoSuchIndex': faiss cannot build it" in capsys.readouterr().err
+
+
+def test_a_refused_input_leaves_no_work_folder_blocking_the_corrected_command(data, dense_model, capsys):
+    """issue 13 item 6: a mine refused after its plan was written (here: sparse --corpus-embeddings for a
+    dense model) used to leave DATA/.mine-NAME/ whose plan then refused the corrected command."""
+    wrong = data.parent / "sparse-enc"
+    wrong.mkdir()
+    (wrong / "manifest.json").write_text(json.dumps({"kind": "sparse"}), encoding="utf-8")
+    assert mine(data, "--name", "m", "--model", dense_model, "--corpus-embeddings", wrong, "--depth", 4) == 1
+    assert "holds 'sparse' vectors" in capsys.readouterr().err
+    assert not (data / ".mine-m").exists()
+    assert mine(data, "--name", "m", "--model", dense_model, "--depth", 4, "--keep", 2) == 0
+    assert read_negatives(data, "m")

@@ -14,6 +14,7 @@ from led_hf.data.arrow_tables import IdSet
 from led_hf.data.readers import Problems, read_fields, read_lines
 from led_hf.data.store import PreparedData
 from led_hf.errors import InputError, LedError
+from led_hf.work_folder import CONTENT_RECORD
 
 MSMARCO_TABLES = [
     "corpus",
@@ -131,10 +132,10 @@ def test_features_and_manifest(prepared_msmarco, msmarco_dir, tmp_path):
     assert manifest["format"] == "msmarco" and manifest["input"] == str(msmarco_dir.resolve())
     assert manifest["counts"]["corpus"] == 12 and manifest["counts"]["qrels/train"] == 6
     assert manifest["skipped_lines"] == {}
-    # only what load_from_disk needs: no build files, no HF cache files
+    # only what load_from_disk needs (and the content hashes of led_hf.work_folder): no build or cache files
     for name in MSMARCO_TABLES:
         files = sorted(p.name for p in (prepared_msmarco / name).iterdir())
-        assert files == ["data-00000-of-00001.arrow", "dataset_info.json", "state.json"], name
+        assert files == [CONTENT_RECORD, "data-00000-of-00001.arrow", "dataset_info.json", "state.json"], name
     assert sorted(p.name for p in prepared_msmarco.iterdir()) == [
         "candidates",
         "corpus",

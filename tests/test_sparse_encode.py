@@ -197,23 +197,12 @@ def test_led_encode_dispatches_splade_checkpoints(tiny_bert_mlm_dir, prepared_be
         == 0
     )
     run = tmp_path / "run.trec"
-    assert (
-        main(
-            [
-                "search",
-                "--index",
-                str(tmp_path / "index"),
-                "--queries",
-                str(tmp_path / "queries"),
-                "--output",
-                str(run),
-                "--depth",
-                "3",
-            ]
-        )
-        == 0
-    )
-    query_ids, queries = load_sparse(tmp_path / "queries")
+    search = ["search", "--index", str(tmp_path / "index"), "--output", str(run), "--depth", "3", "--queries"]
+    # the queries above come from the plain MLM, the index from the checkpoint: refused, nothing written
+    assert main([*search, str(tmp_path / "queries")]) == 1 and not run.exists()
+    assert main(["encode", *common, "--queries", "--output", str(tmp_path / "queries-ckpt")]) == 0
+    assert main([*search, str(tmp_path / "queries-ckpt")]) == 0
+    query_ids, queries = load_sparse(tmp_path / "queries-ckpt")
     scores = (queries @ matrix.T).toarray()
     first = run.read_text().splitlines()[0].split()
     row = query_ids.index(first[0])

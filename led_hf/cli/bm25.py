@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 
+from led_hf.config import non_negative_float, positive_int
 from led_hf.data.runs import write_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -45,12 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="search every query in DATA/queries, not only those with qrels in --split",
     )
     parser.add_argument("--output", help="TREC run to write (qid Q0 pid rank score tag)")
-    parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
     parser.add_argument(
-        "--k1", type=float, default=DEFAULT_K1, help=f"BM25 k1 (default {DEFAULT_K1}, Anserini's)"
+        "--depth", type=positive_int, default=1000, help="passages retrieved per query (default 1000)"
     )
     parser.add_argument(
-        "--b", type=float, default=DEFAULT_B, help=f"BM25 b (default {DEFAULT_B}, Anserini's)"
+        "--k1",
+        type=non_negative_float,
+        default=DEFAULT_K1,
+        help=f"BM25 k1 (default {DEFAULT_K1}, Anserini's)",
+    )
+    parser.add_argument(
+        "--b", type=non_negative_float, default=DEFAULT_B, help=f"BM25 b (default {DEFAULT_B}, Anserini's)"
     )
     parser.add_argument("--no-stem", action="store_true", help="do not stem tokens")
     parser.add_argument("--tag", default="bm25", help="run tag, the last column of the run (default bm25)")
@@ -60,11 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write DATA/negatives/NAME from the ranked lists (qrels positives removed)",
     )
     parser.add_argument(
-        "--keep", type=int, default=200, help="negatives kept per query, in rank order (default 200)"
+        "--keep", type=positive_int, default=200, help="negatives kept per query, in rank order (default 200)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DATA/negatives/NAME")
     parser.add_argument(
-        "--batch-size", type=int, default=1000, help="queries per search batch (default 1000)"
+        "--batch-size", type=positive_int, default=1000, help="queries per search batch (default 1000)"
     )
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from led_hf.config import positive_int
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
 
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="model folder: a led-hf dense or SPLADE checkpoint, a "
         "sentence-transformers / plain HF folder (pooling is read from it), or bundled:NAME "
-        "(bundled:all-minilm-l6-v2; bundled:splade-tiny with --kind splade)",
+        "(bundled:all-minilm-l6-v2, bundled:splade-tiny)",
     )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
     what = parser.add_mutually_exclusive_group(required=True)
@@ -46,17 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="encode queries: only those with qrels in SPLIT, or all of them without SPLIT",
     )
     parser.add_argument("--output", required=True, help="embeddings folder to write (or to resume)")
-    parser.add_argument("--batch-size", type=int, default=64, help="rows per forward pass (default 64)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="rows per forward pass (default 64)"
+    )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         default=None,
         help="tokens per row, special tokens included (default 128 passages, 32 queries)",
     )
     shards = parser.add_mutually_exclusive_group()
     shards.add_argument(
         "--num-shards",
-        type=int,
+        type=positive_int,
         default=None,
         help="split the rows into this many shards (default: number of processes)",
     )
@@ -74,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--chunk-rows",
-        type=int,
+        type=positive_int,
         default=16384,
         help="rows read and length-sorted together (bounds memory; default 16384)",
     )
@@ -84,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=("auto", "dense", "splade"),
         default="auto",
-        help="model kind; auto reads led_config.json (default). splade writes sparse CSR shards "
+        help="model kind; auto reads the checkpoint (default; a plain masked-LM folder is SPLADE). splade writes sparse CSR shards "
         "(led_hf.retrieval.sparse_encode) from any masked-LM folder",
     )
     return parser
@@ -109,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     from led_hf.modeling.checkpoint import detect_model_kind
 
     args.model = resolve_model_path(args.model)  # bundled:all-minilm-l6-v2 / bundled:splade-tiny -> folder
-    sparse = args.kind == "splade" or (
-        args.kind == "auto" and Path(args.model).exists() and detect_model_kind(args.model) == "splade"
-    )
+    found = args.kind if args.kind != "auto" else detect_model_kind(args.model)
+    if found not in (None, "dense", "splade"):
+        raise LedError(
+            f"--model {args.model} holds a {found!r} model; led encode needs a dense or SPLADE encoder"
+        )
+    sparse = found == "splade"  # a plain *ForMaskedLM folder (e.g. bundled:splade-tiny) is SPLADE
     state, shard_indices, num_shards = process_shards(args)
     if not sparse and not Path(args.model).exists():
         raise LedError(f"--model {args.model} does not exist")
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         source, kind = corpus_source(data), "passage"
     else:
         source, kind = query_source(data, None if args.queries == QUERIES_ALL else args.queries), "query"
-    max_length = args.max_length or (128 if kind == "passage" else 32)
+    max_length = args.max_length if args.max_length is not None else (128 if kind == "passage" else 32)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     # Multiples of 8 let fp16/bf16 tensor cores tile evenly; on CPU they only add padded tokens.
     collate = EncodeCollator(

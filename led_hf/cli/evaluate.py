@@ -6,6 +6,12 @@
 Metrics follow the LED paper (docs/method.md §6, see `led_hf.evaluation.metrics`): averaged over every query with
 qrels (missing ones count 0); `recall@k` is the paper's hit rate, `trec_recall@k` trec_eval's recall.
 Stdout carries the JSON object only; notes go to stderr.
+
+With `--baseline RUN_B` the object gains `"baseline"` (B's metrics) and `"comparison"`: per metric the
+mean difference A - B with its 95% t interval and bootstrap interval, and the p-values of a paired t-test
+and a paired randomization (sign-flip) test over the per-query values (docs/method.md §6):
+
+    led evaluate --data data/scifact --split dev --run runs/led.trec --baseline runs/den.trec
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ import json
 import sys
 
 from led_hf.atomic import atomic_file
+from led_hf.config import positive_int
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.metrics import evaluate_run
+from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
+from led_hf.evaluation.significance import compare_paired
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,48 +41,109 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run", required=True, help="TREC run file")
     parser.add_argument(
         "--relevance-level",
-        type=int,
+        type=positive_int,
         default=1,
         help="minimum grade that counts as relevant for mrr/recall (default 1; 2 is usual for TREC DL)",
     )
-    parser.add_argument("--mrr-depth", type=int, default=10, help="cutoff of MRR (default 10)")
-    parser.add_argument("--ndcg-depth", type=int, default=10, help="cutoff of nDCG (default 10)")
+    parser.add_argument("--mrr-depth", type=positive_int, default=10, help="cutoff of MRR (default 10)")
+    parser.add_argument("--ndcg-depth", type=positive_int, default=10, help="cutoff of nDCG (default 10)")
     parser.add_argument(
         "--recall-depths",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=[50, 1000],
         help="cutoffs of recall / trec_recall (default 50 1000)",
     )
+    parser.add_argument(
+        "--baseline",
+        help="a second TREC run on the same queries: adds paired tests of RUN - BASELINE per metric "
+        "(paired t-test, paired randomization test, 95%% intervals of the mean difference)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=10000,
+        help="sign patterns / bootstrap samples of the paired tests (default 10000; exact below 2^n)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the paired tests' sampling (default 0)")
     parser.add_argument("--output", help="also write the JSON object to this file")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    qrels = PreparedData(args.data).qrels_dict(args.split)
+    data = PreparedData(args.data)
+    qrels = data.qrels_dict(args.split)
     if not qrels:
         raise LedError(f"qrels split {args.split!r} of {args.data} is empty")
     run = read_run(args.run)
+    run = _strip_bom_ids(run, qrels, args.run)
+    _warn_unknown_passages(run, data, args.run)
     unknown = sum(1 for qid in run if qid not in qrels)
     if unknown:
         print(
             f"note: {unknown} of {len(run)} run queries have no qrels in split {args.split!r}; ignored",
             file=sys.stderr,
         )
-    metrics = evaluate_run(
-        run,
-        qrels,
+    options = dict(
         relevance_level=args.relevance_level,
         mrr_depth=args.mrr_depth,
         ndcg_depth=args.ndcg_depth,
         recall_depths=args.recall_depths,
     )
+    metrics = evaluate_run(run, qrels, **options)
     if metrics["num_queries_retrieved"] == 0:
         print(f"warning: the run retrieves nothing for any query of split {args.split!r}", file=sys.stderr)
+    if args.baseline:
+        if args.resamples < 1:
+            raise LedError(f"--resamples must be at least 1, got {args.resamples}")
+        baseline = read_run(args.baseline)
+        metrics["baseline"] = evaluate_run(baseline, qrels, **options)
+        metrics["comparison"] = compare_paired(
+            evaluate_per_query(run, qrels, **options),
+            evaluate_per_query(baseline, qrels, **options),
+            metric_names(args.mrr_depth, args.ndcg_depth, args.recall_depths),
+            n_resamples=args.resamples,
+            seed=args.seed,
+        )
     text = json.dumps(metrics)
     if args.output:
         with atomic_file(args.output) as handle:
             handle.write(json.dumps(metrics, indent=2) + "\n")
     print(text)
     return 0
+
+
+BOM = "\ufeff"
+
+
+def _strip_bom_ids(run: dict, qrels: dict, path: str) -> dict:
+    """A run written by a tool that starts its file with a UTF-8 BOM has "\\ufeffQID" as its first query id:
+    it would silently count as a query without judgments. Match it without the BOM, and say so."""
+    fixed = [qid for qid in run if qid.startswith(BOM) and qid not in qrels and qid.lstrip(BOM) in qrels]
+    if not fixed:
+        return run
+    print(
+        f"warning: {path}: query id {fixed[0].lstrip(BOM)!r} starts with a UTF-8 byte-order mark; "
+        f"matched without it ({len(fixed)} id(s))",
+        file=sys.stderr,
+    )
+    merged: dict = {}
+    for qid, passages in run.items():  # the BOM is on the file's first line only: merge with its other lines
+        merged.setdefault(qid.lstrip(BOM) if qid in fixed else qid, {}).update(passages)
+    return merged
+
+
+def _warn_unknown_passages(run: dict, data, path: str) -> None:
+    """Passage ids that are not in the corpus mean the run belongs to another dataset (or its ids were
+    mangled): its metrics would be silently low."""
+    pids = sorted({pid for passages in run.values() for pid in passages})
+    if not pids:
+        return
+    missing = [pid for pid, row in zip(pids, data.pid_index.rows(pids, strict=False)) if row < 0]
+    if missing:
+        print(
+            f"warning: {path}: {len(missing)} of {len(pids)} passage ids are not in the corpus of "
+            f"{data.root} (e.g. {missing[0]!r}); is the run from another dataset?",
+            file=sys.stderr,
+        )

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 
+from led_hf.config import positive_int
 from led_hf.errors import LedError
 
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep float32 weights instead of round(100·w) integers (inverted backend)",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="Lucene indexing threads (default: all cores)"
+        "--threads", type=positive_int, default=None, help="Lucene indexing threads (default: all cores)"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -103,9 +104,11 @@ def build_search_parser() -> argparse.ArgumentParser:
     parser.add_argument("--index", required=True, help="index folder (from `led index --vectors`)")
     parser.add_argument("--queries", required=True, help="sparse query vectors folder (from `led encode`)")
     parser.add_argument("--output", required=True, help="TREC run to write")
-    parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
     parser.add_argument(
-        "--workers", type=int, default=None, help="processes / Lucene threads (default: all cores)"
+        "--depth", type=positive_int, default=1000, help="passages retrieved per query (default 1000)"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="processes / Lucene threads (default: all cores)"
     )
     parser.add_argument(
         "--tag", default="sparse", help="run tag, the last column of the run (default sparse)"
@@ -115,13 +118,14 @@ def build_search_parser() -> argparse.ArgumentParser:
 
 def search_main(argv: list[str] | None = None) -> int:
     """`led search --index IDX --queries ENC_Q --output RUN`: the sparse branch of `led search`."""
-    from led_hf.data.runs import write_run
+    from led_hf.data.runs import require_some_results, write_run
     from led_hf.retrieval.inverted_index import search_sparse
 
     args = build_search_parser().parse_args(argv)
     started = time.perf_counter()
     results = search_sparse(args.index, args.queries, depth=args.depth, workers=args.workers)
     searched = time.perf_counter()
+    require_some_results(results, f"led search --index {args.index} --queries {args.queries}")
     lines = write_run(args.output, results, tag=args.tag, depth=args.depth)
     print(
         f"searched {len(results)} queries in {searched - started:.1f}s; wrote {lines} lines to {args.output}",

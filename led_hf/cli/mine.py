@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 
+from led_hf.config import non_negative_float, non_negative_int, positive_int
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
 
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         choices=("auto", "dense", "splade"),
         default="auto",
-        help="model kind; auto reads the checkpoint (a plain masked-LM folder needs --kind splade)",
+        help="model kind; auto reads the checkpoint (a plain masked-LM folder is SPLADE)",
     )
     parser.add_argument(
         "--backend",
@@ -64,9 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: faiss for dense, the embedded inverted index (float weights) for SPLADE, bm25s "
         "for --bm25; lucene: Anserini impact / BM25 index (pip install 'led-hf[sparse]')",
     )
-    parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
     parser.add_argument(
-        "--keep", type=int, default=200, help="negatives kept per query, in rank order (default 200)"
+        "--depth", type=positive_int, default=1000, help="passages retrieved per query (default 1000)"
+    )
+    parser.add_argument(
+        "--index-factory",
+        help="dense: approximate search with this faiss index_factory string, built once over the corpus "
+        "(e.g. HNSW32, IVF4096,Flat; CPU). Default: exact search (docs/mining.md gives the recall)",
+    )
+    parser.add_argument(
+        "--nprobe", type=positive_int, help="IVF lists visited per query (with --index-factory IVF...)"
+    )
+    parser.add_argument(
+        "--ef-search", type=positive_int, help="HNSW search breadth (with --index-factory HNSW...)"
+    )
+    parser.add_argument(
+        "--keep", type=positive_int, default=200, help="negatives kept per query, in rank order (default 200)"
     )
     reuse = parser.add_mutually_exclusive_group()
     reuse.add_argument(
@@ -82,16 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     filters = parser.add_argument_group(
         "filters (negative ranks count retrieved passages once positives are removed)"
     )
-    filters.add_argument("--skip-top", type=int, default=0, help="drop negative ranks 1..R (default 0)")
+    filters.add_argument(
+        "--skip-top", type=non_negative_int, default=0, help="drop negative ranks 1..R (default 0)"
+    )
     filters.add_argument(
         "--absolute-margin",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="drop candidates scoring above s+ - M, s+ = the model's score of the best positive",
     )
     filters.add_argument(
         "--relative-margin",
-        type=float,
+        type=non_negative_float,
         default=None,
         help="drop candidates scoring above s+ - |s+| * M (e.g. 0.05)",
     )
@@ -108,22 +124,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-work", action="store_true", help="keep the work folder after success")
     parser.add_argument(
         "--num-shards",
-        type=int,
+        type=positive_int,
         default=None,
         help="query shards, the unit of resume and of work per process (default: 5000 queries each)",
     )
     parser.add_argument(
         "--corpus-shards",
-        type=int,
+        type=positive_int,
         default=None,
         help="passage encoding shards (default: 100000 passages each)",
     )
-    parser.add_argument("--query-max-length", type=int, default=32, help="query tokens (default 32)")
-    parser.add_argument("--passage-max-length", type=int, default=128, help="passage tokens (default 128)")
-    parser.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    parser.add_argument("--query-max-length", type=positive_int, default=32, help="query tokens (default 32)")
+    parser.add_argument(
+        "--passage-max-length", type=positive_int, default=128, help="passage tokens (default 128)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="texts per forward pass (default 64)"
+    )
     add_precision_argument(parser, "query and passage encoders")
-    parser.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
-    parser.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
+    parser.add_argument("--k1", type=non_negative_float, default=0.9, help="BM25 k1 (default 0.9)")
+    parser.add_argument("--b", type=non_negative_float, default=0.4, help="BM25 b (default 0.4)")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -135,7 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("num_shards", "corpus_shards", "batch_size", "query_max_length", "passage_max_length"):
+    for name in (
+        "num_shards",
+        "corpus_shards",
+        "batch_size",
+        "query_max_length",
+        "passage_max_length",
+        "nprobe",
+        "ef_search",
+    ):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LedError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -169,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         passage_max_length=args.passage_max_length,
         batch_size=args.batch_size,
         precision=args.precision,
+        index_factory=args.index_factory,
+        nprobe=args.nprobe,
+        ef_search=args.ef_search,
         k1=args.k1,
         b=args.b,
         overwrite=args.overwrite,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from led_hf.cli.main import main as led
 from led_hf.pipeline.report import write_report
 from led_hf.pipeline.runner import Pipeline
 
@@ -22,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--stages", help="comma-separated stage names to (re)run; others must be complete or are skipped"
     )
     parser.add_argument("--force", action="store_true", help="rerun the selected stages even if complete")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every stage's commands, inputs, outputs and resources and check that each input exists "
+        "or is produced by an earlier stage; run nothing",
+    )
     return parser
 
 
@@ -29,7 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     pipeline = Pipeline.from_file(args.config, output=args.output)
     only = [name.strip() for name in args.stages.split(",")] if args.stages else None
-    records = pipeline.run(led, only=only, force=args.force)
+    if args.dry_run:
+        from led_hf.pipeline.plan import dry_run
+
+        print(dry_run(pipeline))
+        return 0
+    records = pipeline.run(only=only, force=args.force)
     paths = write_report(records, pipeline.output, title=f"led-hf pipeline: {args.config}")
     print("\n" + paths["md"].read_text(encoding="utf-8"))
     print(f"report: {paths['json']}  {paths['md']}  {paths['png']}")

@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from transformers import AutoTokenizer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from led_hf.config import parse_arguments, save_resolved_arguments
+from led_hf.atomic import remove_stale_staging
+from led_hf.config import ARGS_FILE_NAME, parse_arguments, save_resolved_arguments
 from led_hf.data.groups import TrainGroups
 from led_hf.errors import LedError
 from led_hf.evaluation.evaluator import RetrievalEvaluator
 from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.checkpoint import LED_CONFIG_NAME
 from led_hf.modeling.dense import DenseEncoder
+
+logger = logging.getLogger(__name__)
 
 
 def run_recipe(argv: list[str] | None, dataclass_types: tuple, train, prog: str, description: str) -> int:
@@ -42,12 +49,71 @@ def run_recipe(argv: list[str] | None, dataclass_types: tuple, train, prog: str,
 
 
 def start_run(training_args) -> None:
-    """The first step of every recipe: log lines at INFO on the main process (WARNING elsewhere), seed."""
+    """The first step of every recipe: log lines at INFO on the main process (WARNING elsewhere), decide
+    what to do with an existing `output_dir` (`check_output_dir`, before any model loads), seed."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
     )
+    with training_args.main_process_first(local=False, desc="output_dir"):  # the main process may clean up
+        check_output_dir(training_args)
     set_seed(training_args.seed)
+
+
+def check_output_dir(training_args) -> None:
+    """What a run does with an existing `output_dir` (docs/training.md, "Output folder and resuming"):
+
+    - absent or empty: a fresh run;
+    - not empty but no led-hf run (no `led_args.json`, no `checkpoint-*`): refused, nothing touched;
+    - `--overwrite_output_dir`: the run's checkpoints are removed (on the main process), a fresh run;
+    - `--resume_from_checkpoint` given: as asked (`resolve_checkpoint`);
+    - checkpoints: resumes from the newest complete one (`resume_from_checkpoint` becomes "last"), so that
+      rerunning a killed command continues it;
+    - a finished run (its `led_config.json`) without checkpoints: refused (it would be overwritten).
+
+    Staging folders of a save killed midway (atomic.staged_contents) are removed.
+    """
+    out = Path(training_args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise LedError(f"output_dir {out} is a file, not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    checkpoints = [entry for entry in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if entry.is_dir()]
+    if not (out / ARGS_FILE_NAME).is_file() and not checkpoints:
+        raise LedError(
+            f"output_dir {out} is not empty and holds no led-hf training run (no {ARGS_FILE_NAME}); "
+            "choose an empty or new folder"
+        )
+    if training_args.should_save:
+        remove_stale_staging(out)
+    if training_args.overwrite_output_dir:
+        if training_args.should_save:
+            for checkpoint in checkpoints:
+                shutil.rmtree(checkpoint)
+        return
+    if training_args.resume_from_checkpoint not in (None, ""):
+        return
+    if last_complete_checkpoint(out) is not None:
+        training_args.resume_from_checkpoint = "last"
+        logger.info(
+            "%s holds checkpoints: resuming from the last one (--overwrite_output_dir starts over)", out
+        )
+    elif (out / LED_CONFIG_NAME).is_file():
+        raise LedError(
+            f"output_dir {out} already holds a trained model; pass --overwrite_output_dir to train it again "
+            "or choose another folder"
+        )
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The newest `checkpoint-N` holding `trainer_state.json`, which the Trainer writes last: a checkpoint
+    whose save was killed midway is passed over."""
+    found = []
+    for entry in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = entry.name[len(PREFIX_CHECKPOINT_DIR) + 1 :]
+        if step.isdigit() and (entry / TRAINER_STATE_NAME).is_file():
+            found.append((int(step), entry))
+    return str(max(found)[1]) if found else None
 
 
 def tensor_core_padding(training_args) -> int | None:
@@ -67,6 +133,9 @@ def train_groups_from_args(data_args, training_args, groups_class=None, **extra)
         num_negatives=data_args.num_negatives,
         dedupe_negatives=data_args.dedupe_negatives,
         empty_pool=data_args.empty_pool,
+        group_by=data_args.group_by,
+        positive_min_score=data_args.positive_min_score,
+        positive_sampling=data_args.positive_sampling,
         seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
         show_progress=training_args.should_log,
         **extra,
@@ -110,14 +179,16 @@ def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None, 
     """The end of every recipe: save the resolved arguments, train (resuming as asked), evaluate by
     retrieval when there is an evaluator, run `after_training()` when given (e.g. the cross-encoder's
     re-ranking evaluation), save. Evaluation comes before saving, so that the card shows the metrics."""
+    checkpoint = resolve_checkpoint(training_args)  # its checks come before led_args.json marks the folder
     if trainer.is_world_process_zero():
         save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
-    trainer.train(resume_from_checkpoint=resolve_checkpoint(training_args))
+    trainer.train(resume_from_checkpoint=checkpoint)
     if evaluator is not None:
         trainer.save_metrics("eval", trainer.evaluate())
     if after_training is not None:
         after_training()
     trainer.save_model()
+    trainer.save_state()  # trainer_state.json: the loss curve the pipeline report draws
     return trainer
 
 
@@ -128,7 +199,9 @@ def resolve_checkpoint(training_args) -> str | None:
         return None
     if value in ("last", "true", "True"):
         found = (
-            get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+            last_complete_checkpoint(training_args.output_dir)
+            if os.path.isdir(training_args.output_dir)
+            else None
         )
         if found is None and value != "last":
             raise LedError(

@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 
+from led_hf.config import positive_int
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
 
@@ -36,11 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--split", help="re-rank only the run's queries with qrels in this split (default: all)"
     )
-    parser.add_argument("--depth", type=int, default=100, help="passages re-ranked per query (default 100)")
-    parser.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass (default 32)")
+    parser.add_argument(
+        "--depth", type=positive_int, default=100, help="passages re-ranked per query (default 100)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="pairs per forward pass (default 32)"
+    )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         default=None,
         help="pair tokens, special tokens included (default: the model's training length, else 256)",
     )

@@ -2,6 +2,8 @@
 
     led score-teacher --data DATA --teacher runs/sp-stg2 --negs-sources co-stg1,sp-stg1,sp-stg2 --name sp-stg2
     led score-teacher --data DATA --teacher runs/ce --negs-sources co-stg1,sp-stg1,sp-stg2 --name ce
+    led score-teacher --data DATA --teacher bm25 --negs-sources co-stg1,sp-stg1,sp-stg2 --name bm25
+    led score-teacher --data DATA --teacher runs/sp-stg2 --kind fused --fusion-weight 0.5 --name fused
     led train led configs/msmarco/led.json --teacher_scores precomputed --teacher_scores_name sp-stg2
 
 Prints the written folder's metadata as one JSON object.
@@ -13,7 +15,7 @@ import argparse
 import json
 
 from led_hf.arguments import PoolArguments
-from led_hf.config import add_dataclass_options
+from led_hf.config import add_dataclass_options, positive_int
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
 
@@ -26,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="led score-teacher",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score each training query's positives and negative pool (the passages LED training can "
-        "draw for it) with a frozen SPLADE or cross-encoder teacher, once, into "
+        "draw for it) with a frozen SPLADE, cross-encoder, BM25 or fused (SPLADE + BM25) teacher, once, into "
         "DATA/teacher_scores/NAME (Arrow rows {qid, pids, scores}; written atomically). "
         "`led train led --teacher_scores precomputed --teacher_scores_name NAME` (or "
         "--cross_encoder_scores_name NAME) then reads the scores instead of running the teacher.",
@@ -36,29 +38,49 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--teacher",
         required=True,
-        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder",
+        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder; "
+        "`bm25` for the BM25 teacher (no model: BM25 scores from a bm25s index of the corpus)",
     )
     parser.add_argument("--name", required=True, help="output folder name under DATA/teacher_scores/")
     parser.add_argument(
         "--kind",
-        choices=("splade", "cross-encoder"),
+        choices=("splade", "cross-encoder", "bm25", "fused"),
         default=None,
-        help="teacher kind (default: the checkpoint's led_config.json)",
+        help="teacher kind (default: the checkpoint's led_config.json; bm25 for --teacher bm25); fused: "
+        "the SPLADE --teacher plus BM25, each normalised per query, weighted by --fusion-weight",
     )
-    parser.add_argument("--query-max-length", type=int, default=32, help="SPLADE teacher: query tokens (32)")
+    parser.add_argument("--bm25-k1", type=float, default=0.9, help="BM25 / fused teacher: k1 (0.9)")
+    parser.add_argument("--bm25-b", type=float, default=0.4, help="BM25 / fused teacher: b (0.4)")
     parser.add_argument(
-        "--passage-max-length", type=int, default=128, help="SPLADE teacher: passage tokens (128)"
+        "--fusion-weight",
+        type=float,
+        default=0.5,
+        help="fused teacher: weight w of SPLADE; BM25 gets 1 - w (0.5)",
+    )
+    parser.add_argument(
+        "--fusion-normalisation",
+        choices=("zscore", "minmax"),
+        default="zscore",
+        help="fused teacher: per-query normalisation of each teacher's candidate scores (zscore)",
+    )
+    parser.add_argument(
+        "--query-max-length", type=positive_int, default=32, help="SPLADE teacher: query tokens (32)"
+    )
+    parser.add_argument(
+        "--passage-max-length", type=positive_int, default=128, help="SPLADE teacher: passage tokens (128)"
     )
     parser.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         default=None,
         help="cross-encoder: pair tokens (default: its training length, else 256)",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="texts or pairs per forward pass (64)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="texts or pairs per forward pass (64)"
+    )
     parser.add_argument(
         "--queries-per-chunk",
-        type=int,
+        type=positive_int,
         default=64,
         help="queries scored together; a SPLADE teacher encodes their distinct passages once (64)",
     )
@@ -71,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--part-queries",
-        type=int,
+        type=positive_int,
         default=4096,
         help="queries per resumable part: a rerun after a kill scores only missing parts (4096)",
     )
@@ -119,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         precision=args.precision,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        bm25_k1=args.bm25_k1,
+        bm25_b=args.bm25_b,
+        fusion_weight=args.fusion_weight,
+        fusion_normalisation=args.fusion_normalisation,
     )
     print(json.dumps(metadata))
     return 0

@@ -14,7 +14,8 @@ import argparse
 import sys
 import time
 
-from led_hf.data.runs import write_run_arrays
+from led_hf.config import positive_int
+from led_hf.data.runs import require_some_results, results_from_arrays, write_run
 from led_hf.errors import LedError
 from led_hf.retrieval.faiss_search import gpu_count, search_folders
 
@@ -33,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--queries", required=True, help="query embeddings folder (from `led encode`)")
     parser.add_argument("--output", required=True, help="TREC run to write")
-    parser.add_argument("--depth", type=int, default=1000, help="passages retrieved per query (default 1000)")
     parser.add_argument(
-        "--batch-size", type=int, default=4096, help="queries per faiss search call (default 4096)"
+        "--depth", type=positive_int, default=1000, help="passages retrieved per query (default 1000)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=4096, help="queries per faiss search call (default 4096)"
     )
     parser.add_argument("--tag", default="dense", help="run tag, the last column of the run (default dense)")
     device = parser.add_mutually_exclusive_group()
@@ -58,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         args.queries, args.passages, depth=args.depth, batch_size=args.batch_size, use_gpu=use_gpu
     )
     searched = time.perf_counter()
-    lines = write_run_arrays(args.output, qids, scores, indices, pids, tag=args.tag)
+    results = results_from_arrays(qids, scores, indices, pids)
+    require_some_results(results, f"led search --queries {args.queries} --passages {args.passages}")
+    lines = write_run(args.output, results, tag=args.tag)
     print(
         f"searched {len(qids)} queries against {len(pids)} passages in {searched - started:.1f}s; "
         f"wrote {lines} lines to {args.output}",

@@ -1,6 +1,6 @@
 """`led train splade CONFIG [--flag value ...]`: the SPLADE (lexicon-aware) retriever recipe, top to bottom.
 
-parse -> seed -> model -> data -> trainer -> train (resume) -> save (+ card)
+parse -> seed -> model -> data -> trainer -> train (resume) -> [retrieval eval] -> save (+ card)
 
     led train splade configs/demo/lex_scifact.json --max_steps 20              # bundled SPLADE-tiny
     accelerate launch scripts/train_splade.py configs/msmarco/lex_warmup.json --learning_rate 3e-5
@@ -47,6 +47,7 @@ def train_splade(
         mask_special_tokens=model_args.mask_special_tokens,
         trust_remote_code=model_args.trust_remote_code,
     )
+    model.max_seq_length = data_args.passage_max_length  # what sentence-transformers truncates to
 
     train_groups = recipe.train_groups_from_args(data_args, training_args)
     collator = TrainCollator(
@@ -65,6 +66,7 @@ def train_splade(
         training_args.flops_warmup_steps,
     )
 
+    evaluator = recipe.retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
     trainer = SpladeTrainer(
         model=model,
         args=training_args,
@@ -73,5 +75,6 @@ def train_splade(
         processing_class=tokenizer,
         model_args=model_args,
         data_args=data_args,
+        retrieval_evaluator=evaluator,
     )
-    return recipe.fit_and_save(trainer, model_args, data_args, training_args)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args, evaluator)

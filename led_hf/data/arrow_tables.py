@@ -14,6 +14,8 @@ from datasets import Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 from datasets.utils.py_utils import asdict  # the serialisation save_to_disk uses for dataset_info.json
 
+from led_hf.work_folder import record_content_hashes
+
 _STRING = Value("string")
 CORPUS_FEATURES = Features({"pid": _STRING, "title": _STRING, "text": _STRING})
 QUERIES_FEATURES = Features({"qid": _STRING, "text": _STRING})
@@ -142,4 +144,5 @@ class TableWriter:
             json.dumps({key: info[key] for key in sorted(info)}, indent=2), encoding="utf-8"
         )
         del dataset
+        record_content_hashes(self.folder)  # so that work-folder plans never reread the table (work_folder)
         return self.rows

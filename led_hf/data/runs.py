@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 
 import numpy as np
 
@@ -35,11 +35,17 @@ def read_run(path: str | os.PathLike) -> Run:
     """
     run: Run = {}
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as err:
         raise LedError(f"cannot read run {path}: {err.strerror}") from err
     with handle:
-        for line_number, line in enumerate(handle, start=1):
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(
+                    path, line_number, f"not UTF-8 text ({err.reason} at byte {err.start})"
+                ) from None
             fields = line.split()
             if not fields:
                 continue
@@ -136,6 +142,16 @@ def results_from_arrays(
         keep = row_indices >= 0
         results[qid] = [(pids[i], s) for i, s in zip(row_indices[keep].tolist(), row_scores[keep])]
     return results
+
+
+def require_some_results(results: Mapping[str, Sized], source: str) -> None:
+    """Refuse a search that found nothing for every query (e.g. NaN embeddings from a diverged model,
+    which faiss answers with -1 everywhere): an empty run would be scored as a silent 0."""
+    if results and not any(len(found) for found in results.values()):
+        raise LedError(
+            f"{source}: no passage retrieved for any of the {len(results)} queries "
+            "(non-finite embeddings, or queries and passages from different models?); no run written"
+        )
 
 
 def write_run_arrays(

@@ -6,7 +6,7 @@ from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_n
 
 def __getattr__(name):
     # the evaluator imports transformers: only load it when asked for
-    if name in ("RetrievalEvaluator", "RetrievalEvaluatorCallback"):
+    if name == "RetrievalEvaluator":
         from led_hf.evaluation import evaluator
 
         return getattr(evaluator, name)
@@ -15,7 +15,6 @@ def __getattr__(name):
 
 __all__ = [
     "RetrievalEvaluator",
-    "RetrievalEvaluatorCallback",
     "evaluate_per_query",
     "evaluate_run",
     "metric_names",

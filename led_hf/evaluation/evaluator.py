@@ -2,13 +2,16 @@
 
 The evaluator knows data and metrics, not models: it takes two encode callables
 
-    encode_queries(texts: list[str]) -> np.ndarray [n, H]
-    encode_passages(titles: list[str], texts: list[str]) -> np.ndarray [n, H]
+    encode_queries(texts: list[str]) -> [n, H] embeddings (dense) or [n, V] term weights (sparse)
+    encode_passages(titles: list[str], texts: list[str]) -> the same for passages
 
-and scores a (query, passage) pair by the inner product of their embeddings. Modes:
+(numpy arrays or torch tensors) and scores a (query, passage) pair by the inner product of their
+vectors: dense ones by exact faiss search, SPLADE term weights through the embedded inverted index
+(led_hf.evaluation.search). Modes:
 
-- `"full"`: encode the corpus (or a sub-corpus, `max_passages`) and the subset queries, exact faiss
-  search to `depth`, metrics over the subset (docs/method.md §6).
+- `"full"`: encode the corpus (or a sub-corpus, `max_passages`: the subset's judged passages, its
+  candidates, then seeded distractors) and the subset queries, exact search to `depth`, metrics over
+  the subset (docs/method.md §6).
 - `"rerank"`: score each query's given candidates (`DATA/candidates/<split>` from `led prepare`, or a
   TREC run file) and rank them; metrics over the subset. Positives missing from the candidates stay
   missing, as in the usual MS MARCO re-ranking setting.
@@ -16,22 +19,10 @@ and scores a (query, passage) pair by the inner product of their embeddings. Mod
 The subset is deterministic: the split's qrels queries in sorted order, and when there are more than
 `max_queries`, a `seed`-fixed sample of them (kept in sorted order).
 
-Hooking it into a Trainer (the trainers call this; keep the two in step)::
-
-    class DenseTrainer(Trainer):
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            metrics = {}
-            if eval_dataset is not None or self.eval_dataset is not None:
-                metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
-            if self.retrieval_evaluator is not None:
-                metrics.update(self.retrieval_evaluator.evaluate_trainer(self, make_encoders, metric_key_prefix))
-            return metrics
-
-where `make_encoders(model) -> (encode_queries, encode_passages)` builds the callables from the
-unwrapped model (it is called in eval mode under `torch.no_grad()`). With `metric_for_best_model` set
-to `evaluator.primary` (e.g. "ndcg@10"; the Trainer adds the "eval_" prefix) checkpoint selection follows
-the retrieval metric. `RetrievalEvaluatorCallback` does the same from `on_evaluate`, for trainers that
-keep the stock `evaluate()` and have an eval dataset.
+During training `RetrievalTrainer.evaluate()` (led_hf/trainers/base.py) calls `evaluate_model` on every
+process: the ranks share the passage encoding, rank 0 searches, and all ranks return the metrics, so
+that `eval_strategy` steps/epoch, `metric_for_best_model="eval_ndcg@10"`, `load_best_model_at_end` and
+`save_total_limit` work without an `eval_dataset`.
 """
 
 from __future__ import annotations
@@ -42,20 +33,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
-from transformers import TrainerCallback
 
 from led_hf.data.runs import rank_passages, read_run, results_from_arrays
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.retrieval.faiss_search import search_dense
+from led_hf.evaluation.search import as_csr, search_dense_matrix, search_sparse_matrix
 
 logger = logging.getLogger(__name__)
 
 EncodeQueries = Callable[[list[str]], np.ndarray]
 EncodePassages = Callable[[list[str], list[str]], np.ndarray]
 MODES = ("full", "rerank")
+REPRESENTATIONS = ("dense", "sparse")
 
 
 class RetrievalEvaluator:
@@ -186,15 +178,38 @@ class RetrievalEvaluator:
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(
-        self, encode_queries: EncodeQueries, encode_passages: EncodePassages, prefix: str = "eval"
-    ) -> dict[str, float]:
-        """Encode, retrieve or re-rank, score. Keys are `f"{prefix}_{name}"` (no prefix if `prefix` is empty)."""
+        self,
+        encode_queries: EncodeQueries,
+        encode_passages: EncodePassages,
+        prefix: str = "eval",
+        representation: str = "dense",
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> dict[str, float] | None:
+        """Encode, retrieve or re-rank, score. Keys are `f"{prefix}_{name}"` (no prefix if `prefix` is empty).
+
+        `representation`: "dense" (embeddings, faiss search) or "sparse" (SPLADE term weights, searched
+        through the inverted index). Under DDP every rank calls this with its `rank` of `world_size`: each
+        encodes a contiguous slice of the passages, rank 0 gathers them, searches and returns the metrics;
+        the other ranks return None.
+        """
+        if representation not in REPRESENTATIONS:
+            raise LedError(f"representation must be one of {REPRESENTATIONS}, got {representation!r}")
         started = time.perf_counter()
-        query_embeddings = self._encode_queries(encode_queries)
+        sparse = representation == "sparse"
         if self.mode == "full":
-            results = self._full(query_embeddings, encode_passages)
+            rows = self.passage_rows
         else:
-            results = self._rerank(query_embeddings, encode_passages)
+            unique_pids = list(dict.fromkeys(pid for pids in self.candidates.values() for pid in pids))
+            rows = self.data.pid_index.rows(unique_pids, strict=True)
+        passages = self._encode_rows(encode_passages, rows, sparse, rank, world_size)
+        if rank != 0:
+            return None
+        query_embeddings = self._encode_queries(encode_queries, sparse)
+        if self.mode == "full":
+            results = self._full(query_embeddings, passages, sparse)
+        else:
+            results = self._rerank(query_embeddings, passages, unique_pids)
         run = {qid: dict(ranked) for qid, ranked in results.items()}
         metrics = evaluate_run(
             run, self.qrels, relevance_level=self.relevance_level, recall_depths=self.recall_depths
@@ -206,96 +221,113 @@ class RetrievalEvaluator:
 
     __call__ = evaluate
 
-    def _encode_queries(self, encode_queries: EncodeQueries) -> np.ndarray:
+    def _encode_queries(self, encode_queries: EncodeQueries, sparse: bool):
         chunks = [
-            _as_matrix(
-                encode_queries(list(self.query_texts[start : start + self.encode_batch_size])), "queries"
+            _as_output(
+                encode_queries(list(self.query_texts[start : start + self.encode_batch_size])),
+                "queries",
+                sparse,
             )
             for start in range(0, len(self.query_texts), self.encode_batch_size)
         ]
-        return np.concatenate(chunks)
+        return sp.vstack(chunks, format="csr") if sparse else np.concatenate(chunks)
 
-    def _encode_rows(self, encode_passages: EncodePassages, rows: np.ndarray | None) -> np.ndarray:
+    def _encode_rows(self, encode_passages: EncodePassages, rows, sparse: bool, rank: int, world_size: int):
+        """Encode corpus `rows` (None = all); rank r of `world_size` encodes the r-th contiguous slice and
+        rank 0 returns all of them in row order (other ranks return None)."""
         corpus = self.data.corpus
         total = len(corpus) if rows is None else len(rows)
+        first, last = total * rank // world_size, total * (rank + 1) // world_size
         chunks = []
         bar = tqdm(
-            total=total, desc="eval: encode passages", unit="p", disable=None if self.progress else True
+            total=last - first,
+            desc="eval: encode passages",
+            unit="p",
+            disable=True if not self.progress or rank != 0 else None,
         )
-        for start in range(0, total, self.encode_batch_size):
-            stop = min(start + self.encode_batch_size, total)
+        for start in range(first, last, self.encode_batch_size):
+            stop = min(start + self.encode_batch_size, last)
             batch = corpus[start:stop] if rows is None else corpus[rows[start:stop].tolist()]
             titles = [title or "" for title in batch.get("title") or [""] * (stop - start)]
             texts = [text or "" for text in batch["text"]]
-            chunks.append(_as_matrix(encode_passages(titles, texts), "passages", stop - start))
+            chunks.append(_as_output(encode_passages(titles, texts), "passages", sparse, stop - start))
             bar.update(stop - start)
         bar.close()
-        return np.concatenate(chunks)
+        if world_size > 1:
+            import torch.distributed as dist
 
-    def _full(self, query_embeddings: np.ndarray, encode_passages: EncodePassages) -> dict[str, list]:
+            # pickled between our own processes (trusted): arrays of any width, dense or CSR
+            gathered = [None] * world_size if rank == 0 else None
+            dist.gather_object(chunks, gathered, dst=0)
+            if rank != 0:
+                return None
+            chunks = [chunk for part in gathered for chunk in part]
+        if not chunks:
+            raise LedError("the evaluation has no passages to encode")
+        return sp.vstack(chunks, format="csr") if sparse else np.concatenate(chunks)
 
-        passage_embeddings = self._encode_rows(encode_passages, self.passage_rows)
-        scores, indices = search_dense(
-            query_embeddings, [passage_embeddings], depth=self.depth, use_gpu=self.use_gpu, progress=False
-        )
+    def _full(self, query_embeddings, passages, sparse: bool) -> dict[str, list]:
+        if sparse:
+            scores, indices = search_sparse_matrix(query_embeddings, passages, self.depth)
+        else:
+            scores, indices = search_dense_matrix(
+                query_embeddings, passages, depth=self.depth, use_gpu=self.use_gpu
+            )
         pid_column = self.data.corpus.data.column("pid")
-        rows = np.arange(len(passage_embeddings)) if self.passage_rows is None else self.passage_rows
+        rows = np.arange(passages.shape[0]) if self.passage_rows is None else self.passage_rows
         hit_rows = np.unique(indices[indices >= 0])
         pid_of = dict(zip(hit_rows.tolist(), pid_column.take(rows[hit_rows]).to_pylist()))
         return results_from_arrays(self.qids, scores, indices, pid_of)
 
-    def _rerank(self, query_embeddings: np.ndarray, encode_passages: EncodePassages) -> dict[str, list]:
-        unique_pids = list(dict.fromkeys(pid for pids in self.candidates.values() for pid in pids))
+    def _rerank(self, query_embeddings, passages, unique_pids: list[str]) -> dict[str, list]:
         if not unique_pids:
             return {}
-        rows = self.data.pid_index.rows(unique_pids, strict=True)
-        passage_embeddings = self._encode_rows(encode_passages, rows)
         position = {pid: i for i, pid in enumerate(unique_pids)}
         results = {}
         for query_row, qid in enumerate(self.qids):
             pids = self.candidates.get(qid, [])
             if pids:
-                scores = passage_embeddings[[position[pid] for pid in pids]] @ query_embeddings[query_row]
+                scores = passages[[position[pid] for pid in pids]] @ query_embeddings[query_row].T
+                scores = scores.toarray().ravel() if sp.issparse(scores) else np.asarray(scores).ravel()
                 results[qid] = list(zip(pids, scores.tolist()))
         return results
 
     # ------------------------------------------------------------------ trainer hook
-    def evaluate_trainer(
-        self, trainer, make_encoders: Callable, metric_key_prefix: str = "eval"
+    def evaluate_model(
+        self,
+        model,
+        make_encoders: Callable,
+        prefix: str = "eval",
+        representation: str = "dense",
+        accelerator=None,
     ) -> dict[str, float]:
-        """Run `evaluate` on a Trainer's model and log the metrics; see the module docstring.
+        """`evaluate` of a (unwrapped) model, in eval mode under `torch.no_grad()`, its mode restored after.
 
-        The main process encodes and searches; the metrics are broadcast so that every rank returns the
-        same dict (the Trainer's best-checkpoint logic runs on all ranks).
+        `make_encoders(model) -> (encode_queries, encode_passages)`. With an `accelerator` of several
+        processes, every process must call this: they share the passage encoding, rank 0 searches and
+        scores, and the metrics are broadcast so that every rank returns the same dict (the Trainer's
+        best-checkpoint logic runs on all ranks).
         """
-        metrics = self._evaluate_model(
-            trainer.accelerator.unwrap_model(trainer.model),
-            make_encoders,
-            metric_key_prefix,
-            trainer.accelerator,
-        )
-        trainer.log(metrics)
-        return metrics
-
-    def _evaluate_model(
-        self, model, make_encoders: Callable, prefix: str, accelerator=None
-    ) -> dict[str, float]:
         import torch
 
-        metrics: list = [None]
-        if accelerator is None or accelerator.is_main_process:
-            was_training = model.training
-            model.eval()
-            try:
-                with torch.no_grad():
-                    metrics[0] = self.evaluate(*make_encoders(model), prefix=prefix)
-            finally:
-                model.train(was_training)
-        if accelerator is not None and accelerator.num_processes > 1:
-            from accelerate.utils import broadcast_object_list
+        rank = accelerator.process_index if accelerator is not None else 0
+        world_size = accelerator.num_processes if accelerator is not None else 1
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                metrics = [self.evaluate(*make_encoders(model), prefix, representation, rank, world_size)]
+        finally:
+            model.train(was_training)
+        if world_size > 1:
+            import torch.distributed as dist
 
-            broadcast_object_list(metrics, from_process=0)
+            dist.broadcast_object_list(metrics, src=0)
         return metrics[0]
+
+
+def _as_output(array, what: str, sparse: bool, rows: int | None = None):
+    return as_csr(array, what, rows) if sparse else _as_matrix(array, what, rows)
 
 
 def _as_matrix(array, what: str, rows: int | None = None) -> np.ndarray:
@@ -307,48 +339,6 @@ def _as_matrix(array, what: str, rows: int | None = None) -> np.ndarray:
     if not np.isfinite(array).all():
         raise LedError(f"encode_{what} returned non-finite values")
     return array
-
-
-class RetrievalEvaluatorCallback(TrainerCallback):
-    """Adds the evaluator's metrics to the Trainer's evaluation metrics from `on_evaluate`.
-
-    The metrics dict the Trainer passes is the one it then uses to pick the best checkpoint, so keys
-    added here work with `metric_for_best_model`. The Trainer logs before calling `on_evaluate`, so
-    the added metrics are appended to `state.log_history` here. Needs a Trainer with an eval dataset
-    (the stock `evaluate()` requires one); otherwise override `evaluate()` as in the module docstring.
-    """
-
-    def __init__(
-        self, evaluator: RetrievalEvaluator, make_encoders: Callable, metric_key_prefix: str = "eval"
-    ):
-        self.evaluator = evaluator
-        self.make_encoders = make_encoders
-        self.metric_key_prefix = metric_key_prefix
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if metrics is None or model is None:
-            return
-        from accelerate import PartialState
-
-        added = self.evaluator._evaluate_model(
-            _unwrap(model), self.make_encoders, self.metric_key_prefix, _StateAccelerator(PartialState())
-        )
-        metrics.update(added)
-        state.log_history.append({**added, "epoch": state.epoch, "step": state.global_step})
-
-
-def _unwrap(model):
-    while hasattr(model, "module"):
-        model = model.module
-    return model
-
-
-class _StateAccelerator:
-    """The two attributes `_evaluate_model` reads, from an accelerate `PartialState`."""
-
-    def __init__(self, state):
-        self.is_main_process = state.is_main_process
-        self.num_processes = state.num_processes
 
 
 def subset_size_note(evaluator: RetrievalEvaluator) -> str:

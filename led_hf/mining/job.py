@@ -46,9 +46,10 @@ from led_hf.atomic import atomic_directory
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.mining.filters import NegativeFilters, select_negatives, to_csr
+from led_hf.mining.progress import ShardProgress
 from led_hf.mining.search import make_searcher
 from led_hf.modeling.bundled import resolve_model_path
-from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.retrieval.bm25 import write_negatives
 from led_hf.retrieval.encode import _ids, query_source, shard_dirname, shard_range
 from led_hf.version import __version__
@@ -62,15 +63,13 @@ DEFAULT_CORPUS_SHARD_SIZE = 100_000
 
 def model_kind(path: str, kind: str = "auto") -> str:
     """ "dense" or "splade": `kind` when given, else `detect_model_kind`'s answer; a folder it cannot place
-    is dense, a plain masked-LM folder needs --kind."""
+    is dense, a plain masked-LM folder is SPLADE."""
 
     if kind != "auto":
         return kind
     found = detect_model_kind(path)
     if found in ("dense", "splade"):
         return found
-    if found == MASKED_LM:
-        raise LedError(f"{path} is a plain masked-LM folder: pass --kind splade (or --kind dense)")
     if found is not None:
         raise LedError(f"{path} holds a {found!r} model; mining needs a dense or SPLADE retriever")
     return "dense"
@@ -98,6 +97,9 @@ class MiningJob:
     passage_max_length: int = 128
     batch_size: int = 64
     precision: str = "auto"  # encoder compute precision (led_hf.precision)
+    index_factory: str | None = None  # dense: a faiss index_factory string (approximate, CPU)
+    nprobe: int | None = None
+    ef_search: int | None = None
     k1: float = 0.9
     b: float = 0.4
     overwrite: bool = False
@@ -120,6 +122,10 @@ class MiningJob:
                 raise LedError(f"--model {self.model} is not a folder")
         self.kind = "bm25" if self.bm25 else model_kind(self.model, self.kind)
         self._resolve_backend()
+        if (self.index_factory or self.nprobe or self.ef_search) and self.kind != "dense":
+            raise LedError("--index-factory, --nprobe and --ef-search apply to dense models only")
+        if (self.nprobe or self.ef_search) and not self.index_factory:
+            raise LedError("--nprobe and --ef-search need --index-factory (the default search is exact)")
         if self.kind == "bm25" and self.filters.needs_positive_scores:
             raise LedError("margin filters need the positives' scores, which BM25 mining does not compute")
 
@@ -189,6 +195,13 @@ class MiningJob:
             "query_max_length": self.query_max_length,
             "passage_max_length": self.passage_max_length,
             "precision": self.precision if self.model else None,
+            "index_factory": {
+                "factory": self.index_factory,
+                "nprobe": self.nprobe,
+                "ef_search": self.ef_search,
+            }
+            if self.index_factory
+            else None,
             "bm25": {"k1": self.k1, "b": self.b} if self.kind == "bm25" else None,
             "corpus_embeddings": str(Path(self.corpus_embeddings).resolve())
             if self.corpus_embeddings
@@ -215,20 +228,33 @@ class MiningJob:
         if is_main:
             start_work_folder(self.work, plan, self.overwrite, "mining work")
         barrier()
-
-        searcher = make_searcher(self, plan, state)
-        searcher.prepare_corpus(rank, world, barrier)
+        try:
+            searcher = make_searcher(self, plan, state)
+            searcher.prepare_corpus(rank, world, barrier)
+        except LedError:
+            # A refused input (a mismatched index, a wrong model kind) must not leave a work folder whose
+            # plan then blocks the corrected command. Only a folder holding no more than its plan goes: an
+            # encoded corpus or mined shards are kept for the resume.
+            if is_main and all(p.is_dir() or p.name == "plan.json" for p in self.work.rglob("*")):
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise
         num_shards = plan["num_shards"]
         qrels = self.data.qrels_dict(self.split)
         done = reused = 0
         kill_after = int(os.environ.get(KILL_HOOK, "0") or 0)
-        for shard_index in range(rank, num_shards, world):
+        # a sharded corpus index: every process searches every query shard, its owner (i mod W) writes it
+        every = searcher.every_process_searches
+        searched = range(num_shards) if every else range(rank, num_shards, world)
+        todo = [i for i in searched if not (self.work / "results" / shard_dirname(i, num_shards)).is_dir()]
+        owned = [i for i in searched if i % world == rank]
+        reused = len(owned) - sum(1 for i in todo if i % world == rank)
+        progress = ShardProgress(len(todo), enabled=self.progress and is_main)
+        for shard_index in todo:
             folder = self.work / "results" / shard_dirname(shard_index, num_shards)
-            if folder.is_dir():
-                reused += 1
-                continue
-            for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # a killed run's leftovers
-                shutil.rmtree(stale, ignore_errors=True)
+            owner = shard_index % world == rank
+            if owner:
+                for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # a killed run's leftovers
+                    shutil.rmtree(stale, ignore_errors=True)
             qids = _ids(queries, shard_range(len(queries), shard_index, num_shards))
             positives = [
                 self.data.pid_index.rows([p for p, g in qrels.get(q, {}).items() if g > 0], strict=False)
@@ -237,6 +263,9 @@ class MiningJob:
             rows, scores, positive_scores = searcher.search_shard(
                 queries, shard_index, num_shards, qids, positives
             )
+            progress.step(shard_index, len(qids))
+            if not owner:
+                continue
             mask = select_negatives(rows, scores, positives, qids, self.filters, positive_scores)
             offsets, kept_rows, kept_scores = to_csr(rows, scores, mask)
             with atomic_directory(folder) as staging:
@@ -269,6 +298,13 @@ class MiningJob:
             rows.append(np.load(folder / "rows.npy", allow_pickle=False))
             scores.append(np.load(folder / "scores.npy", allow_pickle=False))
         counts, rows, scores = np.concatenate(counts), np.concatenate(rows), np.concatenate(scores)
+        if qids and not len(rows):  # e.g. NaN embeddings: faiss answers -1 everywhere, the filters keep none
+            if not self.keep_work:  # its shards hold nothing worth resuming
+                shutil.rmtree(self.work, ignore_errors=True)
+            raise LedError(
+                f"mining {self.name}: no negative for any of the {len(qids)} queries of {self.split} (the search "
+                "found nothing: non-finite embeddings? or the filters dropped every candidate); nothing written"
+            )
         nonempty = counts > 0  # queries left with no negative are omitted, as `negatives_from_results` does
         offsets = np.zeros(int(nonempty.sum()) + 1, dtype=np.int32 if len(rows) < 2**31 else np.int64)
         np.cumsum(counts[nonempty], out=offsets[1:])

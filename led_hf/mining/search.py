@@ -15,19 +15,21 @@ as the index is. BM25: bm25s in memory, or a Lucene BM25 index.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
 from led_hf.collators.encode import EncodeCollator
 from led_hf.errors import LedError
+from led_hf.mining.dense_index import CorpusIndex, block_of, gather_topk
 from led_hf.modeling.dense import DenseEncoder
 from led_hf.modeling.splade import SpladeEncoder
 from led_hf.precision import resolve_precision, with_precision
 from led_hf.retrieval.bm25 import build_corpus_index, query_texts
 from led_hf.retrieval.encode import corpus_source, encode_to_folder, query_source, shard_dirname
 from led_hf.retrieval.encoding_files import read_ids, shard_folders
-from led_hf.retrieval.faiss_search import EmbeddingShard, open_embeddings, search_dense
+from led_hf.retrieval.faiss_search import GPU_MAX_K, EmbeddingShard, gpu_count, open_embeddings
 from led_hf.retrieval.impact import SCALE, quantize
 from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index
 from led_hf.retrieval.lucene import LuceneImpactIndex, build_bm25_index, build_impact_index, search_bm25
@@ -85,6 +87,7 @@ class _ModelSearcher:
     """Shared part of the dense and SPLADE searchers: the model, its collators, the encode folders."""
 
     sparse = False
+    every_process_searches = False  # True: every process searches every query shard (sharded corpus)
 
     def __init__(self, job, plan: dict, state):
         import torch
@@ -189,20 +192,49 @@ class DenseSearcher(_ModelSearcher):
         return DenseEncoder.from_pretrained(self.job.model)
 
     def prepare_corpus(self, rank: int, world: int, barrier) -> None:
-
+        """Open the passage embeddings and build the corpus index once (led_hf.mining.dense_index): exact
+        search over the mapped shards on the CPU; on GPUs, process r's own block of shards on its GPU,
+        every process then searching every query shard (`every_process_searches`)."""
+        job = self.job
         self.passages = self._prepare_encodings(rank, world, barrier)
         _, self.shards = open_embeddings(self.passages)
         self.locator = RowLocator(
-            [shard.ids for shard in self.shards], self.job.data.pid_index, str(self.passages)
+            [shard.ids for shard in self.shards], job.data.pid_index, str(self.passages)
         )
+        self.rank, self.world, self.barrier = rank, world, barrier
+        use_gpu = not job.index_factory and gpu_count() > 0 and job.depth <= GPU_MAX_K
+        # test-only: LED_TEST_SHARDED_SEARCH=1 shards the exact CPU search too (gloo tests of the merge)
+        forced = os.environ.get("LED_TEST_SHARDED_SEARCH") == "1" and not job.index_factory
+        self.every_process_searches = (use_gpu or forced) and world > 1
+        device = (self.device.index or 0) if self.device.type == "cuda" else 0
+        if self.every_process_searches:
+            block = block_of(len(self.shards), rank, world)
+            first_row = sum(len(s) for s in self.shards[: block.start])
+            self.index = CorpusIndex(
+                self.shards[block.start : block.stop], first_row, gpu_device=device if use_gpu else None
+            )
+        else:
+            self.index = CorpusIndex(
+                self.shards,
+                factory=job.index_factory,
+                nprobe=job.nprobe,
+                ef_search=job.ef_search,
+                gpu_device=device if use_gpu else None,
+            )
 
     def search_shard(self, source, shard_index, num_shards, qids, positives):
 
-        folder = self._encode_queries(source, shard_index, num_shards, qids)
+        if self.every_process_searches:  # the shard's owner encodes it, then every process searches it
+            if shard_index % self.world == self.rank:
+                self._encode_queries(source, shard_index, num_shards, qids)
+            self.barrier()
+            folder = self.job.work / "queries" / shard_dirname(shard_index, num_shards)
+        else:
+            folder = self._encode_queries(source, shard_index, num_shards, qids)
         query_embeddings = EmbeddingShard(folder).embeddings()
-        scores, positions = search_dense(
-            query_embeddings, self.shards, depth=self.job.depth, progress=self.job.progress
-        )
+        scores, positions = self.index.search(query_embeddings, self.job.depth)
+        if self.every_process_searches:
+            scores, positions = gather_topk(scores, positions, self.job.depth)
         positive_scores = None
         if self.job.filters.needs_positive_scores:
             positive_scores = np.full(len(qids), np.nan)
@@ -336,6 +368,7 @@ class _SparseRows:
 
 
 class BM25Searcher:
+    every_process_searches = False
     """BM25 candidates: bm25s over DATA/corpus built in memory by each process, or a Lucene BM25 index."""
 
     def __init__(self, job, plan: dict, state):

@@ -3,7 +3,8 @@
 `led_config.json` says which kind of model a folder holds and how to use it, e.g.
 `{"kind": "dense", "pooling": "cls", "normalize": false, "temperature": 1.0, "separate_encoders": false}`.
 A folder without it is still a valid plain HF folder; readers then fall back to other metadata
-(sentence-transformers' `modules.json`, `1_Pooling/config.json`).
+(sentence-transformers' `modules.json`, `1_Pooling/config.json`), except in a training run's output
+folder (`led_args.json`), where its absence means the model is not (completely) saved.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from led_hf.errors import LedError
 
 LED_CONFIG_NAME = "led_config.json"
-MASKED_LM = "masked-lm"  # detect_model_kind's answer for a plain masked-LM folder
+RUN_ARGS_NAME = "led_args.json"  # led_hf.config.ARGS_FILE_NAME: marks a training run's output folder
+MASKED_LM = "masked-lm"  # detect_model_kind's earlier answer for a plain masked-LM folder (now "splade")
 
 
 def read_json_file(path: str | os.PathLike, filename: str):
@@ -47,9 +49,19 @@ def read_json_file(path: str | os.PathLike, filename: str):
 
 
 def read_led_config(path: str | os.PathLike) -> dict:
-    """`led_config.json` of a checkpoint folder (or hub id), or {} when it has none."""
+    """`led_config.json` of a checkpoint folder (or hub id), or {} when it has none.
+
+    A training run's output folder (it holds `led_args.json`) without `led_config.json` has no complete
+    model (training still running or killed, or a save interrupted: `led_config.json` is moved in last):
+    refused, so that no command loads it as a plain HF folder with default pooling.
+    """
     config = read_json_file(path, LED_CONFIG_NAME)
     if config is None:
+        if (Path(path) / RUN_ARGS_NAME).is_file():
+            raise LedError(
+                f"{path} is a led-hf training run without a saved model (no {LED_CONFIG_NAME}: still training, "
+                "or killed before its final save; rerun the training command to resume)"
+            )
         return {}
     if not isinstance(config, dict):
         raise LedError(f"{Path(path) / LED_CONFIG_NAME}: expected a JSON object")
@@ -77,8 +89,8 @@ def detect_model_kind(path: str | os.PathLike) -> str | None:
     1. `led_config.json`'s "kind" ("dense", "splade", "cross-encoder", ...);
     2. "cross-encoder" when `config.json` names a `*ForSequenceClassification` architecture (a hub cross-encoder);
     3. "dense" with sentence-transformers metadata (`modules.json`);
-    4. "masked-lm" when `config.json` names a `*ForMaskedLM` architecture: a plain MLM folder, which a
-       SPLADE teacher can load but which could start a dense model too (each command decides);
+    4. "splade" when `config.json` names a `*ForMaskedLM` architecture (a plain MLM folder such as
+       `bundled:splade-tiny`: its head gives SPLADE's term weights; `--kind dense` still overrides);
     5. None otherwise (the caller decides, e.g. from the command it runs).
     """
     kind = read_led_config(path).get("kind")
@@ -91,5 +103,5 @@ def detect_model_kind(path: str | os.PathLike) -> str | None:
     if read_json_file(path, "modules.json") is not None:
         return "dense"
     if any(str(name).endswith("ForMaskedLM") for name in architectures):
-        return MASKED_LM
+        return "splade"
     return None

@@ -25,6 +25,7 @@ from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
 from led_hf.errors import LedError
+from led_hf.modeling.activation_checkpointing import ActivationCheckpointing
 from led_hf.modeling.checkpoint import read_led_config, sub_state_dict, write_led_config
 from led_hf.modeling.encoder import BiEncoder, EncoderOutput, accepted_inputs, model_inputs
 from led_hf.modeling.pooling import POOLING_MODES, pool
@@ -35,7 +36,7 @@ QUERY_FOLDER, PASSAGE_FOLDER = "query_model", "passage_model"
 DenseOutput = EncoderOutput  # the name this output had before both encoders shared it
 
 
-class DenseEncoder(BiEncoder):
+class DenseEncoder(ActivationCheckpointing, BiEncoder):
     """A bi-encoder over one shared backbone (or two, `separate_encoders`); the interface is `BiEncoder`'s
     (`encode_query(batch)`, `encode_passage(batch)`, `forward(query=, passage=)` -> `EncoderOutput`).
 
@@ -156,11 +157,9 @@ class DenseEncoder(BiEncoder):
         embeddings = pool(hidden, inputs["attention_mask"], self.pooling)
         return nn.functional.normalize(embeddings, p=2, dim=-1) if self.normalize else embeddings
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
-        for side in ("query", "passage"):
-            self._backbone(side).gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs=gradient_checkpointing_kwargs
-            )
+    def checkpointed_backbones(self) -> list[PreTrainedModel]:
+        """For `ActivationCheckpointing`: the one shared backbone, or both separate ones."""
+        return [self.query_encoder, self.passage_encoder] if self.separate_encoders else [self.encoder]
 
     # -- saving --------------------------------------------------------------------------------------
     def led_config(self) -> dict:

@@ -4,7 +4,9 @@
 
 `m` is the attention mask with `[CLS]` and each row's final `[SEP]` also zeroed (option: keep them).
 The checkpoint is a plain `AutoModelForMaskedLM` folder + tokenizer, plus `led_config.json`
-(`{"kind": "splade", ...}`) that records the pooling options, so any MLM checkpoint loads either way.
+(`{"kind": "splade", ...}`) that records the pooling options, so any MLM checkpoint loads either way,
+plus sentence-transformers metadata: `SparseEncoder(path, trust_remote_code=True)` gives the same
+term weights (led_hf/modeling/st_metadata.py).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
 
 from led_hf.errors import LedError
+from led_hf.modeling.activation_checkpointing import ActivationCheckpointing
 from led_hf.modeling.checkpoint import LED_CONFIG_NAME, read_led_config, sub_state_dict, write_led_config
 from led_hf.modeling.encoder import BiEncoder, accepted_inputs, batch_rows, model_inputs
 from led_hf.modeling.pooling import splade_pool
 from led_hf.modeling.scores import dot_scores, group_scores
+from led_hf.modeling.st_metadata import write_sparse_encoder_files
 
 
-class SpladeEncoder(BiEncoder):
+class SpladeEncoder(ActivationCheckpointing, BiEncoder):
     """One shared masked-LM encoder for queries and passages.
 
     The interface is `BiEncoder`'s: `encode_query(batch)` / `encode_passage(batch)` (also `encode(batch)`:
@@ -39,9 +43,12 @@ class SpladeEncoder(BiEncoder):
         cls_token_id: int | None,
         sep_token_id: int | None,
         mask_special_tokens: bool = True,
+        max_seq_length: int | None = None,
     ):
         super().__init__()
         self.model = model
+        # the length sentence-transformers truncates to (the recipe sets the training passage length)
+        self.max_seq_length = max_seq_length
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id
         self.mask_special_tokens = mask_special_tokens
@@ -86,7 +93,13 @@ class SpladeEncoder(BiEncoder):
             cls_token_id, sep_token_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         if mask_special_tokens is None:
             mask_special_tokens = bool(saved.get("mask_special_tokens", True))
-        return cls(model, cls_token_id, sep_token_id, mask_special_tokens=mask_special_tokens)
+        return cls(
+            model,
+            cls_token_id,
+            sep_token_id,
+            mask_special_tokens=mask_special_tokens,
+            max_seq_length=saved.get("max_seq_length"),
+        )
 
     def pooling_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The attention mask with `[CLS]` and each row's last attended `[SEP]` zeroed ([N, L] bool).
@@ -146,8 +159,9 @@ class SpladeEncoder(BiEncoder):
                 scores.append(dot_scores(query_weights, weights))
         return torch.cat(scores, dim=0 if group_size else 1)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
-        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+    def checkpointed_backbones(self) -> list[PreTrainedModel]:
+        """For `ActivationCheckpointing`: the masked-LM."""
+        return [self.model]
 
     def led_config(self) -> dict:
         return {
@@ -158,12 +172,19 @@ class SpladeEncoder(BiEncoder):
             "sep_token_id": self.sep_token_id,
             "pooling": "max_t log1p(relu(logits)) over the attention mask",
             "similarity": "dot",
+            "max_seq_length": self._max_seq_length(),
         }
+
+    def _max_seq_length(self) -> int:
+        if self.max_seq_length:
+            return int(self.max_seq_length)
+        return int(min(getattr(self.config, "max_position_embeddings", 512) or 512, 512))
 
     def save_pretrained(
         self, path: str | os.PathLike, tokenizer=None, state_dict: dict | None = None
     ) -> None:
-        """Write a plain `AutoModelForMaskedLM` folder (+ tokenizer) and `led_config.json`.
+        """Write a plain `AutoModelForMaskedLM` folder (+ tokenizer), `led_config.json` and the
+        sentence-transformers `SparseEncoder` metadata (led_hf/modeling/st_metadata.py).
 
         `state_dict` (keys of this module, e.g. gathered by DeepSpeed ZeRO-3) replaces the live weights.
         """
@@ -172,6 +193,15 @@ class SpladeEncoder(BiEncoder):
         self.model.save_pretrained(path, state_dict=sub_state_dict(state_dict, "model."))
         if tokenizer is not None:
             tokenizer.save_pretrained(path)
+        write_sparse_encoder_files(
+            path,
+            mask_special_tokens=self.mask_special_tokens,
+            cls_token_id=self.cls_token_id,
+            sep_token_id=self.sep_token_id,
+            vocab_size=self.vocab_size,
+            max_seq_length=self._max_seq_length(),
+            versions=_versions(),
+        )
         write_led_config(path, self.led_config())
 
     def load_weights(self, path: str | os.PathLike) -> None:
@@ -179,8 +209,31 @@ class SpladeEncoder(BiEncoder):
         self.model.load_state_dict(_load_mlm(str(path)).state_dict())
 
 
+def _versions() -> dict[str, str]:
+    import transformers
+
+    from led_hf.version import __version__
+
+    return {"led_hf": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}
+
+
 def _load_mlm(path: str, **kwargs) -> PreTrainedModel:
+    """The masked-LM model of `path`, refused when the checkpoint lacks any of its weights (transformers'
+    loading info): a dense checkpoint such as all-MiniLM-L6-v2 has no `cls.predictions.*` head, which
+    transformers would initialise at random, giving random term weights everywhere."""
     try:
-        return AutoModelForMaskedLM.from_pretrained(path, **kwargs)
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except (OSError, ValueError) as err:
         raise LedError(f"{path}: cannot load a masked-LM model ({err})") from err
+    mismatched = [
+        str(entry[0]) if isinstance(entry, tuple) else str(entry)
+        for entry in info.get("mismatched_keys") or []
+    ]
+    missing = sorted(map(str, info.get("missing_keys") or [])) + sorted(mismatched)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise LedError(
+            f"{path} has no trained masked-LM head (missing from the checkpoint: {shown}); SPLADE needs one: "
+            "start from a masked-LM checkpoint (e.g. bundled:splade-tiny) or use --kind dense"
+        )
+    return model

@@ -1,6 +1,6 @@
 """Read and write sentence-transformers metadata, so that a dense checkpoint also loads as
-`SentenceTransformer(path)` and a sentence-transformers folder (e.g. all-MiniLM-L6-v2) brings its
-pooling and normalisation along.
+`SentenceTransformer(path)`, a SPLADE checkpoint as `SparseEncoder(path, trust_remote_code=True)`, and
+a sentence-transformers folder (e.g. all-MiniLM-L6-v2) brings its pooling and normalisation along.
 
 Written layout (the long-standing format every sentence-transformers version reads; 6.x converts it):
 
@@ -9,6 +9,15 @@ Written layout (the long-standing format every sentence-transformers version rea
     sentence_bert_config.json           {"max_seq_length": 128, "do_lower_case": false}
     1_Pooling/config.json               {"word_embedding_dimension": H, "pooling_mode_cls_token": ..., ...}
     2_Normalize/                        (empty; only when normalised)
+
+SPLADE (`write_sparse_encoder_files`), read by sentence-transformers >= 5.4:
+
+    modules.json                        Transformer (fill-mask) -> SpladePooling, or led_splade_pooling.
+                                        MaskedSpladePooling when [CLS]/[SEP] are left out of the pooling
+    config_sentence_transformers.json   {"model_type": "SparseEncoder", "similarity_fn_name": "dot", ...}
+    sentence_bert_config.json           {"transformer_task": "fill-mask", "max_seq_length": 128, ...}
+    1_SpladePooling/config.json         {"pooling_strategy": "max", "activation_function": "relu", ...}
+    led_splade_pooling.py               (masking only) the pooling module, led_hf/modeling/st_splade_pooling.py
 """
 
 from __future__ import annotations
@@ -113,3 +122,61 @@ def write_sentence_transformers_files(
 
 def _write_json(file: Path, value) -> None:
     file.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+SPARSE_POOLING_FILE = "led_splade_pooling.py"
+
+
+def write_sparse_encoder_files(
+    path: str | os.PathLike,
+    *,
+    mask_special_tokens: bool,
+    cls_token_id: int | None,
+    sep_token_id: int | None,
+    vocab_size: int,
+    max_seq_length: int,
+    versions: dict[str, str] | None = None,
+) -> None:
+    """Write the SPLADE metadata of the module docstring into `path` (beside the masked-LM weights)."""
+    path = Path(path)
+    pooling = {
+        "pooling_strategy": "max",
+        "activation_function": "relu",
+        "embedding_dimension": int(vocab_size),
+    }
+    if mask_special_tokens:
+        pooling_type = "led_splade_pooling.MaskedSpladePooling"
+        pooling.update(cls_token_id=cls_token_id, sep_token_id=sep_token_id)
+        source = Path(__file__).with_name("st_splade_pooling.py")
+        (path / SPARSE_POOLING_FILE).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    else:
+        pooling_type = "sentence_transformers.sparse_encoder.modules.splade_pooling.SpladePooling"
+        (path / SPARSE_POOLING_FILE).unlink(missing_ok=True)
+    _write_json(
+        path / "modules.json",
+        [
+            {
+                "idx": 0,
+                "name": "0",
+                "path": "",
+                "type": "sentence_transformers.base.modules.transformer.Transformer",
+            },
+            {"idx": 1, "name": "1", "path": "1_SpladePooling", "type": pooling_type},
+        ],
+    )
+    _write_json(
+        path / "config_sentence_transformers.json",
+        {
+            "__version__": versions or {},
+            "model_type": "SparseEncoder",
+            "prompts": {"query": "", "document": ""},
+            "default_prompt_name": None,
+            "similarity_fn_name": "dot",
+        },
+    )
+    _write_json(
+        path / "sentence_bert_config.json",
+        {"transformer_task": "fill-mask", "max_seq_length": int(max_seq_length), "do_lower_case": False},
+    )
+    (path / "1_SpladePooling").mkdir(exist_ok=True)
+    _write_json(path / "1_SpladePooling" / "config.json", pooling)

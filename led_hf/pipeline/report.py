@@ -1,4 +1,5 @@
-"""Write a pipeline's report: `report.json` (per stage: name, model, metrics, wall time), `report.md`, `report.png`."""
+"""Write a pipeline's report: `report.json` (per stage: name, model, metrics, wall time; seed groups and the
+paired comparisons of led_hf/pipeline/compare.py), `report.md` and `report.png` (led_hf/pipeline/plot.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import json
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
+from led_hf.pipeline.compare import comparisons, entries, interval
+from led_hf.pipeline.plot import plot_report
 
 COLUMNS = ("ndcg@10", "mrr@10", "recall@50", "recall@1000", "trec_recall@1000")
 
@@ -13,48 +16,90 @@ COLUMNS = ("ndcg@10", "mrr@10", "recall@50", "recall@1000", "trec_recall@1000")
 def write_report(records: list[dict], output: Path, title: str = "led-hf pipeline") -> dict[str, Path]:
     output.mkdir(parents=True, exist_ok=True)
     paths = {"json": output / "report.json", "md": output / "report.md", "png": output / "report.png"}
+    folded = entries(records)
+    tests = comparisons(folded)
+    summary = [
+        {
+            "name": entry["name"],
+            "seeds": entry["seeds"],
+            "metrics": entry.get("metrics"),
+            "metrics_std": entry.get("metrics_std"),
+            "ndcg@10_interval": interval(entry),
+        }
+        for entry in folded
+    ]
     with atomic_file(paths["json"]) as handle:
-        json.dump({"title": title, "stages": records}, handle, indent=2)
+        json.dump(
+            {"title": title, "stages": records, "summary": summary, "comparisons": tests}, handle, indent=2
+        )
     with atomic_file(paths["md"]) as handle:
-        handle.write(render_markdown(records, title))
-    _plot(records, paths["png"], title)
+        handle.write(render_markdown(records, title, folded, tests))
+    plot_report(folded, paths["png"], title)
     return paths
 
 
-def render_markdown(records: list[dict], title: str) -> str:
+def render_markdown(
+    records: list[dict], title: str, folded: list[dict] | None = None, tests: list[dict] | None = None
+) -> str:
+    folded = entries(records) if folded is None else folded
+    tests = comparisons(folded) if tests is None else tests
     lines = [
         f"# {title}",
         "",
         "| stage | " + " | ".join(COLUMNS) + " | queries | wall time (s) | model |",
         "|---|" + "---:|" * (len(COLUMNS) + 2) + "---|",
     ]
-    for record in records:
-        metrics = record.get("metrics") or {}
-        cells = [f"{metrics[c]:.4f}" if c in metrics else "" for c in COLUMNS]
+    for entry in folded:
+        metrics, spread = entry.get("metrics") or {}, entry.get("metrics_std") or {}
+        seeded = len(entry["records"]) > 1
+
+        first = entry["records"][0]
+        walls = [_wall(r) for r in entry["records"]]
+        name = f"{entry['name']} (seeds {', '.join(map(str, entry['seeds']))})" if seeded else entry["name"]
         lines.append(
-            f"| {record['name']} | "
-            + " | ".join(cells)
-            + f" | {metrics.get('num_queries', '')} | {record.get('wall_time_s', '')} | {record.get('model') or ''} |"
+            f"| {name} | "
+            + " | ".join(_cell(metrics, spread, c, seeded) for c in COLUMNS)
+            + f" | {metrics.get('num_queries', '')} | {' / '.join(walls)} | {first.get('model') or ''} |"
         )
+    if any(len(e["records"]) > 1 for e in folded):
+        lines += ["", "Seeded stages: mean ± std over seeds (population std)."]
+    if tests:
+        lines += [
+            "",
+            "## Paired comparisons",
+            "",
+            "Stage minus reference over the same queries (seeded stages: per-query means over seeds); 95% t "
+            "interval of the mean difference; p of a paired randomization (sign-flip, 10,000 samples) test and "
+            "of a paired t-test.",
+            "",
+            "| stage | vs | metric | stage | reference | difference | 95% interval | p (randomization) | p (t) |",
+            "|---|---|---|---:|---:|---:|---|---:|---:|",
+        ]
+        for row in tests:
+            if "note" in row:
+                lines.append(
+                    f"| {row['stage']} | {row['reference']} | {row.get('metric', '')} | | | | {row['note']} | | |"
+                )
+                continue
+            lines.append(
+                f"| {row['stage']} | {row['reference']} | {row['metric']} | {row['mean']:.4f} | "
+                f"{row['baseline_mean']:.4f} | {row['difference']:+.4f} | "
+                f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {_p(row['p_randomization'])} | {_p(row['p_t'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 
-def _plot(records: list[dict], path: Path, title: str) -> None:
-    import matplotlib
+def _p(value: float) -> str:
+    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    scored = [r for r in records if r.get("metrics")]
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(scored) + 1), 3.6))
-    values = [r["metrics"]["ndcg@10"] for r in scored]
-    bars = ax.bar([r["name"] for r in scored], values, color="#4C72B0")
-    ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=8)
-    ax.set_ylabel("nDCG@10 (test)")
-    ax.set_title(title, fontsize=10)
-    ax.set_ylim(0, min(1.0, max(values, default=0.5) * 1.15 + 0.02))
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path, mode="wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+def _cell(metrics: dict, spread: dict, column: str, seeded: bool) -> str:
+    if column not in metrics:
+        return ""
+    return f"{metrics[column]:.4f} ± {spread[column]:.4f}" if seeded else f"{metrics[column]:.4f}"
+
+
+def _wall(record: dict) -> str:
+    if record.get("cached"):  # led_hf.pipeline.cache: an earlier run's result
+        return f"cached (computed in {record.get('computed_wall_time_s')})"
+    return str(record.get("wall_time_s", ""))

@@ -8,10 +8,19 @@ A pipeline config (JSON) looks like::
                                       "--output", "{output}/bm25.trec"]],
         "evaluate": {"data": "{output}/data", "split": "test", "run": "{output}/bm25.trec"}}]}
 
-Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. A completed stage
+Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. Optional stage keys:
+`"compare_to": [stage names]` (the report tests the stage against each, paired over queries: its init and
+BM25, say; led_hf/pipeline/compare.py) and `"seeds": [0, 1, 2]` (the stage runs once per seed as
+`<name>-seed<S>`, `{seed}` filled in its strings, which must use it; the report shows mean ± std). A
+completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
-resumes at the first unfinished stage. The commands run through the `run_command` the caller hands to
-`Pipeline.run` (`led pipeline` passes `led_hf.cli.main.main`), so the pipeline sits below the CLI.
+resumes at the first unfinished stage.
+
+Every command runs in its own process, `python -m led_hf ARGS` (or the stage's `launcher` prefix, e.g.
+`["accelerate", "launch", "--config_file", "configs/accelerate/multi_gpu_bf16.yaml", "-m", "led_hf"]`),
+its output streamed line by line: a stage's memory is returned to the system when it ends, so the
+pipeline's peak RSS is its largest stage's, not the sum of all of them. Tests may hand `Pipeline.run`
+another `run_command(argv, launcher) -> exit status`.
 """
 
 from __future__ import annotations
@@ -19,6 +28,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +40,8 @@ from led_hf.atomic import atomic_file
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.metrics import evaluate_run
+from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
+from led_hf.secrets import mask_command, shown_command
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +53,11 @@ class Stage:
     model: str | None = None
     evaluate: dict | None = None
     description: str = ""
+    compare_to: list[str] = field(default_factory=list)  # stage (or seed group) names, for the report
+    group: str | None = None  # the config's stage name when this is one seed of a `seeds` stage
+    seed: int | None = None
+    launcher: list[str] | None = None  # argv prefix replacing `python -m led_hf`
+    resources: str = ""  # what the stage needs, for --dry-run (e.g. "8 GPUs, ~6 h")
 
 
 @dataclass
@@ -52,8 +70,10 @@ class Pipeline:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
+        except (OSError, ValueError) as err:  # ValueError: invalid JSON or not UTF-8
             raise LedError(f"{path}: cannot read pipeline config: {err}") from err
+        if not isinstance(raw, dict):
+            raise LedError(f"{path}: a pipeline config is one JSON object with 'output' and 'stages'")
         out = output or raw.get("output")
         if not out:
             raise LedError(f"{path}: no 'output' folder (set it in the file or pass --output)")
@@ -62,26 +82,45 @@ class Pipeline:
         for number, entry in enumerate(raw.get("stages", []), 1):
             if not isinstance(entry, dict) or "name" not in entry or "commands" not in entry:
                 raise LedError(f"{path}: stage {number} needs 'name' and 'commands'")
-            stages.append(
-                Stage(
-                    name=entry["name"],
-                    commands=[[_fill(arg, values, path) for arg in command] for command in entry["commands"]],
-                    model=_fill(entry["model"], values, path) if entry.get("model") else None,
-                    evaluate={k: _fill(str(v), values, path) for k, v in entry["evaluate"].items()}
-                    if entry.get("evaluate")
-                    else None,
-                    description=entry.get("description", ""),
+            compare_to = entry.get("compare_to", [])
+            if not isinstance(compare_to, list) or not all(isinstance(n, str) for n in compare_to):
+                raise LedError(f"{path}: stage {entry['name']!r}: 'compare_to' must be a list of stage names")
+            unknown = [n for n in compare_to if n not in {stage.group or stage.name for stage in stages}]
+            if unknown:
+                raise LedError(f"{path}: stage {entry['name']!r} compares to {unknown}, not an earlier stage")
+            for seed in _seeds(entry, path):
+                filled = {**values, "seed": str(seed)} if seed is not None else values
+                stages.append(
+                    Stage(
+                        name=entry["name"] if seed is None else f"{entry['name']}-seed{seed}",
+                        commands=[
+                            [_fill(arg, filled, path) for arg in command] for command in entry["commands"]
+                        ],
+                        model=_fill(entry["model"], filled, path) if entry.get("model") else None,
+                        evaluate={k: _fill(str(v), filled, path) for k, v in entry["evaluate"].items()}
+                        if entry.get("evaluate")
+                        else None,
+                        description=entry.get("description", ""),
+                        compare_to=compare_to,
+                        group=None if seed is None else entry["name"],
+                        seed=seed,
+                        launcher=_launcher(entry.get("launcher"), filled, path, number),
+                        resources=entry.get("resources", ""),
+                    )
                 )
-            )
         if len({stage.name for stage in stages}) != len(stages):
             raise LedError(f"{path}: stage names must be unique")
         return cls(output=Path(out), stages=stages)
 
     def run(
-        self, run_command: Callable[[list[str]], int], only: list[str] | None = None, force: bool = False
+        self,
+        run_command: Callable[[list[str], list[str] | None], int] | None = None,
+        only: list[str] | None = None,
+        force: bool = False,
     ) -> list[dict]:
-        """Run every stage not yet completed (or those in `only`) through `run_command(argv) -> exit status`
-        (`led`'s own dispatcher); return one record per stage."""
+        """Run every stage not yet completed (or those in `only`), each command through
+        `run_command(argv, launcher) -> exit status` (default `run_subprocess`); one record per stage."""
+        run_command = run_command or run_subprocess
         records = []
         for stage in self.stages:
             done = self.output / "stages" / f"{stage.name}.json"
@@ -95,18 +134,21 @@ class Pipeline:
             print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
             start = time.perf_counter()
             for command in stage.commands:
-                print("    $ led " + " ".join(command), flush=True)
-                status = run_command(command)
+                print("    $ " + " ".join(mask_command(command_line(command, stage.launcher))), flush=True)
+                status = run_command(command, stage.launcher)
                 if status != 0:
-                    raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
+                    raise LedError(f"stage {stage.name}: `{shown_command(command)}` failed (exit {status})")
             record = {
                 "name": stage.name,
                 "description": stage.description,
                 "model": stage.model,
                 "wall_time_s": round(time.perf_counter() - start, 1),
+                "compare_to": stage.compare_to,
+                "group": stage.group,
+                "seed": stage.seed,
             }
             if stage.evaluate:
-                record["metrics"] = _evaluate(stage.evaluate)
+                record["metrics"], record["per_query"] = _evaluate(stage.evaluate)
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
             with atomic_file(done) as handle:
                 json.dump(record, handle, indent=2)
@@ -114,10 +156,69 @@ class Pipeline:
         return records
 
 
-def _evaluate(spec: dict) -> dict:
+def command_line(argv: list[str], launcher: list[str] | None) -> list[str]:
+    """What a stage command runs: `led ARGS` when no launcher is given, else LAUNCHER ARGS."""
+    return [*(launcher or ["led"]), *argv]
 
-    data = PreparedData(spec["data"])
-    return evaluate_run(read_run(spec["run"]), data.qrels_dict(spec["split"]))
+
+def run_subprocess(argv: list[str], launcher: list[str] | None = None) -> int:
+    """Run one `led` command in a child process (`python -m led_hf ARGS`, or LAUNCHER ARGS), printing its
+    stdout and stderr as they come; the exit status."""
+    command = [*(launcher or [sys.executable, "-m", "led_hf"]), *argv]
+    env = dict(os.environ)
+    # the child imports this very led_hf, installed or not (a checkout run with PYTHONPATH=. included)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True, bufsize=1
+        )
+    except OSError as err:
+        raise LedError(f"cannot start {command[0]!r}: {err}") from err
+    try:
+        for line in child.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        return child.wait()
+    except BaseException:  # Ctrl-C: stop the child too, never leave it running on its own
+        child.kill()
+        child.wait()
+        raise
+
+
+def _launcher(value, values: dict[str, str], path: Path, number: int) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise LedError(f"{path}: stage {number}'s 'launcher' must be a non-empty list of strings")
+    return [_fill(v, values, path) for v in value]
+
+
+def _evaluate(spec: dict) -> tuple[dict, dict]:
+    """(means, {metric: {qid: value}}) of the stage's run; per-query values feed the report's paired tests."""
+    qrels = PreparedData(spec["data"]).qrels_dict(spec["split"])
+    run = read_run(spec["run"])
+    per_query = evaluate_per_query(run, qrels)
+    by_metric = {name: {qid: values[name] for qid, values in per_query.items()} for name in metric_names()}
+    return evaluate_run(run, qrels), by_metric
+
+
+def _seeds(entry: dict, path: Path) -> list[int | None]:
+    """The stage's seeds ([None] without `seeds`); a seeded stage must use `{seed}` somewhere."""
+    if "seeds" not in entry:
+        return [None]
+    seeds = entry["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise LedError(f"{path}: stage {entry['name']!r}: 'seeds' must be a non-empty list of integers")
+    if len(set(seeds)) != len(seeds):
+        raise LedError(f"{path}: stage {entry['name']!r}: repeated seeds {seeds}")
+    if "{seed}" not in json.dumps(entry["commands"]):
+        raise LedError(
+            f"{path}: stage {entry['name']!r} has 'seeds' but its commands never use {{seed}} "
+            "(each seed would overwrite the last one's outputs)"
+        )
+    return seeds
 
 
 def _fill(text: str, values: dict[str, str], path: Path) -> str:

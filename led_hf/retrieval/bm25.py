@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from led_hf.atomic import atomic_directory
 from led_hf.errors import LedError
+from led_hf.work_folder import record_content_hashes
 
 logger = logging.getLogger(__name__)
 
@@ -216,4 +217,5 @@ def write_negatives(folder, columns, overwrite: bool = False, manifest: dict | N
             (staging / NEGATIVES_MANIFEST).write_text(
                 json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
             )
+        record_content_hashes(staging)
     return len(table)

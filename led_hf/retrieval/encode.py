@@ -42,6 +42,7 @@ from led_hf.retrieval.encoding_files import (
     shard_dirname,
     shard_folders,
 )
+from led_hf.work_folder import record_content_hashes
 
 # Manifest fields that must agree for a rerun to resume into an existing folder.
 IDENTITY_FIELDS = (
@@ -193,6 +194,7 @@ class DenseShardWriter:
                     f"id {id_!r} (row {line} of {folder.name}) cannot be written one per line in {IDS}"
                 )
         (folder / IDS).write_text("".join(f"{id_}\n" for id_ in ids), encoding="utf-8")
+        self.ids = ids
         self.embeddings = np.lib.format.open_memmap(
             folder / EMBEDDINGS, mode="w+", dtype=np.dtype(dtype), shape=(len(ids), dim)
         )
@@ -200,6 +202,14 @@ class DenseShardWriter:
 
     def write(self, rows: np.ndarray, outputs: torch.Tensor) -> None:
         self.embeddings[rows] = outputs.float().numpy()
+        # Checked as stored: a NaN model, or a value beyond float16's range with --store-fp16.
+        finite = np.isfinite(self.embeddings[rows]).all(axis=1)
+        if not finite.all():
+            row = int(np.asarray(rows)[~finite][0])
+            raise LedError(
+                f"the encoder produced a non-finite embedding (id {self.ids[row]!r}, {int((~finite).sum())} "
+                f"of {len(finite)} rows of the batch): are the model's weights NaN? (see its training log)"
+            )
         self.filled[rows] = True
 
     def close(self) -> None:
@@ -256,6 +266,7 @@ def write_shard(
         finally:
             bar.close()
         writer.close()
+        record_content_hashes(staging)
 
 
 def encode_shard(

@@ -31,6 +31,8 @@ def read_manifest(out: str | Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise InputError(path, err.lineno, f"not valid JSON ({err.msg})") from err
+    except UnicodeDecodeError as err:
+        raise InputError(path, None, f"not UTF-8 text ({err.reason})") from err
 
 
 def read_ids(path: Path) -> list[str]:

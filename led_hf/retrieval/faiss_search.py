@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from led_hf.errors import InputError, LedError
 from led_hf.retrieval.encoding_files import EMBEDDINGS, IDS, MANIFEST, read_ids, read_manifest, shard_dirname
+from led_hf.retrieval.pairing import check_pair
 
 GPU_MAX_K = 2048  # faiss GPU k-selection limit
 
@@ -209,8 +210,9 @@ def search_folders(
     progress: bool = True,
 ) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """Search a query embeddings folder against a passage one: (qids, scores, indices, pids)."""
-    _, query_shards = open_embeddings(queries_folder)
-    _, passage_shards = open_embeddings(passages_folder)
+    query_manifest, query_shards = open_embeddings(queries_folder)
+    passage_manifest, passage_shards = open_embeddings(passages_folder)
+    check_pair(query_manifest, queries_folder, passage_manifest, passages_folder)
     if query_shards[0].dim != passage_shards[0].dim:
         raise LedError(
             f"query width {query_shards[0].dim} ({queries_folder}) differs from passage width "

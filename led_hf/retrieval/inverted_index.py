@@ -34,6 +34,7 @@ from led_hf.atomic import atomic_directory
 from led_hf.errors import InputError, LedError
 from led_hf.retrieval.impact import SCALE, available_cores, quantize
 from led_hf.retrieval.lucene import LuceneImpactIndex
+from led_hf.retrieval.pairing import check_pair, check_side
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
     load_sparse_shard,
@@ -60,7 +61,7 @@ def _build_part(shard_folder: Path, part: Path, vocab_size: int, quantized: bool
     rows = np.repeat(np.arange(len(shard), dtype=np.int32), np.diff(shard.indptr))[keep]
     terms, weights = shard.indices[keep], weights[keep]
     order = np.argsort(terms, kind="stable")  # stable: rows stay increasing inside each term
-    with atomic_directory(part, overwrite=True) as staging:
+    with atomic_directory(part, overwrite=True, markers=None) as staging:
         np.save(staging / "term_counts.npy", np.bincount(terms, minlength=vocab_size).astype(np.int64))
         np.save(staging / "doc_rows.npy", rows[order])
         np.save(staging / "weights.npy", weights[order])
@@ -105,6 +106,7 @@ def build_inverted_index(
     if output.exists() and not overwrite:
         raise LedError(f"{output} already exists (pass --overwrite to replace it)")
     manifest = read_sparse_manifest(vectors)
+    check_side(manifest, vectors, "passages", "--vectors")
     vocab_size = manifest["vocab_size"]
     vocabulary = read_vocabulary(vectors, vocab_size)
     folders = shard_folders(vectors, manifest)
@@ -134,6 +136,8 @@ def build_inverted_index(
             "weights_dtype": "int32" if quantized else "float32",
             "vectors": str(vectors.resolve()),
             "model": manifest.get("model"),
+            "data": manifest.get("data"),
+            "what": manifest.get("what"),
         }
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(work, ignore_errors=True)
@@ -393,8 +397,14 @@ def search_sparse(
     manifest_path = index_path / "manifest.json"
     if not manifest_path.is_file():
         raise LedError(f"{index_path} is not an index folder (no manifest.json; run `led index`)")
-    kind = json.loads(manifest_path.read_text(encoding="utf-8")).get("kind")
+    index_manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    kind = index_manifest.get("kind")
+    if kind not in ("inverted", "lucene-impact"):
+        raise LedError(
+            f"{index_path} holds a {kind!r} index; sparse search needs `led index --vectors` output"
+        )
     query_manifest, queries = load_sparse_vectors(query_vectors_path)
+    check_pair(query_manifest, query_vectors_path, index_manifest, index_path)
     if kind == "lucene-impact":
         with LuceneImpactIndex(index_path) as lucene:
             _check_vocabulary(index_path, query_vectors_path, query_manifest["vocab_size"], lucene.vocab_size)

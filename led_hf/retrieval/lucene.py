@@ -27,6 +27,7 @@ from led_hf.atomic import atomic_directory
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.retrieval.impact import SCALE, available_cores, quantize
+from led_hf.retrieval.pairing import check_side
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
     SparseShard,
@@ -146,6 +147,7 @@ def build_impact_index(
     vectors = Path(vectors)
     _require_extra()
     manifest = read_sparse_manifest(vectors)
+    check_side(manifest, vectors, "passages", "--vectors")
     vocab_size = manifest["vocab_size"]
     terms, term_kind = lucene_terms(read_vocabulary(vectors, vocab_size), vocab_size)
     threads = threads or available_cores()
@@ -186,6 +188,8 @@ def build_impact_index(
             "terms": term_kind,
             "vectors": str(vectors.resolve()),
             "model": manifest.get("model"),
+            "data": manifest.get("data"),
+            "what": manifest.get("what"),
             "anserini": anserini_jar().name,
         }
         (staging / "manifest.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

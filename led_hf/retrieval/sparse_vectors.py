@@ -137,3 +137,91 @@ def load_sparse_vectors(folder: str | Path) -> tuple[dict, SparseShard]:
         np.concatenate([s.values for s in shards]),
         [i for s in shards for i in s.ids],
     )
+
+
+class MappedSparseRows:
+    """The rows of a sparse encoding folder, memory-mapped: `rows[corpus_rows]` gathers just those rows
+    (any order) from the shards' mapped `indptr/indices/values` into a scipy CSR [len(rows), V], so a
+    corpus of tens of GB is paged in only where looked up (RSS: the gathered rows, not the corpus).
+
+    Each gathered row is checked like `load_sparse_shard` checks a shard (term ids in [0, V), weights
+    finite and >= 0); the whole folder's ids are read shard by shard by `ids_in_order`.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest = read_sparse_manifest(folder)
+        self.vocab_size = self.manifest["vocab_size"]
+        self.shard_folders = shard_folders(folder, self.manifest)
+        self.indptr, self.indices, self.values = [], [], []
+        for shard in self.shard_folders:
+            indptr = _load_npy(shard / "indptr.npy", np.int64)
+            indices = _load_npy(shard / "indices.npy", np.int32)
+            values = _load_npy(shard / "values.npy", np.float32)
+            if len(indptr) < 1 or indptr[0] != 0 or indptr[-1] != len(indices) or len(values) != len(indices):
+                raise InputError(
+                    shard / "indptr.npy", None, f"is not a CSR row pointer for {len(indices)} entries"
+                )
+            self.indptr.append(indptr)
+            self.indices.append(indices)
+            self.values.append(values)
+        self.offsets = np.cumsum([0] + [len(p) - 1 for p in self.indptr]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self), self.vocab_size
+
+    def ids_in_order(self):
+        """Yield each shard's ids (one shard in memory at a time); a shard whose row count differs from
+        its indptr is an InputError."""
+        for shard, indptr in zip(self.shard_folders, self.indptr):
+            ids = read_ids(shard / IDS)
+            if len(ids) != len(indptr) - 1:
+                raise InputError(shard / "indptr.npy", None, f"has {len(indptr) - 1} rows, {IDS} {len(ids)}")
+            yield ids
+
+    def __getitem__(self, rows):
+        import scipy.sparse
+
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
+            raise LedError(f"{self.folder}: row {int(rows.max())} outside the {len(self)} encoded rows")
+        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        order = np.argsort(shard_of, kind="stable")  # rows grouped by shard, then put back in order
+        lengths = np.zeros(len(rows), dtype=np.int64)
+        indices, values = [], []
+        for shard in np.unique(shard_of):
+            positions = order[shard_of[order] == shard]
+            local = rows[positions] - self.offsets[shard]
+            starts = np.asarray(self.indptr[shard][local])
+            counts = np.asarray(self.indptr[shard][local + 1]) - starts
+            lengths[positions] = counts
+            # every gathered entry's position: start of its row + its rank inside the row
+            take = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+            indices.append(np.asarray(self.indices[shard][take]))
+            values.append(np.asarray(self.values[shard][take]))
+            self._check(shard, indices[-1], values[-1])
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths[order], out=indptr[1:])
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        grouped = scipy.sparse.csr_matrix(
+            (
+                np.concatenate(values) if values else empty[1],
+                np.concatenate(indices) if indices else empty[0],
+                indptr,
+            ),
+            shape=(len(rows), self.vocab_size),
+        )
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return grouped[inverse]
+
+    def _check(self, shard: int, indices: np.ndarray, values: np.ndarray) -> None:
+        folder = self.shard_folders[shard]
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.vocab_size):
+            raise InputError(folder / "indices.npy", None, f"has a term id outside [0, {self.vocab_size})")
+        if len(values) and not (np.isfinite(values).all() and values.min() >= 0):
+            raise InputError(folder / "values.npy", None, "has a negative or non-finite weight")

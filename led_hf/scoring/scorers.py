@@ -8,7 +8,12 @@
 - `CrossEncoderScorer`: (query, passage) pairs `[CLS] q [SEP] title [SEP] text [SEP]` in length-sorted
   batches -> their logits (fp32); `score` gives the same per candidate list.
 
-Both run the model in eval mode, without gradients, under `led_hf.precision.autocast(device, precision)`.
+- `BM25Scorer`: the lexical teacher without a model: each candidate's BM25 score (bm25s, Lucene
+  formula of `led_hf.retrieval.bm25`) against the corpus index, i.e. the score `led bm25` ranks by.
+- `FusedScorer`: several scorers' scores, each normalised per query over the query's candidates
+  (`normalise_per_query`), summed with weights: e.g. w SPLADE + (1 - w) BM25.
+
+The model scorers run in eval mode, without gradients, under `led_hf.precision.autocast(device, precision)`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from led_hf.modeling.cross_encoder import CrossEncoder
 from led_hf.modeling.splade import SpladeEncoder
 from led_hf.precision import autocast
 from led_hf.retrieval.encode import TextSource, encode_batches
+
+NORMALISATIONS = ("zscore", "minmax")
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False, what: str = "tokenizer"):
@@ -79,7 +86,7 @@ class SpladeScorer:
         self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
         self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
         self.batch_size, self.device, self.precision = batch_size, device, precision
-        self.passage_matrix = None  # scipy CSR [corpus, V] of precomputed passage weights
+        self.passage_matrix = None  # precomputed passage weights: matrix[rows] -> scipy CSR [rows, V]
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """Scores (fp32) of each query's candidates (corpus rows); each distinct passage encoded once."""
@@ -164,3 +171,91 @@ class CrossEncoderScorer:
         flat = self.score_pairs(pairs)
         offsets = np.cumsum([0] + [len(c) for c in candidates])
         return [flat[offsets[i] : offsets[i + 1]] for i in range(len(candidates))]
+
+
+class BM25Scorer:
+    """BM25 scores of each query's candidates from a `led_hf.retrieval.bm25.BM25Index` of the corpus.
+
+    The index's per-(term, passage) BM25 weights form a [corpus, vocab] matrix W; a query is the count
+    vector c of its token ids (a repeated term counts twice, as in bm25s), so score(q, d) = W[d] . c,
+    exactly `bm25s.BM25.get_scores(ids)[d]`. A candidate sharing no term with the query scores 0.
+    """
+
+    def __init__(self, index, queries_column: str = "text"):
+        import scipy.sparse
+
+        scores = index.retriever.scores
+        vocab = len(scores["indptr"]) - 1
+        # bm25s keeps one column of passage ids per term (CSC of [corpus, vocab]); rows are looked up
+        self.matrix = scipy.sparse.csc_matrix(
+            (scores["data"], scores["indices"], scores["indptr"]), shape=(scores["num_docs"], vocab)
+        ).tocsr()
+        self.index = index
+        self.queries_column = queries_column
+
+    def query_vectors(self, texts: list[str]):
+        """scipy CSR [len(texts), vocab] of term counts (terms unknown to the corpus dropped)."""
+        import scipy.sparse
+
+        token_ids = self.index.tokenizer.tokenize(
+            list(texts), update_vocab=False, return_as="ids", show_progress=False
+        )
+        vocab = self.matrix.shape[1]
+        rows, cols = [], []
+        for row, ids in enumerate(token_ids):
+            kept = [t for t in ids if t != self.index._empty_token and 0 <= t < vocab]
+            rows += [row] * len(kept)
+            cols += kept
+        return scipy.sparse.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(texts), vocab)
+        )
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """BM25 scores (fp32) of each query's candidates (corpus rows)."""
+        texts = list(data.queries.select(np.asarray(query_rows).tolist())[self.queries_column])
+        queries = self.query_vectors(texts)
+        unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
+        block = np.asarray((queries @ self.matrix[unique].T).todense(), dtype=np.float32)  # [n, u]
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
+        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+
+
+def normalise_per_query(scores: np.ndarray, method: str = "zscore") -> np.ndarray:
+    """One query's candidate scores on a common scale (float32).
+
+        zscore: (s - mean(s)) / std(s)            minmax: (s - min(s)) / (max(s) - min(s))
+
+    A query whose candidates all score alike maps to zeros (no preference to pass on).
+    """
+    if method not in NORMALISATIONS:
+        raise LedError(f"normalisation must be one of {NORMALISATIONS}, got {method!r}")
+    values = np.asarray(scores, dtype=np.float64)
+    if method == "zscore":
+        centred, spread = values - values.mean(), values.std()
+    else:
+        centred, spread = values - values.min(), values.max() - values.min()
+    if len(values) == 0 or spread == 0:
+        return np.zeros(len(values), dtype=np.float32)
+    return (centred / spread).astype(np.float32)
+
+
+class FusedScorer:
+    """sum_k weight_k * normalise_per_query(scores_k) over scorers with the same `score` interface."""
+
+    def __init__(self, scorers: Sequence, weights: Sequence[float], normalisation: str = "zscore"):
+        if len(scorers) != len(weights) or not scorers:
+            raise LedError("a fused teacher needs one weight per scorer")
+        if any(w < 0 for w in weights):
+            raise LedError(f"fusion weights must be >= 0, got {list(weights)}")
+        normalise_per_query(np.zeros(1), normalisation)  # checks the name before any scoring
+        self.scorers, self.weights, self.normalisation = list(scorers), list(weights), normalisation
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        per_scorer = [scorer.score(data, query_rows, candidates) for scorer in self.scorers]
+        return [
+            sum(
+                weight * normalise_per_query(lists[i], self.normalisation)
+                for weight, lists in zip(self.weights, per_scorer)
+            ).astype(np.float32)
+            for i in range(len(candidates))
+        ]

@@ -11,8 +11,12 @@ A killed run resumes from its work folder DATA/teacher_scores/.work-<name>/ (par
 
 Teachers (`led_hf.scoring.scorers`, chunks of `queries_per_chunk` queries):
 - SPLADE (`led_config.json` kind "splade", or a plain masked-LM folder): score = <w_q, w_p> (fp32);
-- cross-encoder (kind "cross-encoder"): score = the logit of `[CLS] q [SEP] title [SEP] text [SEP]` (fp32).
-The scores equal what the online teacher computes in training for the same lengths (tested).
+- cross-encoder (kind "cross-encoder"): score = the logit of `[CLS] q [SEP] title [SEP] text [SEP]` (fp32);
+- BM25 (`teacher="bm25"`, kind "bm25"): the candidate's BM25 score from a bm25s index of the corpus
+  (`led bm25`'s scoring, k1/b options); no model;
+- fused (kind "fused", `teacher` a SPLADE checkpoint): w * z(SPLADE) + (1 - w) * z(BM25), each teacher's
+  scores normalised per query over its candidates (z-score or min-max), w = `fusion_weight`.
+The model teachers' scores equal what the online teacher computes in training for the same lengths (tested).
 """
 
 from __future__ import annotations
@@ -32,18 +36,28 @@ from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
 from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
 from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
-from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.precision import resolve_precision
-from led_hf.retrieval.sparse_vectors import load_sparse_vectors
+from led_hf.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, build_corpus_index
+from led_hf.retrieval.sparse_vectors import MappedSparseRows
 from led_hf.scoring.scorers import (
+    BM25Scorer,
     CrossEncoderScorer,
+    FusedScorer,
     SpladeScorer,
     load_cross_encoder_teacher,
     load_splade_teacher,
 )
 from led_hf.work_folder import start_work_folder, tree_sha256
 
-TEACHER_KINDS = ("splade", "cross-encoder")
+TEACHER_KINDS = ("splade", "cross-encoder", "bm25", "fused")
+SCORE_NAMES = {
+    "splade": "SPLADE dot product",
+    "cross-encoder": "cross-encoder logit",
+    "bm25": "BM25 (bm25s, Lucene formula)",
+    "fused": "weighted sum of per-query normalised SPLADE and BM25",
+}
+BM25_TEACHER = "bm25"  # the `teacher` value of the model-free BM25 teacher
 
 
 def score_teacher(
@@ -66,6 +80,10 @@ def score_teacher(
     corpus_vectors: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    bm25_k1: float = DEFAULT_K1,
+    bm25_b: float = DEFAULT_B,
+    fusion_weight: float = 0.5,
+    fusion_normalisation: str = "zscore",
 ) -> dict:
     """Write ``DATA/teacher_scores/<name>``; returns its metadata (also saved as led_teacher_scores.json).
 
@@ -78,6 +96,9 @@ def score_teacher(
     Resumable: queries are scored in parts of `part_queries` into ``DATA/teacher_scores/.work-<name>/``
     (led_hf.work_folder: plan.json + part-NNNNN.arrow, each renamed when complete); a rerun with the same
     inputs and options scores only the missing parts, then the parts are joined into the final table.
+
+    `teacher="bm25"` (or kind "bm25") scores with BM25 (`bm25_k1`, `bm25_b`); kind "fused" adds BM25 to
+    the SPLADE `teacher`: fusion_weight * norm(SPLADE) + (1 - fusion_weight) * norm(BM25), per query.
     """
 
     if part_queries < 1 or queries_per_chunk < 1:
@@ -93,18 +114,31 @@ def score_teacher(
     out = teacher_scores_path(groups.data.root, name)
     if out.exists() and not overwrite:  # fail before loading the teacher
         raise LedError(f"{out} already exists (pass --overwrite to replace it)")
-    path = resolve_model_path(teacher)
+    if teacher == BM25_TEACHER or kind == "bm25":
+        if teacher != BM25_TEACHER or kind not in (None, "bm25"):
+            raise LedError(f"the BM25 teacher is `--teacher {BM25_TEACHER}` (no checkpoint, no other --kind)")
+        kind = "bm25"
+    if not 0 <= fusion_weight <= 1:
+        raise LedError(f"--fusion-weight must be in [0, 1], got {fusion_weight}")
+    path = teacher if kind == "bm25" else resolve_model_path(teacher)
     if kind is None:  # a plain masked-LM folder (e.g. bundled:splade-tiny) is a SPLADE teacher
-        kind = {MASKED_LM: "splade"}.get(detect_model_kind(path), detect_model_kind(path))
+        kind = detect_model_kind(path)
     if kind not in TEACHER_KINDS:
         raise LedError(
             f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}"
         )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(precision, device)
-    if corpus_vectors is not None and kind != "splade":
-        raise LedError("--corpus-vectors holds SPLADE term weights; a cross-encoder teacher scores pairs")
-    if kind == "splade":
+    if corpus_vectors is not None and kind not in ("splade", "fused"):
+        raise LedError(f"--corpus-vectors holds SPLADE term weights; a {kind} teacher does not use them")
+    lexical = {}
+    if kind in ("bm25", "fused"):
+        bm25 = BM25Scorer(build_corpus_index(groups.data, k1=bm25_k1, b=bm25_b, progress=progress))
+        lexical = {"bm25_k1": bm25_k1, "bm25_b": bm25_b}
+    if kind == "bm25":
+        scorer = bm25
+        lengths = {}
+    elif kind in ("splade", "fused"):
         model, tokenizer = load_splade_teacher(path)
         scorer = SpladeScorer(
             model, tokenizer, query_max_length, passage_max_length, batch_size, device, precision
@@ -114,6 +148,9 @@ def score_teacher(
                 corpus_vectors, groups.data, path, passage_max_length, scorer.model.vocab_size
             )
         lengths = {"query_max_length": query_max_length, "passage_max_length": passage_max_length}
+        if kind == "fused":
+            scorer = FusedScorer([scorer, bm25], [fusion_weight, 1 - fusion_weight], fusion_normalisation)
+            lexical.update(fusion_weight=fusion_weight, fusion_normalisation=fusion_normalisation)
     else:
         scorer = CrossEncoderScorer(
             *load_cross_encoder_teacher(path, max_length), batch_size, device, precision
@@ -127,10 +164,11 @@ def score_teacher(
         "negs_sources": list(groups.negs_sources),
         "num_negs_per_system": num_negs_per_system,
         **lengths,
-        "precision": precision,
+        **lexical,
+        "precision": None if kind == "bm25" else precision,  # BM25 runs no model
         "num_queries": groups.num_queries,
         "corpus_vectors": str(Path(corpus_vectors).resolve()) if corpus_vectors is not None else None,
-        "score": "SPLADE dot product" if kind == "splade" else "cross-encoder logit",
+        "score": SCORE_NAMES[kind],
     }
 
     work = out.with_name(f".work-{name}")
@@ -145,9 +183,9 @@ def score_teacher(
         work,
         {
             **metadata,
-            "teacher": str(Path(path).resolve()),
+            "teacher": teacher if kind == "bm25" else str(Path(path).resolve()),
             "inputs": inputs,
-            "teacher_sha256": tree_sha256(path),
+            "teacher_sha256": None if kind == "bm25" else tree_sha256(path),
             "part_queries": part_queries,
         },
         overwrite,
@@ -232,11 +270,11 @@ def _score_part(
 
 
 def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_length: int, vocab_size: int):
-    """A SPLADE teacher's `led encode --corpus` folder as one scipy CSR [corpus rows, V] (in memory), after
-    checking that it encodes this dataset's corpus, in order, with this teacher and passage length."""
-    import scipy.sparse
-
-    manifest, vectors = load_sparse_vectors(folder)
+    """A SPLADE teacher's `led encode --corpus` folder, memory-mapped (`MappedSparseRows`: rows gathered
+    on lookup, never the whole corpus in memory), after checking that it encodes this dataset's corpus, in
+    order, with this teacher and passage length (the ids compared shard by shard)."""
+    vectors = MappedSparseRows(folder)
+    manifest = vectors.manifest
     expected = {
         "what": "passages",
         "split": None,
@@ -253,8 +291,12 @@ def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_leng
                 f"needs {value!r} (`led encode --model TEACHER --data DATA --corpus --max-length "
                 f"{passage_max_length}`)"
             )
-    if vectors.ids != data.corpus.data.column("pid").to_pylist():
+    pids = data.corpus.data.column("pid")
+    start = 0
+    for ids in vectors.ids_in_order():
+        if start + len(ids) > len(pids) or ids != pids.slice(start, len(ids)).to_pylist():
+            raise LedError(f"--corpus-vectors {folder}: its ids are not the corpus pids in order")
+        start += len(ids)
+    if start != len(pids):
         raise LedError(f"--corpus-vectors {folder}: its ids are not the corpus pids in order")
-    return scipy.sparse.csr_matrix(
-        (vectors.values, vectors.indices, vectors.indptr), shape=(len(vectors.ids), vocab_size)
-    )
+    return vectors

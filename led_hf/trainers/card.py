@@ -1,15 +1,18 @@
 """The model card (`README.md`) written into every checkpoint and the final output folder.
 
 It states what the folder holds and how it was made: base model, training data, loss, the model's
-settings, the main hyper-parameters and the last logged metrics. It is assembled from an explicit
-list of fields, so no token (or any other unlisted argument) can end up in it.
+settings, the main hyper-parameters and the last logged metrics, under the Hub metadata of
+led_hf/trainers/card_metadata.py (base_model, license, datasets, pipeline_tag, tags, model-index).
+It is assembled from an explicit list of fields, so no token (or any other unlisted argument) can end
+up in it.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from led_hf.modeling.checkpoint import read_led_config, write_led_config
+from led_hf.trainers.card_metadata import card_model_name, model_card_data
 from led_hf.version import __version__
 
 CARD_NAME = "README.md"
@@ -46,19 +49,22 @@ def write_model_card(
 ) -> Path:
     settings = model.led_config() if hasattr(model, "led_config") else {}
     kind = settings.get("kind", "retrieval")
-    base_model = getattr(model_args, "model_name_or_path", None) or "unknown"
     world_size = getattr(args, "world_size", 1)
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
+    base_model = getattr(model_args, "model_name_or_path", None) or "unknown"
 
-    tags = ["led-hf", f"{kind}-retrieval"]
-    library = "transformers"
-    if kind == "dense":
-        tags += ["sentence-transformers", "feature-extraction"]
-        library = "sentence-transformers"
-    front = ["---", f"library_name: {library}", "tags:", *[f"- {tag}" for tag in tags]]
-    if base_model != "unknown":
-        front.append(f"base_model: {json.dumps(base_model)}")
-    front.append("---")
+    eval_metrics = _latest_eval_metrics(state.log_history)
+    card_data, hub_base = model_card_data(
+        kind,
+        model_args=model_args,
+        data_args=data_args,
+        args=args,
+        state=state,
+        model_name=card_model_name(args, output_dir),
+        eval_metrics=eval_metrics,
+    )
+    _record_lineage(output_dir, hub_base, card_data.license)
+    front = ["---", card_data.to_yaml(), "---"]
 
     lines = [
         *front,
@@ -105,9 +111,41 @@ def write_model_card(
             "embeddings = model.encode(['a query', 'a passage'])",
             "```",
         ]
+    elif kind == "splade":
+        lines += [
+            "",
+            "## Usage",
+            "",
+            "```python",
+            "from sentence_transformers import SparseEncoder",
+            "",
+            "# trust_remote_code: the pooling leaves [CLS] and the final [SEP] out (led_splade_pooling.py)",
+            "model = SparseEncoder(PATH, trust_remote_code=True)  # or led_hf.modeling.SpladeEncoder",
+            "weights = model.encode(['a query', 'a passage'])",
+            "```",
+        ]
     path = Path(output_dir) / CARD_NAME
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _latest_eval_metrics(log_history: list[dict]) -> dict:
+    """{"ndcg@10": ..., ...} of the latest evaluation log line ({} before any)."""
+    for entry in reversed(log_history):
+        if any(key.startswith("eval_") for key in entry):
+            return {key[len("eval_") :]: value for key, value in entry.items() if key.startswith("eval_")}
+    return {}
+
+
+def _record_lineage(output_dir, base_model: str | None, license_: str | None) -> None:
+    """Keep the Hub lineage in the folder's led_config.json: the next stage, started from this folder,
+    finds its `base_model` there (a local path is no Hub id)."""
+    config = read_led_config(output_dir)
+    if not config:
+        return
+    lineage = {key: value for key, value in (("base_model", base_model), ("license", license_)) if value}
+    if any(config.get(key) != value for key, value in lineage.items()):
+        write_led_config(output_dir, {**config, **lineage})
 
 
 def _last_metrics(log_history: list[dict]) -> dict:

@@ -22,6 +22,7 @@ class CrossEncoderTrainer(RetrievalTrainer):
         "listwise cross-entropy of the positive among each query's own positive + hard-negative "
         "pairs (localized contrastive estimation), one logit per pair"
     )
+    supports_gradient_cache = False  # one logit per pair: no representation shared across the batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         group_size = int(inputs["group_size"])

@@ -2,7 +2,11 @@
 
     Q = encode_query(queries) [B, H]      P = encode_passage(groups) [B*G, H], positive first per group
     Q, P = gather_with_grad(Q), gather_with_grad(P)          under DDP: every process's rows, with gradient
-    loss = contrastive_loss(Q, P, G, temperature)            mean CE of each query's positive
+    M = false negatives [B, B*G]                             candidates that are qrels positives of the query
+    loss = contrastive_loss(Q, P, G, temperature, mask=M)    mean CE of each query's positive
+
+M comes from the batch's corpus row ids (gathered like the embeddings); `mask_false_negatives=False`
+scores every candidate as a negative, as before.
 
 Logged beside `loss`: `contrastive_loss` and `accuracy` (share of queries whose positive scores highest).
 Everything else (loss-part logging, GA scaling, saving, resuming, epochs) is `RetrievalTrainer`'s.
@@ -10,13 +14,12 @@ Everything else (loss-part logging, GA scaling, saving, resuming, epochs) is `Re
 
 from __future__ import annotations
 
-import numpy as np
+import torch
 
-from led_hf.collators.encode import EncodeCollator
 from led_hf.losses import contrastive_loss, gather_with_grad
 from led_hf.losses.contrastive import positive_rank_accuracy
-from led_hf.retrieval.encode import encode_batches
 from led_hf.trainers.base import RetrievalTrainer
+from led_hf.trainers.false_negatives import batch_false_negative_mask
 
 
 class DenseTrainer(RetrievalTrainer):
@@ -27,14 +30,14 @@ class DenseTrainer(RetrievalTrainer):
         "negatives shared across devices"
     )
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(query=inputs["query"], passage=inputs["passage"])
-        query_embeddings, passage_embeddings = outputs.query_embeddings, outputs.passage_embeddings
+    def loss_from_representations(self, model, query_embeddings, passage_embeddings, inputs) -> torch.Tensor:
         group_size = passage_embeddings.shape[0] // query_embeddings.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
-        if in_batch and getattr(self.args, "gather_across_devices", True):
+        gathered = in_batch and getattr(self.args, "gather_across_devices", True)
+        if gathered:
             query_embeddings = gather_with_grad(query_embeddings)
             passage_embeddings = gather_with_grad(passage_embeddings)
+        mask = self.false_negatives(inputs, group_size, in_batch, gathered)
         temperature = self.accelerator.unwrap_model(model).temperature
         loss = contrastive_loss(
             query_embeddings,
@@ -42,39 +45,21 @@ class DenseTrainer(RetrievalTrainer):
             group_size,
             temperature=temperature,
             in_batch_negatives=in_batch,
+            mask=mask,
         )
-        self.record_loss_parts(
-            contrastive_loss=loss,
-            accuracy=positive_rank_accuracy(query_embeddings, passage_embeddings, group_size, in_batch),
-        )
-        return (loss, outputs) if return_outputs else loss
+        parts = {
+            "contrastive_loss": loss,
+            "accuracy": positive_rank_accuracy(
+                query_embeddings, passage_embeddings, group_size, in_batch, mask
+            ),
+        }
+        if mask is not None:
+            parts["masked_false_negatives"] = mask.sum(dim=1).float().mean()
+        self.record_loss_parts(**parts)
+        return loss
 
-    def make_encoders(self, model):
-        """(encode_queries(texts), encode_passages(titles, texts)) -> [n, H] float32 arrays for the evaluator:
-        `led encode`'s loop (`encode_batches`: batches of `per_device_eval_batch_size`, sorted by text
-        length) at the training max lengths."""
-        tokenizer = self.processing_class
-        queries = EncodeCollator(tokenizer, getattr(self.data_args, "query_max_length", 32), kind="query")
-        passages = EncodeCollator(
-            tokenizer, getattr(self.data_args, "passage_max_length", 128), kind="passage"
-        )
-
-        def run(features: list[dict], collate, encode) -> np.ndarray:
-            lengths = np.asarray([len(f.get("title") or "") + len(f["text"]) for f in features])
-            out = np.zeros((len(features), 0), dtype=np.float32)
-            for rows, embeddings in encode_batches(
-                features, collate, encode, self.args.per_device_eval_batch_size, self.args.device, lengths
-            ):
-                if out.shape[1] == 0:
-                    out = np.zeros((len(features), embeddings.shape[1]), dtype=np.float32)
-                out[rows] = embeddings.float().numpy()
-            return out
-
-        def encode_queries(texts):
-            return run([{"id": "", "text": text} for text in texts], queries, model.encode_query)
-
-        def encode_passages(titles, texts):
-            features = [{"id": "", "title": title, "text": text} for title, text in zip(titles, texts)]
-            return run(features, passages, model.encode_passage)
-
-        return encode_queries, encode_passages
+    def false_negatives(self, inputs, group_size: int, in_batch: bool, gathered: bool):
+        """The batch's false-negative mask (None when masking is off or the batch has no ids)."""
+        if not getattr(self.args, "mask_false_negatives", True):
+            return None
+        return batch_false_negative_mask(inputs, group_size, in_batch, gathered)

@@ -5,12 +5,18 @@
                                               1 for the reference raw-dot model)
     t = SPLADE teacher scores [B, G]          same candidates; online or precomputed (`led score-teacher`)
     c = cross-encoder scores [B, G]           LED w/ RT only
-    loss = contrastive(Q, P) + w_rank · rank_consistency(s, t) [+ w_kl · kl_distillation(s, c; T)]
+    M = false negatives [B, G]                each query's own candidates that are its qrels positives
+    loss = contrastive(Q, P) + w_rank · rank_consistency(s, t; M) [+ w_kl · kl_distillation(s, c; T, M)]
+
+`rank_loss="listwise"` replaces the pairwise rank term by w_rank · kl_distillation(s, t; rank_temperature)
+over the same candidates (the positive left out with `rank_include_positive` off). The lexical teacher
+t may be SPLADE, or precomputed BM25 / fused scores from `led score-teacher --teacher bm25` / `--kind fused`.
 
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
-eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16 they
-run in the same autocast as the student, their scores are computed in fp32.
+eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16
+they run in the Trainer's autocast (`accelerator.autocast()`: Accelerate puts only the student's own
+forward under it), their scores are computed in fp32.
 
 Online, the teachers score with their own `score_candidates` (`teacher_batch_size` texts or pairs per
 forward pass). The SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
@@ -63,41 +69,54 @@ class LEDTrainer(DenseTrainer):
         return module.requires_grad_(False).eval().to(self.args.device)
 
     # -- loss ----------------------------------------------------------------------------------------
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True)
-        queries, passages = outputs.query_embeddings.float(), outputs.passage_embeddings.float()
+    def loss_from_representations(self, model, query_embeddings, passage_embeddings, inputs) -> torch.Tensor:
+        loss = super().loss_from_representations(model, query_embeddings, passage_embeddings, inputs)
+        queries, passages = query_embeddings.float(), passage_embeddings.float()
         num_queries = queries.shape[0]
         group_size = passages.shape[0] // num_queries
         temperature = self.accelerator.unwrap_model(model).temperature
         student = group_scores(queries, passages) / temperature
 
         args = self.args
+        mask = self.false_negatives(inputs, group_size, in_batch=False, gathered=False)
         parts: dict[str, torch.Tensor | float] = {
             "rank_weight": args.rank_weight,
             "kl_weight": args.kl_weight,
         }
         if args.rank_weight > 0:
-            teacher = self.teacher_scores(inputs, num_queries, group_size)
-            rank = rank_consistency_loss(
-                student,
-                teacher,
-                include_positive=args.rank_include_positive,
-                margin=args.rank_margin,
-                min_teacher_gap=args.min_teacher_gap,
-            )
+            with self.accelerator.autocast():  # the student's forward precision (bf16 under --bf16)
+                teacher = self.teacher_scores(inputs, num_queries, group_size)
+            if args.rank_loss == "listwise":  # KL over the lexical teacher's softmax, same candidates
+                first = 0 if args.rank_include_positive else 1
+                rank = kl_distillation_loss(
+                    student[:, first:],
+                    teacher[:, first:],
+                    temperature=args.rank_temperature,
+                    mask=None if mask is None else mask[:, first:],
+                )
+            else:
+                rank = rank_consistency_loss(
+                    student,
+                    teacher,
+                    include_positive=args.rank_include_positive,
+                    margin=args.rank_margin,
+                    min_teacher_gap=args.min_teacher_gap,
+                    mask=mask,
+                )
             loss = loss + args.rank_weight * rank
             parts["rank_loss"] = rank
             parts["rank_agreement"] = ranking_agreement(
-                student, teacher, args.rank_include_positive, args.min_teacher_gap
+                student, teacher, args.rank_include_positive, args.min_teacher_gap, mask
             )
         if args.kl_weight > 0:
-            cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
-            kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature)
+            with self.accelerator.autocast():
+                cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
+            kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature, mask=mask)
             loss = loss + args.kl_weight * kl
             parts["kl_loss"] = kl
-            parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder)
+            parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder, mask=mask)
         self.record_loss_parts(**parts)
-        return (loss, outputs) if return_outputs else loss
+        return loss
 
     # -- teachers ------------------------------------------------------------------------------------
     def teacher_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:

@@ -1,0 +1,155 @@
+"""Pipeline report: seed groups (mean ± std), paired comparisons to the stages named in compare_to, report.png."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from led_hf.data.runs import read_run
+from led_hf.data.store import PreparedData
+from led_hf.errors import LedError
+from led_hf.evaluation.metrics import evaluate_per_query
+from led_hf.evaluation.significance import compare_paired
+from led_hf.pipeline.compare import entries
+from led_hf.pipeline.plot import loss_curve
+from led_hf.pipeline.report import write_report
+from led_hf.pipeline.runner import Pipeline
+
+NUM = 16
+
+
+def _data(root):
+    pids = [f"d{i}" for i in range(NUM)]
+    qids = [f"q{i}" for i in range(NUM)]
+    Dataset.from_dict({"pid": pids, "title": [""] * NUM, "text": pids}).save_to_disk(str(root / "corpus"))
+    Dataset.from_dict({"qid": qids, "text": qids}).save_to_disk(str(root / "queries"))
+    Dataset.from_dict({"qid": qids, "pid": pids, "score": [1] * NUM}).save_to_disk(
+        str(root / "qrels" / "test")
+    )
+    return root
+
+
+def _fake_led(argv, launcher=None):
+    """Stands in for `led`: `write RUN SEED` writes a run whose positive sits at a seed-dependent rank;
+    `train MODEL` leaves a trainer_state.json with a loss curve."""
+    if argv[0] == "train":
+        state = {
+            "log_history": [{"step": s, "loss": 2.0 / s} for s in (1, 2, 3)]
+            + [{"step": 3, "train_runtime": 1}]
+        }
+        Path(argv[1]).mkdir(parents=True, exist_ok=True)
+        (Path(argv[1]) / "trainer_state.json").write_text(json.dumps(state))
+        return 0
+    path, seed = argv[1], int(argv[2])
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(NUM):
+        rank = 1 + int(rng.integers(0, 2 if seed else 4))  # seeded "trained" runs rank better than seed 0
+        others = [f"d{j}" for j in range(NUM) if j != i]
+        order = others[: rank - 1] + [f"d{i}"] + others[rank - 1 : 6]
+        lines += [f"q{i} Q0 {pid} {r} {20 - r} t" for r, pid in enumerate(order, 1)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _config(tmp_path, **trained_extra):
+    config = {
+        "output": str(tmp_path / "out"),
+        "stages": [
+            {
+                "name": "bm25",
+                "commands": [["write", "{output}/bm25.trec", "0"]],
+                "evaluate": {"data": str(tmp_path / "data"), "split": "test", "run": "{output}/bm25.trec"},
+            },
+            {
+                "name": "trained",
+                "model": "{output}/model-{seed}",
+                "seeds": [1, 2],
+                "compare_to": ["bm25"],
+                "commands": [
+                    ["train", "{output}/model-{seed}"],
+                    ["write", "{output}/t{seed}.trec", "{seed}"],
+                ],
+                "evaluate": {"data": str(tmp_path / "data"), "split": "test", "run": "{output}/t{seed}.trec"},
+                **trained_extra,
+            },
+        ],
+    }
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_seeded_stage_and_paired_comparison_in_the_report(tmp_path):
+    _data(tmp_path / "data")
+    pipeline = Pipeline.from_file(_config(tmp_path))
+    assert [s.name for s in pipeline.stages] == ["bm25", "trained-seed1", "trained-seed2"]
+    records = pipeline.run(_fake_led)
+    paths = write_report(records, pipeline.output, title="test")
+    report = json.loads(paths["json"].read_text())
+
+    qrels = PreparedData(tmp_path / "data").qrels_dict("test")
+    per_run = {
+        name: evaluate_per_query(read_run(tmp_path / "out" / f"{name}.trec"), qrels)
+        for name in ("bm25", "t1", "t2")
+    }
+    ndcg = {name: np.array([v[f"q{i}"]["ndcg@10"] for i in range(NUM)]) for name, v in per_run.items()}
+    means = [ndcg["t1"].mean(), ndcg["t2"].mean()]
+    summary = {entry["name"]: entry for entry in report["summary"]}
+    assert summary["trained"]["seeds"] == [1, 2]
+    assert summary["trained"]["metrics"]["ndcg@10"] == pytest.approx(np.mean(means))
+    assert summary["trained"]["metrics_std"]["ndcg@10"] == pytest.approx(np.std(means))
+    low, high = summary["trained"]["ndcg@10_interval"]
+    assert low < np.mean(means) < high
+
+    # the comparison tests the per-query means over seeds against BM25, as compare_paired does
+    row = next(r for r in report["comparisons"] if r["stage"] == "trained" and r["metric"] == "ndcg@10")
+    averaged = (ndcg["t1"] + ndcg["t2"]) / 2
+    expected = compare_paired(
+        {f"q{i}": {"m": averaged[i]} for i in range(NUM)},
+        {f"q{i}": {"m": ndcg["bm25"][i]} for i in range(NUM)},
+        ["m"],
+    )["m"]
+    assert row["reference"] == "bm25"
+    for key in ("difference", "ci_low", "ci_high", "p_t", "p_randomization"):
+        assert row[key] == pytest.approx(expected[key]), key
+    assert row["difference"] > 0 and row["p_randomization"] < 0.05  # seeds 1/2 rank the positive higher
+
+    markdown = paths["md"].read_text()
+    assert "| trained (seeds 1, 2) |" in markdown and " ± " in markdown
+    assert "## Paired comparisons" in markdown and "| trained | bm25 | ndcg@10 |" in markdown
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curve = loss_curve(next(r for r in records if r["name"] == "trained-seed1"))
+    assert curve == ([1, 2, 3], [2.0, 1.0, pytest.approx(2 / 3)])
+
+
+def test_entries_without_per_query_values_are_reported_not_tested(tmp_path):
+    records = [
+        {"name": "bm25", "metrics": {"ndcg@10": 0.6}},
+        {"name": "x", "metrics": {"ndcg@10": 0.7}, "compare_to": ["bm25"]},
+    ]
+    folded = entries(records)
+    assert folded[1]["metrics"]["ndcg@10"] == 0.7 and "per_query" not in folded[1]
+    paths = write_report(records, tmp_path / "r")
+    assert "no per-query values" in paths["md"].read_text()
+
+
+def test_bad_seed_and_compare_to_configs(tmp_path):
+    path = _config(tmp_path, commands=[["write", "{output}/t.trec", "1"]])
+    with pytest.raises(LedError, match="never use"):
+        Pipeline.from_file(path)
+    with pytest.raises(LedError, match="not an earlier stage"):
+        Pipeline.from_file(_config(tmp_path, compare_to=["led"]))
+    with pytest.raises(LedError, match="non-empty list of integers"):
+        Pipeline.from_file(_config(tmp_path, seeds=[]))
+
+
+def test_demo_config_names_each_trained_stages_references():
+    pipeline = Pipeline.from_file("configs/demo/pipeline_scifact.json", output="unused")
+    references = {stage.name: stage.compare_to for stage in pipeline.stages}
+    assert references["led"] == ["den-warmup", "bm25"]
+    assert references["bm25"] == []

@@ -1,0 +1,145 @@
+"""Paired significance tests against scipy on constructed per-query values."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from led_hf.errors import LedError
+from led_hf.evaluation.significance import (
+    bootstrap_interval,
+    compare_paired,
+    paired_randomization_test,
+    paired_t_test,
+    t_interval,
+)
+
+# 12 queries: the run wins on most, loses on a few, ties on two
+RUN = np.array([0.9, 0.7, 0.65, 1.0, 0.3, 0.55, 0.8, 0.0, 0.62, 0.71, 0.5, 0.33])
+BASE = np.array([0.8, 0.7, 0.5, 0.9, 0.35, 0.4, 0.8, 0.1, 0.5, 0.6, 0.45, 0.2])
+
+
+def _mean_statistic(x, y, axis):
+    return np.mean(x - y, axis=axis)
+
+
+def test_paired_t_test_matches_scipy():
+    t, p = paired_t_test(RUN, BASE)
+    expected = stats.ttest_rel(RUN, BASE)
+    assert t == pytest.approx(expected.statistic, rel=1e-12)
+    assert p == pytest.approx(expected.pvalue, rel=1e-10)
+    assert 0 < p < 0.05
+
+
+def test_exact_randomization_test_matches_scipy():
+    # 2^12 = 4096 <= n_resamples: both enumerate every sign pattern, so the p-values agree exactly
+    p = paired_randomization_test(RUN, BASE, n_resamples=5000)
+    expected = stats.permutation_test(
+        (RUN, BASE), _mean_statistic, permutation_type="samples", n_resamples=5000, vectorized=True
+    )
+    assert p == pytest.approx(expected.pvalue, abs=1e-12)
+    # and by hand: the share of the 4096 sign patterns at least as extreme, times 2
+    diff = RUN - BASE
+    signs = 1 - 2 * ((np.arange(4096)[:, None] >> np.arange(12)[None, :]) & 1)
+    null = (signs * diff).mean(axis=1)
+    one_sided = np.mean(null >= diff.mean() - 1e-12)
+    assert p == pytest.approx(min(1.0, 2 * one_sided))
+
+
+def test_sampled_randomization_test_is_seeded_and_close_to_scipy():
+    rng = np.random.default_rng(3)
+    base = rng.uniform(size=80)
+    run = np.clip(base + rng.normal(0.03, 0.1, size=80), 0, 1)
+    p1 = paired_randomization_test(run, base, n_resamples=20000, seed=1)
+    assert p1 == paired_randomization_test(run, base, n_resamples=20000, seed=1)
+    expected = stats.permutation_test(
+        (run, base),
+        _mean_statistic,
+        permutation_type="samples",
+        n_resamples=20000,
+        vectorized=True,
+        random_state=0,
+    )
+    assert p1 == pytest.approx(expected.pvalue, abs=0.01)
+
+
+def test_identical_systems_are_not_different():
+    assert paired_t_test(RUN, RUN) == (0.0, 1.0)
+    assert paired_randomization_test(RUN, RUN) == 1.0
+
+
+def test_intervals():
+    diff = RUN - BASE
+    low, high = t_interval(diff)
+    expected = stats.ttest_rel(RUN, BASE).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((expected.low, expected.high), rel=1e-10)
+    boot_low, boot_high = bootstrap_interval(diff, seed=0)
+    assert boot_low < diff.mean() < boot_high
+    assert (boot_low, boot_high) == bootstrap_interval(diff, seed=0)
+    # the percentile bootstrap interval is close to the t interval for a mean
+    assert boot_low == pytest.approx(low, abs=0.03) and boot_high == pytest.approx(high, abs=0.03)
+
+
+def test_compare_paired_per_metric():
+    run = {f"q{i}": {"ndcg@10": float(v), "mrr@10": float(v) / 2} for i, v in enumerate(RUN)}
+    base = {f"q{i}": {"ndcg@10": float(v), "mrr@10": float(v) / 2} for i, v in enumerate(BASE)}
+    result = compare_paired(run, base, ["ndcg@10", "mrr@10"], n_resamples=5000)
+    ndcg = result["ndcg@10"]
+    assert ndcg["difference"] == pytest.approx((RUN - BASE).mean())
+    assert ndcg["mean"] == pytest.approx(RUN.mean()) and ndcg["baseline_mean"] == pytest.approx(BASE.mean())
+    assert ndcg["p_t"] == pytest.approx(stats.ttest_rel(RUN, BASE).pvalue)
+    assert ndcg["num_queries"] == 12
+    assert result["mrr@10"]["difference"] == pytest.approx(ndcg["difference"] / 2)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(LedError, match="same queries"):
+        compare_paired({"q1": {"m": 1.0}, "q2": {"m": 0.0}}, {"q1": {"m": 1.0}}, ["m"])
+    with pytest.raises(LedError, match="one length"):
+        paired_t_test([1.0, 2.0], [1.0])
+
+
+def test_evaluate_cli_baseline_adds_paired_tests(tmp_path, capsys):
+    import json
+
+    from datasets import Dataset
+
+    from led_hf.cli.main import main
+    from led_hf.evaluation.metrics import evaluate_per_query
+
+    root = tmp_path / "data"
+    pids = [f"d{i}" for i in range(12)]
+    Dataset.from_dict({"pid": pids, "title": [""] * 12, "text": pids}).save_to_disk(str(root / "corpus"))
+    qids = [f"q{i}" for i in range(12)]
+    Dataset.from_dict({"qid": qids, "text": qids}).save_to_disk(str(root / "queries"))
+    Dataset.from_dict({"qid": qids, "pid": pids, "score": [1] * 12}).save_to_disk(str(root / "qrels" / "dev"))
+    # run A puts query i's positive at rank 1 for 9 queries; baseline B at rank 1 + i % 4
+    run_a, run_b = tmp_path / "a.trec", tmp_path / "b.trec"
+    lines_a, lines_b = [], []
+    for i, qid in enumerate(qids):
+        others = [p for p in pids if p != pids[i]]
+        rank_a = 1 if i < 9 else 3
+        rank_b = 1 + i % 4
+        for name, rank, lines in (("a", rank_a, lines_a), ("b", rank_b, lines_b)):
+            order = others[: rank - 1] + [pids[i]] + others[rank - 1 : 5]
+            lines += [f"{qid} Q0 {pid} {r} {10 - r} {name}" for r, pid in enumerate(order, 1)]
+    run_a.write_text("\n".join(lines_a) + "\n")
+    run_b.write_text("\n".join(lines_b) + "\n")
+    capsys.readouterr()
+    argv = ["evaluate", "--data", str(root), "--split", "dev", "--run", str(run_a), "--baseline", str(run_b)]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    from led_hf.data.runs import read_run
+    from led_hf.data.store import PreparedData
+
+    qrels = PreparedData(root).qrels_dict("dev")
+    a = evaluate_per_query(read_run(run_a), qrels)
+    b = evaluate_per_query(read_run(run_b), qrels)
+    va = np.array([a[q]["mrr@10"] for q in sorted(a)])
+    vb = np.array([b[q]["mrr@10"] for q in sorted(b)])
+    mrr = out["comparison"]["mrr@10"]
+    assert out["mrr@10"] == pytest.approx(va.mean()) and out["baseline"]["mrr@10"] == pytest.approx(vb.mean())
+    assert mrr["difference"] == pytest.approx(va.mean() - vb.mean())
+    assert mrr["p_t"] == pytest.approx(stats.ttest_rel(va, vb).pvalue)
+    exact = stats.permutation_test((va, vb), _mean_statistic, permutation_type="samples", vectorized=True)
+    assert mrr["p_randomization"] == pytest.approx(exact.pvalue)  # 2^12 patterns < 10000: exact
+    assert set(out["comparison"]) >= {"ndcg@10", "recall@50", "trec_recall@1000"}
