@@ -14,6 +14,8 @@ from transformers import TrainingArguments
 from led_hf.errors import LedError
 
 EMPTY_POOL_CHOICES = ("skip", "in_batch")  # led_hf.data.groups.EMPTY_POOL_POLICIES
+GROUP_BY_CHOICES = ("query", "pair")  # led_hf.data.groups.GROUP_BY
+POSITIVE_SAMPLING_CHOICES = ("uniform", "grade")  # led_hf.data.groups.POSITIVE_SAMPLING
 
 
 @dataclass
@@ -64,6 +66,27 @@ class PoolArguments:
     data: str = field(metadata={"help": "Prepared dataset folder (output of `led prepare`)."})
     train_split: str = field(
         default="train", metadata={"help": "qrels split whose rows are the training examples."}
+    )
+    group_by: str = field(
+        default="query",
+        metadata={
+            "help": "query: one training row per query per epoch, its positive drawn per epoch from its qrels "
+            "(Tevatron); pair: one row per (query, positive) qrels pair (the reference recipe, MS MARCO parity)."
+        },
+    )
+    positive_min_score: int = field(
+        default=1,
+        metadata={
+            "help": "Lowest qrels grade drawn as a training positive. Lower positive grades still count as "
+            "positives: never negatives, masked as false negatives."
+        },
+    )
+    positive_sampling: str = field(
+        default="uniform",
+        metadata={
+            "help": "group_by query: uniform (each positive once every n epochs, in a fixed per-query shuffle) "
+            "or grade (drawn with probability proportional to its qrels grade)."
+        },
     )
     negs_sources: list[str] = field(
         default_factory=lambda: ["bm25"],
@@ -146,6 +169,15 @@ class DataArguments(PoolArguments):
             raise LedError(
                 f"empty_pool must be one of {', '.join(EMPTY_POOL_CHOICES)}, got {self.empty_pool!r}"
             )
+        if self.group_by not in GROUP_BY_CHOICES:
+            raise LedError(f"group_by must be one of {', '.join(GROUP_BY_CHOICES)}, got {self.group_by!r}")
+        if self.positive_sampling not in POSITIVE_SAMPLING_CHOICES:
+            raise LedError(
+                f"positive_sampling must be one of {', '.join(POSITIVE_SAMPLING_CHOICES)}, "
+                f"got {self.positive_sampling!r}"
+            )
+        if self.positive_min_score < 1:
+            raise LedError(f"positive_min_score must be >= 1, got {self.positive_min_score}")
         for name in ("num_negatives", "query_max_length", "passage_max_length"):
             if getattr(self, name) < (0 if name == "num_negatives" else 1):
                 raise LedError(f"{name} must be positive, got {getattr(self, name)}")
@@ -264,6 +296,21 @@ class DenseTrainingArguments(TrainingArguments):
         metadata={
             "help": "Hub dataset ids in the model card's metadata; default: from the prepared data's manifest "
             "(MS MARCO -> microsoft/ms_marco, a BEIR dataset -> BeIR/<name>)."
+        },
+    )
+
+    no_duplicates_in_batch: bool = field(
+        default=True,
+        metadata={
+            "help": "Order each epoch so that no global batch (all devices) holds a query or a passage twice "
+            "(led_hf.data.batching.NoDuplicatesSampler); applies with train_sampling_strategy random."
+        },
+    )
+    mask_false_negatives: bool = field(
+        default=True,
+        metadata={
+            "help": "Leave candidates that are qrels positives of the query (any grade; in-batch, cross-device "
+            "or hard negatives) out of the contrastive denominator and the LED rank/KL pairs."
         },
     )
 

@@ -56,10 +56,15 @@ def atomic_directory(
 
 
 def check_replaceable(target: Path, markers: tuple[str, ...] | None = OUTPUT_MARKERS) -> None:
-    """Refuse to --overwrite a file, or a folder without any of `markers` (not an output of led-hf)."""
+    """Refuse to --overwrite a file, or a non-empty folder without any of `markers` (not an output of
+    led-hf); an empty folder holds nothing to lose."""
     if not target.is_dir():
         raise LedError(f"{target} is a file, not an output folder of led-hf; refusing to replace it")
-    if markers is not None and not any((target / marker).exists() for marker in markers):
+    if (
+        markers is not None
+        and any(target.iterdir())
+        and not any((target / marker).exists() for marker in markers)
+    ):
         raise LedError(
             f"{target} holds none of {', '.join(markers)}: not an output of led-hf, refusing to replace it "
             "(remove it yourself or choose another output)"

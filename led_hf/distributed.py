@@ -53,3 +53,29 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if _world_size() == 1:
         return tensor
     return _AllGatherWithGrad.apply(tensor)
+
+
+def gather_ids(tensor: torch.Tensor, pad_value: int = -1) -> torch.Tensor:
+    """All-gather integer ids (no gradient) in rank order: [n_r] -> [sum_r n_r], or [n_r, k_r] ->
+    [sum_r n_r, max_r k_r] with short rows padded by `pad_value`; identity without DDP.
+
+    What false-negative masking needs from every device: the corpus rows of all passages and the
+    positives of all queries, in the order `gather_with_grad` gives the embeddings.
+    """
+    if _world_size() == 1:
+        return tensor
+    shape = torch.tensor(
+        [tensor.shape[0], tensor.shape[1] if tensor.dim() == 2 else 1], dtype=torch.long, device=tensor.device
+    )
+    shapes = [torch.zeros_like(shape) for _ in range(dist.get_world_size())]
+    dist.all_gather(shapes, shape)
+    rows = [int(s[0]) for s in shapes]
+    width = max(int(s[1]) for s in shapes)
+    padded = tensor.new_full((max(rows), *((width,) if tensor.dim() == 2 else ())), pad_value)
+    if tensor.dim() == 2:
+        padded[: tensor.shape[0], : tensor.shape[1]] = tensor
+    else:
+        padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in rows]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[:n] for part, n in zip(parts, rows)])

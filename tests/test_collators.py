@@ -234,7 +234,11 @@ def test_groups_through_the_collator(tokenizer, tmp_path):
     )
     loader = torch.utils.data.DataLoader(groups, batch_size=2, collate_fn=TrainCollator(tokenizer))
     batches = list(loader)
-    assert [b["passage"]["input_ids"].shape[0] for b in batches] == [8, 8]
+    assert [b["passage"]["input_ids"].shape[0] for b in batches] == [8, 4]  # q1, q2, q3: one row each
+    # corpus rows for false-negative masking: q1 has positive 0, q2 positives 1 and 2 (-1 pads)
+    assert batches[0]["positive_rows"].tolist() == [[0, -1], [1, 2]]
+    assert batches[0]["passage_rows"].tolist() == groups[0]["candidate_rows"] + groups[1]["candidate_rows"]
+    assert batches[1]["positive_rows"].tolist() == [[3]]
     first = groups[0]
     expected = encode_passages(tokenizer, first["titles"], first["texts"], 128)
     width = expected["input_ids"].shape[1]

@@ -77,6 +77,7 @@ def test_items_follow_the_spec_draw(prepared, dedupe):
         dedupe_negatives=dedupe,
         seed=11,
         show_progress=False,
+        group_by="pair",
     )
     assert groups.group_size == 4 and groups.num_empty_pools == 2 and groups.num_skipped_rows == 2
     assert len(groups) == 4  # q1, q2 (x2), q3; q4/q5 skipped
@@ -124,6 +125,7 @@ def test_empty_pools_in_batch_fill_with_other_positives(prepared, caplog):
             num_negatives=2,
             empty_pool="in_batch",
             show_progress=False,
+            group_by="pair",
         )
     assert "2 of 5 training queries have an empty negative pool" in caplog.text
     assert len(groups) == 6 and groups.num_skipped_rows == 0
@@ -137,7 +139,7 @@ def test_empty_pools_in_batch_fill_with_other_positives(prepared, caplog):
             assert set(negatives) <= training_positives - {item["pids"][0]}
             assert len(set(negatives)) == 2  # 5 others >= NN: without replacement
     # rows with a pool draw the same as with empty_pool="skip" (the draw is keyed by the example row)
-    skipping = TrainGroups(root, negs_sources="bm25", num_negatives=2, show_progress=False)
+    skipping = TrainGroups(root, negs_sources="bm25", num_negatives=2, show_progress=False, group_by="pair")
     skipping.set_epoch(2)
     assert [skipping[i] for i in range(4)] == [groups[i] for i in range(4)]
 
@@ -155,8 +157,9 @@ def test_pickles_without_copying_tables(prepared):
 
 def test_no_negatives_at_all(prepared):
     root, _ = prepared
-    groups = TrainGroups(root, negs_sources=None, num_negatives=0, show_progress=False)
+    groups = TrainGroups(root, negs_sources=None, num_negatives=0, show_progress=False, group_by="pair")
     assert groups.group_size == 1 and len(groups) == 6 and groups.num_empty_pools == 0
+    assert len(TrainGroups(root, negs_sources=None, num_negatives=0, show_progress=False)) == 5  # queries
     assert len(groups[0]["pids"]) == 1
     with pytest.raises(LedError, match="no training rows left"):
         TrainGroups(root, negs_sources=None, num_negatives=2, show_progress=False)

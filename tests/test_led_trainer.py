@@ -224,6 +224,40 @@ def test_online_teacher_scores_each_querys_own_candidates(
     assert loss.item() == pytest.approx(parts["contrastive_loss"] + parts["rank_loss"], rel=1e-5)
 
 
+def test_false_negatives_leave_the_contrastive_and_rank_terms(
+    student_dir, teacher_dir, prepared_msmarco, tmp_path
+):
+    """A hard negative that the qrels call relevant (declared here through the batch's positive_rows):
+    out of the contrastive denominator and out of every rank pair, in the trainer's own loss."""
+    from led_hf.losses import contrastive_loss
+    from led_hf.losses.masking import false_negative_mask
+
+    trainer = _trainer(student_dir, prepared_msmarco, tmp_path / "out", teacher_dir)
+    batch = _batch(trainer)
+    judged = batch["passage_rows"][1].item()  # query 0's first hard negative
+    batch["positive_rows"] = torch.cat([batch["positive_rows"], torch.full((3, 1), -1)], dim=1)
+    batch["positive_rows"][0, -1] = judged
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        out = trainer.model(query=batch["query"], passage=batch["passage"])
+    parts = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+    mask = false_negative_mask(batch["positive_rows"], batch["passage_rows"], GROUP)
+    assert mask[0, 1] and parts["masked_false_negatives"] == pytest.approx(mask.sum().item() / 3)
+    temperature = trainer.model.temperature
+    assert parts["contrastive_loss"] == pytest.approx(
+        contrastive_loss(out.query_embeddings, out.passage_embeddings, GROUP, temperature, mask=mask).item(),
+        rel=1e-5,
+    )
+    student = torch.einsum("bh,bgh->bg", out.query_embeddings, out.passage_embeddings.view(3, GROUP, -1))
+    teacher = trainer.teacher_scores(batch, 3, GROUP)
+    own = false_negative_mask(batch["positive_rows"], batch["passage_rows"], GROUP, in_batch_negatives=False)
+    masked = rank_consistency_loss(student / temperature, teacher, mask=own).item()
+    assert parts["rank_loss"] == pytest.approx(masked, rel=1e-5)
+    assert masked != pytest.approx(rank_consistency_loss(student / temperature, teacher).item(), rel=1e-3)
+    assert loss.item() == pytest.approx(parts["contrastive_loss"] + parts["rank_loss"], rel=1e-5)
+
+
 def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored_data, tmp_path, capsys):
     assert (
         led_main(

@@ -18,6 +18,7 @@ from led_hf.version import __version__
 # command -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "convert MS MARCO tsv, BEIR jsonl or a Hugging Face dataset into Arrow datasets"),
+    "split": ("split", "hold out a seeded share of the training queries as a dev split"),
     "train": ("train", "train a model: dense | splade | led | cross-encoder"),
     "encode": ("encode", "encode a corpus or queries into sharded embeddings"),
     "bm25": ("bm25", "BM25 retrieval over a prepared dataset (TREC run, negatives)"),

@@ -37,6 +37,9 @@ the passages met in the rows; negatives -> negatives/<--negatives-name>). A Hub 
 a loading script (Tevatron/msmarco-passage) cannot be read by datasets >= 4: download its data files
 (`hf download NAME --repo-type dataset --include '*.jsonl.gz' --local-dir DIR`) and pass --input DIR.
 
+--dev-from-train FRACTION moves a seeded share of the train split's queries (all their qrels rows) into
+OUTPUT/qrels/dev (see `led split`), before OUTPUT appears.
+
 Lines split on tabs (never CSV quoting). Ids may not be empty or hold whitespace. Positive judgments are
 removed from negatives. A qrels split without any judgment is an error. A UTF-8 BOM, CRLF line endings and
 trailing blank lines are accepted; any other bad line stops the conversion with `FILE:LINE: reason` and
@@ -49,6 +52,7 @@ examples:
   led prepare --format msmarco --input msmarco/ --output runs/msmarco --skip-bad-lines
   led prepare --format hf --input BeIR/scifact --output runs/scifact-hf
   led prepare --format hf --input tevatron-msmarco/ --corpus Tevatron/msmarco-passage-corpus --output runs/tev
+  led prepare --format beir --input cranfield/ --output runs/cranfield --dev-from-train 0.2 --seed 13
 """
 
 
@@ -92,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="negatives source of a Tevatron-style dataset's negative_passages (default: %(default)s)",
     )
     hf.add_argument("--revision", help="dataset revision (branch, tag or commit) on the Hub")
+    parser.add_argument(
+        "--dev-from-train",
+        type=float,
+        metavar="FRACTION",
+        help="hold out this share of the train split's queries as qrels/dev (as `led split`)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=42, help="draws the --dev-from-train queries (default: %(default)s)"
+    )
     return parser
 
 
@@ -108,20 +121,37 @@ def main(argv: list[str] | None = None) -> int:
         raise LedError(f"{', '.join(hf_given)} only apply to --format hf")
     from led_hf.data.prepare import prepare  # after parsing: `--help` does not pay for datasets
 
-    summary = prepare(
-        args.format,
-        args.input,
-        args.output,
-        overwrite=args.overwrite,
-        skip_bad_lines=args.skip_bad_lines,
-        batch_size=args.batch_size,
-        progress=not args.quiet,
-        hf_options=(
-            {name: getattr(args, name) for name in _HF_OPTIONS} | {"negatives_name": args.negatives_name}
-            if args.format == "hf"
-            else None
-        ),
-    )
+    def run(output, overwrite: bool):
+        return prepare(
+            args.format,
+            args.input,
+            output,
+            overwrite=overwrite,
+            skip_bad_lines=args.skip_bad_lines,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+            hf_options=(
+                {name: getattr(args, name) for name in _HF_OPTIONS} | {"negatives_name": args.negatives_name}
+                if args.format == "hf"
+                else None
+            ),
+        )
+
+    if args.dev_from_train is None:
+        summary = run(args.output, args.overwrite)
+    else:
+        from pathlib import Path
+
+        from led_hf.atomic import atomic_directory
+        from led_hf.data.split import carve_dev_split, check_fraction
+
+        check_fraction(args.dev_from_train)  # before the conversion, not after it
+        # Prepare and carve in a staging folder: OUTPUT appears only with its dev split.
+        with atomic_directory(args.output, overwrite=args.overwrite) as staging:
+            summary = run(staging, overwrite=True)  # the (empty) staging folder exists
+            carved = carve_dev_split(staging, args.dev_from_train, args.seed)
+        summary.output = Path(args.output)
+        summary.notes.update({f"queries moved to qrels/dev (seed {args.seed})": carved["queries"]["dev"]})
     if not args.quiet:
         print(summary.render())
     return 0

@@ -19,6 +19,13 @@ positive, which is the target column the contrastive loss uses. Small literal ex
 
 Per-candidate numeric extras that a dataset adds (``extra_keys``, e.g. teacher scores of length G)
 are passed through as float tensors [B, G].
+
+When the items carry corpus row numbers (`TrainGroups` items do: ``candidate_rows``, the G candidates,
+and ``positive_rows``, every qrels positive of the query), the batch also holds what false-negative
+masking needs (`led_hf.losses.masking.false_negative_mask`):
+
+    "passage_rows":  LongTensor [B * G]   corpus row of every passage, in passage order
+    "positive_rows": LongTensor [B, P]    corpus rows of each query's positives, -1-padded to the longest
 """
 
 from __future__ import annotations
@@ -70,7 +77,19 @@ class TrainCollator:
         }
         for key in self.extra_keys:
             batch[key] = torch.tensor([f[key] for f in features], dtype=torch.float32).view(-1, group_size)
+        if all("candidate_rows" in f and "positive_rows" in f for f in features):
+            batch.update(positive_id_tensors(features))
         return batch
+
+
+def positive_id_tensors(features: list[dict]) -> dict[str, torch.Tensor]:
+    """``passage_rows`` [B*G] and -1-padded ``positive_rows`` [B, P] of items with corpus row numbers."""
+    width = max(1, max(len(f["positive_rows"]) for f in features))
+    positives = torch.full((len(features), width), -1, dtype=torch.long)
+    for i, f in enumerate(features):
+        positives[i, : len(f["positive_rows"])] = torch.as_tensor(f["positive_rows"], dtype=torch.long)
+    passages = torch.as_tensor([row for f in features for row in f["candidate_rows"]], dtype=torch.long)
+    return {"passage_rows": passages, "positive_rows": positives}
 
 
 def check_group_size(features: list[dict]) -> int:

@@ -108,10 +108,9 @@ class ScoredTrainGroups(TrainGroups):
         state.pop("_opened", None)
         return state
 
-    def extra_columns(self, example_row: int, candidate_rows: np.ndarray) -> dict:
+    def extra_columns(self, query: int, candidate_rows: np.ndarray) -> dict:
         if not self.score_tables:
             return {}
-        query = int(self._row_query[example_row])
         candidate_pids = self.data.corpus.data.column("pid").take(pa.array(candidate_rows))
         return {key: self._lookup(key, query, candidate_pids) for key in self.score_tables}
 
@@ -149,7 +148,4 @@ class ScoredTrainGroups(TrainGroups):
     def scoring_candidates(self, query: int) -> np.ndarray:
         """Sorted unique corpus rows of query ``query``'s positives and pool: every candidate it can draw
         (except in-batch fallbacks)."""
-        keys = self._positive_keys
-        lo, hi = np.searchsorted(keys, [query * self._num_corpus, (query + 1) * self._num_corpus])
-        positives = keys[lo:hi] - query * self._num_corpus
-        return np.unique(np.concatenate([positives, self.pool(query).astype(np.int64)]))
+        return np.unique(np.concatenate([self.positive_rows(query), self.pool(query).astype(np.int64)]))

@@ -11,6 +11,11 @@ processes (see led_hf/distributed.py for why the gradients then equal those of o
 
 Example: B=1, G=2, temperature 1, Q=[[1, 0]], P=[[2, 0], [0, 1]] -> S=[[2, 0]],
 loss = -log(e^2 / (e^2 + e^0)) = 0.1269.
+
+False negatives: with ``mask`` [B, B*G] (True = a qrels positive of query i other
+than its target, see `led_hf.losses.masking`), those candidates leave the denominator:
+
+    loss = -(1/B) sum_i [ S[i, i*G] - log sum_{j : not mask[i, j]} exp(S[i, j]) ]
 """
 
 from __future__ import annotations
@@ -28,12 +33,15 @@ def contrastive_loss(
     group_size: int,
     temperature: float = 1.0,
     in_batch_negatives: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of each query's positive among the passages (scalar, fp32).
 
     With `in_batch_negatives=False` query i is scored against its own group only (S is [B, G],
     target column 0): every query's loss then depends on its own group alone, so a batch of 2B equals
     the mean of two batches of B, which is what gradient accumulation assumes.
+    `mask` (bool, the shape of S: [B, B*G], or [B, G] without in-batch negatives) removes the True
+    candidates from the softmax (score -inf: no probability mass, no gradient); the target is never masked.
     """
     num_queries = query_embeddings.shape[0]
     if passage_embeddings.shape[0] != num_queries * group_size:
@@ -47,7 +55,18 @@ def contrastive_loss(
     else:
         scores = group_scores(queries, passages)
         targets = torch.zeros(num_queries, dtype=torch.long, device=scores.device)
-    return F.cross_entropy(scores / temperature, targets)
+    scores = _masked(scores / temperature, mask, targets)
+    return F.cross_entropy(scores, targets)
+
+
+def _masked(scores: torch.Tensor, mask: torch.Tensor | None, targets: torch.Tensor) -> torch.Tensor:
+    if mask is None:
+        return scores
+    if mask.shape != scores.shape:
+        raise LedError(f"mask has shape {tuple(mask.shape)}, the scores {tuple(scores.shape)}")
+    keep_targets = mask.clone()
+    keep_targets[torch.arange(len(targets), device=mask.device), targets] = False
+    return scores.masked_fill(keep_targets, float("-inf"))
 
 
 def positive_rank_accuracy(
@@ -55,15 +74,18 @@ def positive_rank_accuracy(
     passage_embeddings: torch.Tensor,
     group_size: int,
     in_batch_negatives: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Fraction of queries whose positive scores highest among the passages `contrastive_loss` uses."""
+    """Fraction of queries whose positive scores highest among the passages `contrastive_loss` uses
+    (the candidates `mask` leaves out do not count)."""
     with torch.no_grad():
         num_queries = query_embeddings.shape[0]
         queries, passages = query_embeddings.float(), passage_embeddings.float()
         if in_batch_negatives:
-            predicted = (queries @ passages.T).argmax(dim=1)
-            targets = torch.arange(num_queries, device=predicted.device) * group_size
+            scores = queries @ passages.T
+            targets = torch.arange(num_queries, device=scores.device) * group_size
         else:
-            predicted = group_scores(queries, passages).argmax(dim=1)
-            targets = torch.zeros_like(predicted)
+            scores = group_scores(queries, passages)
+            targets = torch.zeros(num_queries, dtype=torch.long, device=scores.device)
+        predicted = _masked(scores, mask, targets).argmax(dim=1)
         return (predicted == targets).float().mean()

@@ -43,6 +43,7 @@ def splade_loss(
     flops_over_global_batch: bool = False,
     gather_across_devices: bool = True,
     in_batch_negatives: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """SPLADE stage loss (docs/method.md §4), as named parts:
 
@@ -52,8 +53,9 @@ def splade_loss(
     `gather_across_devices` the contrastive part sees every device's rows (gathered with gradient); with
     `flops_over_global_batch` FLOPS averages over the gathered rows too, so W devices give the value and
     (after DDP's gradient averaging) the gradient of one process holding the whole batch; otherwise each
-    device regularises its local mean. Returns {"loss", "contrastive", "flops_query", "flops_passage"}
-    (the FLOPS parts unweighted).
+    device regularises its local mean. `mask`: the false negatives of the contrastive part (see
+    `contrastive_loss`; gathered rows when `gather_across_devices`). Returns {"loss", "contrastive",
+    "flops_query", "flops_passage"} (the FLOPS parts unweighted).
     """
     if gather_across_devices or flops_over_global_batch:
         all_queries, all_passages = (
@@ -66,7 +68,11 @@ def splade_loss(
         else (query_representations, passage_representations)
     )
     contrastive = contrastive_loss(
-        contrastive_queries, contrastive_passages, group_size, in_batch_negatives=in_batch_negatives
+        contrastive_queries,
+        contrastive_passages,
+        group_size,
+        in_batch_negatives=in_batch_negatives,
+        mask=mask,
     )
     flops_queries, flops_passages = (
         (all_queries, all_passages)

@@ -57,7 +57,7 @@ class RetrievalTrainer(Trainer):
 
     loss_is_scaled_for_ga = False
     # Item keys of `led_hf.data.groups.TrainGroups`: none is a model input, the collator needs them all.
-    signature_columns = ("qid", "query", "pids", "titles", "texts")
+    signature_columns = ("qid", "query", "pids", "titles", "texts", "candidate_rows", "positive_rows")
     # One line for the model card; subclasses describe their loss.
     loss_description = ""
     # What `make_encoders` returns, for the retrieval evaluator: "dense" embeddings or "sparse" term weights.
@@ -148,6 +148,28 @@ class RetrievalTrainer(Trainer):
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
             self._signature_columns = list(self.signature_columns)
+
+    def _get_train_sampler(self, train_dataset=None):
+        """`NoDuplicatesSampler` over training groups (`no_duplicates_in_batch`, random order), else the
+        Trainer's own sampler."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        global_batch = self._train_batch_size * max(1, self.args.world_size)
+        if self.args.dataloader_drop_last and hasattr(dataset, "__len__") and len(dataset) < global_batch:
+            # The Trainer would only warn and train 0 steps; with group_by query small sets get here easily.
+            raise LedError(
+                f"{len(dataset)} training rows make no full batch of {global_batch} (per-device batch x "
+                "processes) and the last incomplete batch is dropped: lower per_device_train_batch_size, or "
+                "set dataloader_drop_last false (group_by query gives one row per training query)"
+            )
+        if (
+            getattr(self.args, "no_duplicates_in_batch", False)
+            and self.args.train_sampling_strategy == "random"
+            and hasattr(dataset, "candidate_rows")
+        ):
+            from led_hf.data.batching import NoDuplicatesSampler
+
+            return NoDuplicatesSampler(dataset, self._train_batch_size * max(1, self.args.world_size))
+        return super()._get_train_sampler(train_dataset)
 
     # -- logging of loss parts -----------------------------------------------------------------------
     def record_loss_parts(self, **parts: torch.Tensor | float) -> None:

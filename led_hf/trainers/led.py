@@ -5,7 +5,8 @@
                                               1 for the reference raw-dot model)
     t = SPLADE teacher scores [B, G]          same candidates; online or precomputed (`led score-teacher`)
     c = cross-encoder scores [B, G]           LED w/ RT only
-    loss = contrastive(Q, P) + w_rank · rank_consistency(s, t) [+ w_kl · kl_distillation(s, c; T)]
+    M = false negatives [B, G]                each query's own candidates that are its qrels positives
+    loss = contrastive(Q, P) + w_rank · rank_consistency(s, t; M) [+ w_kl · kl_distillation(s, c; T, M)]
 
 `rank_loss="listwise"` replaces the pairwise rank term by w_rank · kl_distillation(s, t; rank_temperature)
 over the same candidates (the positive left out with `rank_include_positive` off). The lexical teacher
@@ -77,6 +78,7 @@ class LEDTrainer(DenseTrainer):
         student = group_scores(queries, passages) / temperature
 
         args = self.args
+        mask = self.false_negatives(inputs, group_size, in_batch=False, gathered=False)
         parts: dict[str, torch.Tensor | float] = {
             "rank_weight": args.rank_weight,
             "kl_weight": args.kl_weight,
@@ -87,7 +89,10 @@ class LEDTrainer(DenseTrainer):
             if args.rank_loss == "listwise":  # KL over the lexical teacher's softmax, same candidates
                 first = 0 if args.rank_include_positive else 1
                 rank = kl_distillation_loss(
-                    student[:, first:], teacher[:, first:], temperature=args.rank_temperature
+                    student[:, first:],
+                    teacher[:, first:],
+                    temperature=args.rank_temperature,
+                    mask=None if mask is None else mask[:, first:],
                 )
             else:
                 rank = rank_consistency_loss(
@@ -96,19 +101,20 @@ class LEDTrainer(DenseTrainer):
                     include_positive=args.rank_include_positive,
                     margin=args.rank_margin,
                     min_teacher_gap=args.min_teacher_gap,
+                    mask=mask,
                 )
             loss = loss + args.rank_weight * rank
             parts["rank_loss"] = rank
             parts["rank_agreement"] = ranking_agreement(
-                student, teacher, args.rank_include_positive, args.min_teacher_gap
+                student, teacher, args.rank_include_positive, args.min_teacher_gap, mask
             )
         if args.kl_weight > 0:
             with self.accelerator.autocast():
                 cross_encoder = self.cross_encoder_scores(inputs, num_queries, group_size)
-            kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature)
+            kl = kl_distillation_loss(student, cross_encoder, temperature=args.kl_temperature, mask=mask)
             loss = loss + args.kl_weight * kl
             parts["kl_loss"] = kl
-            parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder)
+            parts["cross_encoder_agreement"] = ranking_agreement(student, cross_encoder, mask=mask)
         self.record_loss_parts(**parts)
         return loss
 

@@ -1,7 +1,9 @@
 """SpladeTrainer: the SPLADE stage loss (docs/method.md §4); the `led train splade` recipe is `led_hf.cli.train_splade`.
 
     Q = encode_query(queries) [B, V]      P = encode_passage(groups) [B*G, V], positive first per group
-    loss = contrastive(Q, P) + λ_q(t) · FLOPS(Q) + λ_d(t) · FLOPS(P)      λ(t) = λ · min(1, t / k)^2
+    loss = contrastive(Q, P; M) + λ_q(t) · FLOPS(Q) + λ_d(t) · FLOPS(P)   λ(t) = λ · min(1, t / k)^2
+
+M: the false-negative mask (candidates that are qrels positives of the query), as in `DenseTrainer`.
 
 t is `state.global_step` (optimizer steps completed), so the warm-up is a pure function of the step and
 continues where it was after `resume_from_checkpoint`. Logged beside `loss`: `contrastive_loss`,
@@ -16,6 +18,7 @@ import torch
 
 from led_hf.losses.splade import quadratic_warmup, splade_loss
 from led_hf.trainers.base import RetrievalTrainer
+from led_hf.trainers.false_negatives import batch_false_negative_mask
 
 
 class SpladeTrainer(RetrievalTrainer):
@@ -39,6 +42,12 @@ class SpladeTrainer(RetrievalTrainer):
     def loss_from_representations(self, model, queries, passages, inputs) -> torch.Tensor:
         group_size = passages.shape[0] // queries.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
+        gathered = in_batch and getattr(self.args, "gather_across_devices", True)
+        mask = (
+            batch_false_negative_mask(inputs, group_size, in_batch, gathered)
+            if getattr(self.args, "mask_false_negatives", True)
+            else None
+        )
         query_weight, passage_weight = self.flops_weights()
         parts = splade_loss(
             queries,
@@ -47,8 +56,9 @@ class SpladeTrainer(RetrievalTrainer):
             query_weight,
             passage_weight,
             flops_over_global_batch=getattr(self.args, "flops_over_global_batch", False),
-            gather_across_devices=in_batch and getattr(self.args, "gather_across_devices", True),
+            gather_across_devices=gathered,
             in_batch_negatives=in_batch,
+            mask=mask,
         )
         with torch.no_grad():
             self.record_loss_parts(
@@ -59,5 +69,6 @@ class SpladeTrainer(RetrievalTrainer):
                 passage_flops_weight=passage_weight,
                 query_nonzeros=(queries > 0).sum(dim=1).float().mean(),
                 passage_nonzeros=(passages > 0).sum(dim=1).float().mean(),
+                **({} if mask is None else {"masked_false_negatives": mask.sum(dim=1).float().mean()}),
             )
         return parts["loss"]

@@ -1,0 +1,243 @@
+"""Dev-split ablations of the DEN warm-up on Cranfield: group_by, false-negative masking, no-duplicate
+batches, positive_min_score and grade-weighted positives, at one budget of optimizer steps.
+
+    .venv/bin/python benchmarks/bench_cranfield_dev.py                        # every variant
+    .venv/bin/python benchmarks/bench_cranfield_dev.py --only query pair-today --max-steps 20
+
+Data: Cranfield (../shared/data/cranfield: 1,400 abstracts, graded qrels 1-4), prepared with
+`led prepare --dev-from-train 0.2 --seed 13` (120 training queries, 30 dev queries; test untouched) and
+BM25 top-200 negatives of the training queries (`led bm25 --negatives bm25`). Each variant trains the
+bundled all-MiniLM-L6-v2 with configs/demo/den_cranfield.json plus its flags for `--max-steps` steps of 16
+queries, then is scored on dev exactly as the pipeline scores a stage: `led encode` (fp32) of the corpus
+and the dev queries, `led search`, `led evaluate`. Results go to WORK/results.json and a markdown table
+on stdout; a finished variant is not rerun (delete its folder to redo it). Each trained variant is
+compared with `--baseline` (default: pair-today) query by query: mean nDCG@10 difference, paired t-test
+and paired randomization test (10,000 sign flips, seeded) p-values.
+
+    .venv/bin/python benchmarks/bench_cranfield_dev.py --pipeline runs/demo-cranfield
+
+instead prints the pipeline's stages against their inits on test and on dev (the same paired tests),
+encoding the dev queries of each stage's model when needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
+CONFIG = ROOT / "configs" / "demo" / "den_cranfield.json"
+
+# name -> (what it is, flags over den_cranfield.json)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "zero-shot": ("all-MiniLM-L6-v2, untrained", []),
+    "pair-today": (
+        "group_by pair, no masking, random batches (the behaviour before group_by)",
+        ["--group_by", "pair", "--mask_false_negatives", "false", "--no_duplicates_in_batch", "false"],
+    ),
+    "pair": ("group_by pair, masking, no-duplicate batches", ["--group_by", "pair"]),
+    "query": ("group_by query, masking, no-duplicate batches (the defaults)", []),
+    "query-nomask": (
+        "group_by query, no masking, random batches",
+        ["--mask_false_negatives", "false", "--no_duplicates_in_batch", "false"],
+    ),
+    "query-min2": ("group_by query, positive_min_score 2", ["--positive_min_score", "2"]),
+    "query-min3": ("group_by query, positive_min_score 3", ["--positive_min_score", "3"]),
+    "query-grade": ("group_by query, grade-weighted positives", ["--positive_sampling", "grade"]),
+}
+
+
+def led(*argv: str) -> None:
+    from led_hf.cli.main import main
+
+    if main(list(argv)) != 0:
+        sys.exit(f"`led {' '.join(argv)}` failed")
+
+
+def prepare(work: Path) -> Path:
+    data = work / "data"
+    if not (data / "negatives" / "bm25").is_dir():
+        if not CRANFIELD.is_dir():
+            sys.exit(f"Cranfield not found at {CRANFIELD}")
+        led("prepare", "--format", "beir", "--input", str(CRANFIELD), "--output", str(data), "--overwrite",
+            "--dev-from-train", "0.2", "--seed", "13", "--quiet")  # fmt: skip
+        led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25", "--keep", "200",
+            "--overwrite")  # fmt: skip
+    return data
+
+
+def dev_metrics(data: Path, model: str, folder: Path) -> dict:
+    from led_hf.evaluation.runs import read_run
+
+    from led_hf.data.store import PreparedData
+    from led_hf.evaluation.metrics import evaluate_run
+
+    common = ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite"]
+    led("encode", *common, "--corpus", "--max-length", "256", "--output", str(folder / "corpus"))
+    led("encode", *common, "--queries", "dev", "--max-length", "64", "--output", str(folder / "dev-queries"))
+    led("search", "--passages", str(folder / "corpus"), "--queries", str(folder / "dev-queries"),
+        "--output", str(folder / "dev.trec"))  # fmt: skip
+    return evaluate_run(read_run(folder / "dev.trec"), PreparedData(data).qrels_dict("dev"))
+
+
+def per_query_ndcg(run_path: Path, data: Path, split: str) -> dict[str, float]:
+    from led_hf.evaluation.runs import read_run
+
+    from led_hf.data.store import PreparedData
+    from led_hf.evaluation.metrics import evaluate_per_query
+
+    found = evaluate_per_query(read_run(run_path), PreparedData(data).qrels_dict(split))
+    return {qid: values["ndcg@10"] for qid, values in found.items()}
+
+
+def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 10_000) -> dict:
+    """Mean difference of per-query values, paired t-test and randomization (sign-flip) test p-values."""
+    import numpy as np
+    from scipy import stats
+
+    qids = sorted(baseline)
+    diff = np.array([values[q] - baseline[q] for q in qids])
+    observed = abs(diff.mean())
+    flips = np.random.default_rng(0).choice([-1.0, 1.0], size=(trials, len(diff)))
+    randomization = float(
+        ((np.abs((flips * diff).mean(axis=1)) >= observed - 1e-12).sum() + 1) / (trials + 1)
+    )
+    t_test = float(stats.ttest_rel([values[q] for q in qids], [baseline[q] for q in qids]).pvalue)
+    return {"diff": float(diff.mean()), "p_t": t_test, "p_rand": randomization, "queries": len(qids)}
+
+
+def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) -> dict:
+    from led_hf.pipeline.runner import placeholders
+
+    folder = work / f"{name}-seed{seed}"
+    done = folder / "result.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    description, flags = VARIANTS[name]
+    started = time.perf_counter()
+    model, log = placeholders()["minilm"], {}
+    if name != "zero-shot":
+        from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
+        from led_hf.cli.train_dense import train_dense
+        from led_hf.config import parse_arguments
+
+        model = str(folder / "model")
+        argv = [str(CONFIG), "--data", str(data), "--output_dir", model, "--eval_split", "",
+                "--max_steps", str(max_steps), "--seed", str(seed), *flags]  # fmt: skip
+        trainer = train_dense(*parse_arguments((ModelArguments, DataArguments, DenseTrainingArguments), argv))
+        steps = [entry for entry in trainer.state.log_history if "accuracy" in entry]
+        log = {
+            "accuracy_first": steps[0]["accuracy"],
+            "accuracy_last": steps[-1]["accuracy"],
+            "epochs": round(trainer.state.epoch, 2),
+        }
+    train_s = time.perf_counter() - started
+    metrics = dev_metrics(data, model, folder)
+    result = {"name": name, "description": description, "flags": flags, "seed": seed,
+              "max_steps": max_steps, "train_s": round(train_s, 1), **log, "dev": metrics}  # fmt: skip
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work", default=str(ROOT / "runs" / "cranfield-dev"), help="work folder")
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
+    parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per variant (default 30)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[42], help="training seeds (default 42)")
+    parser.add_argument("--baseline", default="pair-today", help="variant the others are compared with")
+    parser.add_argument("--pipeline", help="report a finished `led pipeline` output folder instead")
+    args = parser.parse_args()
+    if args.pipeline:
+        return report_pipeline(Path(args.pipeline))
+    work = Path(args.work)
+    data = prepare(work)
+    results = []
+    for name in args.only or list(VARIANTS):
+        for seed in [42] if name == "zero-shot" else args.seeds:
+            results.append(run_variant(name, data, work, args.max_steps, seed))
+            print(json.dumps(results[-1]), flush=True)
+    per_query = {
+        (r["name"], r["seed"]): per_query_ndcg(
+            work / f"{r['name']}-seed{r['seed']}" / "dev.trec", data, "dev"
+        )
+        for r in results
+    }
+    for r in results:
+        base = per_query.get((args.baseline, r["seed"]))
+        if base is not None and r["name"] != args.baseline:
+            r["vs_baseline"] = paired(per_query[(r["name"], r["seed"])], base)
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\n| variant | seed | epochs | dev nDCG@10 | dev MRR@10 | in-batch accuracy (first -> last log) "
+          f"| vs {args.baseline}: diff (p t-test / p randomization) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---|")
+    for r in results:
+        accuracy = f"{r['accuracy_first']:.2f} -> {r['accuracy_last']:.2f}" if "accuracy_last" in r else "-"
+        versus = r.get("vs_baseline")
+        versus = f"{versus['diff']:+.4f} ({versus['p_t']:.2f} / {versus['p_rand']:.2f})" if versus else "-"
+        print(f"| {r['name']} | {r['seed']} | {r.get('epochs', '-')} | {r['dev']['ndcg@10']:.4f} | "
+              f"{r['dev']['mrr@10']:.4f} | {accuracy} | {versus} |")  # fmt: skip
+
+
+# stage -> (its init, the folder of its encodings: corpus + test.trec)
+PIPELINE_STAGES = {
+    "bm25": (None, None),
+    "minilm-zero-shot": (None, "minilm"),
+    "den-warmup": ("minilm-zero-shot", "co-stg1-enc"),
+    "splade-zero-shot": (None, "splade-tiny-enc"),
+    "lex-warmup": ("splade-zero-shot", "sp-stg1-enc"),
+    "lex-continue": ("lex-warmup", "sp-stg2-enc"),
+    "led": ("den-warmup", "led-enc"),
+}
+
+
+def report_pipeline(out: Path) -> None:
+    """Each stage of a finished Cranfield pipeline against its init (and BM25), on test and on dev."""
+    import json as _json
+
+    data = out / "data"
+    stages = {s["name"]: s for s in (_json.loads(p.read_text()) for p in (out / "stages").glob("*.json"))}
+    runs = {}
+    for name, (_, folder) in PIPELINE_STAGES.items():
+        if name not in stages:
+            continue
+        if name == "bm25":
+            led("bm25", "--data", str(data), "--split", "dev", "--output", str(out / "bm25" / "dev.trec"))
+            runs[name] = {"test": out / "bm25" / "test.trec", "dev": out / "bm25" / "dev.trec"}
+            continue
+        enc = out / folder
+        model = stages[name]["model"]
+        dev_run = enc / "dev.trec"
+        if not dev_run.is_file():
+            sparse = (enc / "index").is_dir()
+            kind = ["--kind", "splade"] if sparse else []
+            led("encode", "--model", model, *kind, "--data", str(data), "--queries", "dev", "--max-length", "64",
+                "--output", str(enc / "dev-queries"), "--overwrite")  # fmt: skip
+            target = ["--index", str(enc / "index")] if sparse else ["--passages", str(enc / "corpus")]
+            led("search", *target, "--queries", str(enc / "dev-queries"), "--output", str(dev_run))
+        runs[name] = {"test": enc / "test.trec", "dev": dev_run}
+    print("| stage | init | test nDCG@10 | vs init (p t / p rand) | vs BM25 | dev nDCG@10 | dev vs init |")
+    print("|---|---|---:|---|---|---:|---|")
+    for name, (init, _) in PIPELINE_STAGES.items():
+        if name not in runs:
+            continue
+        cells = {}
+        for split in ("test", "dev"):
+            values = per_query_ndcg(runs[name][split], data, split)
+            cells[split] = sum(values.values()) / len(values)
+            for other, key in ((init, f"{split}_init"), ("bm25", f"{split}_bm25")):
+                if other in runs and other != name:
+                    found = paired(values, per_query_ndcg(runs[other][split], data, split))
+                    cells[key] = f"{found['diff']:+.4f} ({found['p_t']:.2f} / {found['p_rand']:.2f})"
+        print(f"| {name} | {init or '-'} | {cells['test']:.4f} | {cells.get('test_init', '-')} | "
+              f"{cells.get('test_bm25', '-')} | {cells['dev']:.4f} | {cells.get('dev_init', '-')} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""`led split` and `led prepare --dev-from-train`: a seeded, disjoint dev split carved from the train queries."""
+
+from __future__ import annotations
+
+import json
+
+from led_hf.cli.main import main as led_main
+from led_hf.data.store import PreparedData
+
+
+def _qrels(root, split) -> list[tuple[str, str, int]]:
+    table = PreparedData(root).qrels(split)
+    return list(zip(table["qid"], table["pid"], table["score"]))
+
+
+def test_prepare_with_a_dev_split_from_train(beir_dir, tmp_path, capsys):
+    plain = tmp_path / "plain"
+    assert led_main(["prepare", "--format", "beir", "--input", str(beir_dir), "--output", str(plain)]) == 0
+    train = _qrels(plain, "train")
+    out = tmp_path / "with-dev"
+    args = ["prepare", "--format", "beir", "--input", str(beir_dir), "--output", str(out)]
+    assert led_main([*args, "--dev-from-train", "0.4", "--seed", "3"]) == 0
+    assert "queries moved to qrels/dev (seed 3): 2" in capsys.readouterr().out
+    new_train, dev = _qrels(out, "train"), _qrels(out, "dev")
+    train_queries = {q for q, _, _ in train}
+    dev_queries = {q for q, _, _ in dev}
+    assert len(dev_queries) == 2 and len(train_queries) == 5  # round(0.4 * 5)
+    assert not dev_queries & {q for q, _, _ in new_train}  # the dev queries left training
+    assert sorted(new_train + dev) == sorted(train)  # every row kept, none duplicated
+    assert _qrels(out, "test") == _qrels(plain, "test")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["dev_splits"] == [
+        {
+            "source": "train",
+            "target": "dev",
+            "fraction": 0.4,
+            "seed": 3,
+            "queries": {"train": 3, "dev": 2},
+            "rows": {"train": len(new_train), "dev": len(dev)},
+        }
+    ]
+    assert not [p.name for p in (out / "qrels").iterdir() if p.name.startswith(".")]  # no leftovers
+
+    # `led split` on the plain copy with the same seed draws the same dev queries; other seeds differ
+    assert led_main(["split", "--data", str(plain), "--fraction", "0.4", "--seed", "3"]) == 0
+    assert sorted(_qrels(plain, "dev")) == sorted(dev)
+    drawn = set()
+    for seed in range(8):
+        copy = tmp_path / f"seed{seed}"
+        assert (
+            led_main([*args[:-1], str(copy), "--dev-from-train", "0.4", "--seed", str(seed), "--quiet"]) == 0
+        )
+        drawn.add(frozenset(q for q, _, _ in _qrels(copy, "dev")))
+    assert len(drawn) > 1
+
+
+def test_bad_requests_fail_cleanly(beir_dir, tmp_path, capsys):
+    out = tmp_path / "data"
+    args = ["prepare", "--format", "beir", "--input", str(beir_dir), "--output", str(out)]
+    assert led_main([*args, "--dev-from-train", "1.5"]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err and not out.exists()  # nothing half-written
+    assert led_main([*args, "--quiet"]) == 0
+    assert led_main(["split", "--data", str(out), "--fraction", "0.2", "--to", "test"]) == 1
+    assert "qrels/test already exists" in capsys.readouterr().err
+    assert led_main(["split", "--data", str(out), "--fraction", "0.2", "--from", "nope"]) == 1
+    assert "no qrels split 'nope'" in capsys.readouterr().err
+    assert led_main(["split", "--data", str(tmp_path / "missing"), "--fraction", "0.2"]) == 1
+    assert "not a prepared dataset" in capsys.readouterr().err
+    assert led_main(["split", "--data", str(out)]) == 2  # --fraction is required: a one-line usage error
+    assert "--fraction" in capsys.readouterr().err
