@@ -31,6 +31,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
 CONFIG = ROOT / "configs" / "demo" / "den_cranfield.json"
+LEX_CONFIG = ROOT / "configs" / "demo" / "lex_cranfield.json"
+
+# LEX warm-up (SPLADE-tiny) variants: name -> (what it is, flags over lex_cranfield.json; its 4 epochs)
+LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "lex-zero-shot": ("SPLADE-tiny, untrained", []),
+    "lex": ("lex_cranfield.json: lr 5e-5, FLOPS weights 6e-4 / 8e-4", []),
+    "lex-flops-low": (
+        "FLOPS weights / 10 (6e-5 / 8e-5)",
+        ["--query_flops_weight", "6e-5", "--passage_flops_weight", "8e-5"],
+    ),
+    "lex-lr2e-5": ("lr 2e-5", ["--learning_rate", "2e-5"]),
+}
 
 # name -> (what it is, flags over den_cranfield.json)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -70,16 +82,20 @@ def prepare(work: Path) -> Path:
     return data
 
 
-def dev_metrics(data: Path, model: str, folder: Path) -> dict:
+def dev_metrics(data: Path, model: str, folder: Path, sparse: bool = False) -> dict:
     from led_hf.data.store import PreparedData
     from led_hf.evaluation.metrics import evaluate_run
     from led_hf.evaluation.runs import read_run
 
     common = ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite"]
+    common += ["--kind", "splade"] if sparse else []
     led("encode", *common, "--corpus", "--max-length", "256", "--output", str(folder / "corpus"))
     led("encode", *common, "--queries", "dev", "--max-length", "64", "--output", str(folder / "dev-queries"))
-    led("search", "--passages", str(folder / "corpus"), "--queries", str(folder / "dev-queries"),
-        "--output", str(folder / "dev.trec"))  # fmt: skip
+    if sparse:
+        led("index", "--backend", "inverted", "--vectors", str(folder / "corpus"), "--output",
+            str(folder / "index"), "--overwrite")  # fmt: skip
+    target = ["--index", str(folder / "index")] if sparse else ["--passages", str(folder / "corpus")]
+    led("search", *target, "--queries", str(folder / "dev-queries"), "--output", str(folder / "dev.trec"))
     return evaluate_run(read_run(folder / "dev.trec"), PreparedData(data).qrels_dict("dev"))
 
 
@@ -115,10 +131,25 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
     done = folder / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    description, flags = VARIANTS[name]
+    sparse = name in LEX_VARIANTS
+    description, flags = (LEX_VARIANTS if sparse else VARIANTS)[name]
     started = time.perf_counter()
-    model, log = placeholders()["minilm"], {}
-    if name != "zero-shot":
+    model, log = placeholders()["splade_tiny" if sparse else "minilm"], {}
+    if sparse and name != "lex-zero-shot":
+        from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
+        from led_hf.cli.train_splade import train_splade
+        from led_hf.config import parse_arguments
+
+        model = str(folder / "model")
+        argv = [str(LEX_CONFIG), "--data", str(data), "--output_dir", model, "--seed", str(seed), *flags]
+        types = (SpladeModelArguments, DataArguments, SpladeTrainingArguments)
+        trainer = train_splade(*parse_arguments(types, argv))
+        steps = [entry for entry in trainer.state.log_history if "passage_nonzeros" in entry]
+        log = {
+            "passage_nonzeros_last": steps[-1]["passage_nonzeros"],
+            "epochs": round(trainer.state.epoch, 2),
+        }
+    elif not sparse and name != "zero-shot":
         from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
         from led_hf.cli.train_dense import train_dense
         from led_hf.config import parse_arguments
@@ -134,7 +165,7 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
             "epochs": round(trainer.state.epoch, 2),
         }
     train_s = time.perf_counter() - started
-    metrics = dev_metrics(data, model, folder)
+    metrics = dev_metrics(data, model, folder, sparse)
     result = {"name": name, "description": description, "flags": flags, "seed": seed,
               "max_steps": max_steps, "train_s": round(train_s, 1), **log, "dev": metrics}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
@@ -146,7 +177,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--work", default=str(ROOT / "runs" / "cranfield-dev"), help="work folder")
-    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=[*VARIANTS, *LEX_VARIANTS],
+        help="variants to run (default: the dense ones)",
+    )
     parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per variant (default 30)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[42], help="training seeds (default 42)")
     parser.add_argument("--baseline", default="pair-today", help="variant the others are compared with")
@@ -158,7 +194,7 @@ def main() -> None:
     data = prepare(work)
     results = []
     for name in args.only or list(VARIANTS):
-        for seed in [42] if name == "zero-shot" else args.seeds:
+        for seed in [42] if name.endswith("zero-shot") else args.seeds:
             results.append(run_variant(name, data, work, args.max_steps, seed))
             print(json.dumps(results[-1]), flush=True)
     per_query = {
@@ -168,8 +204,9 @@ def main() -> None:
         for r in results
     }
     for r in results:
-        base = per_query.get((args.baseline, r["seed"]))
-        if base is not None and r["name"] != args.baseline:
+        baseline = "lex-zero-shot" if r["name"] in LEX_VARIANTS else args.baseline
+        base = per_query.get((baseline, 42 if baseline.endswith("zero-shot") else r["seed"]))
+        if base is not None and r["name"] != baseline:
             r["vs_baseline"] = paired(per_query[(r["name"], r["seed"])], base)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n| variant | seed | epochs | dev nDCG@10 | dev MRR@10 | in-batch accuracy (first -> last log) "
@@ -177,6 +214,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---|---|")
     for r in results:
         accuracy = f"{r['accuracy_first']:.2f} -> {r['accuracy_last']:.2f}" if "accuracy_last" in r else "-"
+        if "passage_nonzeros_last" in r:
+            accuracy = f"{r['passage_nonzeros_last']:.0f} terms per passage"
         versus = r.get("vs_baseline")
         versus = f"{versus['diff']:+.4f} ({versus['p_t']:.2f} / {versus['p_rand']:.2f})" if versus else "-"
         print(f"| {r['name']} | {r['seed']} | {r.get('epochs', '-')} | {r['dev']['ndcg@10']:.4f} | "
