@@ -33,6 +33,17 @@ CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
 CONFIG = ROOT / "configs" / "demo" / "den_cranfield.json"
 LEX_CONFIG = ROOT / "configs" / "demo" / "lex_cranfield.json"
 
+LED_CONFIG = ROOT / "configs" / "demo" / "led_cranfield.json"
+
+# LED variants, trained on a finished pipeline's data (`--pipeline-data OUT`: OUT/data with its mined
+# negatives and the sp-stg2 teacher scores, student init OUT/co-stg1): name -> (what it is, flags)
+LED_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "led": ("led_cranfield.json: rank weight 1.0, lr 1e-5", []),
+    "led-rank0.2": ("rank weight 0.2", ["--rank_weight", "0.2"]),
+    "led-rank0": ("rank weight 0: the same training without the teacher", ["--rank_weight", "0"]),
+    "led-lr5e-6": ("lr 5e-6 (the paper's LED rate)", ["--learning_rate", "5e-6"]),
+}
+
 # LEX warm-up (SPLADE-tiny) variants: name -> (what it is, flags over lex_cranfield.json; its 4 epochs)
 LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lex-zero-shot": ("SPLADE-tiny, untrained", []),
@@ -132,10 +143,26 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
     if done.is_file():
         return json.loads(done.read_text())
     sparse = name in LEX_VARIANTS
-    description, flags = (LEX_VARIANTS if sparse else VARIANTS)[name]
+    description, flags = {**VARIANTS, **LEX_VARIANTS, **LED_VARIANTS}[name]
     started = time.perf_counter()
     model, log = placeholders()["splade_tiny" if sparse else "minilm"], {}
-    if sparse and name != "lex-zero-shot":
+    if name in LED_VARIANTS:
+        from led_hf.arguments import DataArguments, LEDTrainingArguments, ModelArguments
+        from led_hf.cli.train_led import train_led
+        from led_hf.config import parse_arguments
+
+        model = str(folder / "model")
+        argv = [str(LED_CONFIG), "--data", str(data), "--model_name_or_path", str(data.parent / "co-stg1"),
+                "--teacher_scores", "precomputed", "--teacher_scores_name", "sp-stg2", "--output_dir", model,
+                "--eval_split", "", "--seed", str(seed), *flags]  # fmt: skip
+        trainer = train_led(*parse_arguments((ModelArguments, DataArguments, LEDTrainingArguments), argv))
+        steps = [entry for entry in trainer.state.log_history if "accuracy" in entry]
+        log = {
+            "accuracy_first": steps[0]["accuracy"],
+            "accuracy_last": steps[-1]["accuracy"],
+            "epochs": round(trainer.state.epoch, 2),
+        }
+    elif sparse and name != "lex-zero-shot":
         from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
         from led_hf.cli.train_splade import train_splade
         from led_hf.config import parse_arguments
@@ -180,18 +207,25 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        choices=[*VARIANTS, *LEX_VARIANTS],
+        choices=[*VARIANTS, *LEX_VARIANTS, *LED_VARIANTS],
         help="variants to run (default: the dense ones)",
     )
     parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per variant (default 30)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[42], help="training seeds (default 42)")
     parser.add_argument("--baseline", default="pair-today", help="variant the others are compared with")
     parser.add_argument("--pipeline", help="report a finished `led pipeline` output folder instead")
+    parser.add_argument(
+        "--pipeline-data",
+        help="a finished Cranfield `led pipeline` output folder: train the LED variants on its data "
+        "(mined negatives, sp-stg2 teacher scores) from its co-stg1",
+    )
     args = parser.parse_args()
     if args.pipeline:
         return report_pipeline(Path(args.pipeline))
     work = Path(args.work)
     data = prepare(work)
+    if args.pipeline_data:
+        data = Path(args.pipeline_data).resolve() / "data"
     results = []
     for name in args.only or list(VARIANTS):
         for seed in [42] if name.endswith("zero-shot") else args.seeds:
@@ -204,7 +238,7 @@ def main() -> None:
         for r in results
     }
     for r in results:
-        baseline = "lex-zero-shot" if r["name"] in LEX_VARIANTS else args.baseline
+        baseline = {"lex": "lex-zero-shot", "led": "led"}.get(r["name"].split("-")[0], args.baseline)
         base = per_query.get((baseline, 42 if baseline.endswith("zero-shot") else r["seed"]))
         if base is not None and r["name"] != baseline:
             r["vs_baseline"] = paired(per_query[(r["name"], r["seed"])], base)
