@@ -31,6 +31,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
 CONFIG = ROOT / "configs" / "demo" / "den_cranfield.json"
+LEX_CONFIG = ROOT / "configs" / "demo" / "lex_cranfield.json"
+
+LED_CONFIG = ROOT / "configs" / "demo" / "led_cranfield.json"
+
+# LED variants, trained on a finished pipeline's data (`--pipeline-data OUT`: OUT/data with its mined
+# negatives and the sp-stg2 teacher scores, student init OUT/co-stg1): name -> (what it is, flags)
+LED_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "led": ("led_cranfield.json: rank weight 1.0, lr 1e-5", []),
+    "led-rank0.2": ("rank weight 0.2", ["--rank_weight", "0.2"]),
+    "led-rank0": ("rank weight 0: the same training without the teacher", ["--rank_weight", "0"]),
+    "led-lr5e-6": ("lr 5e-6 (the paper's LED rate)", ["--learning_rate", "5e-6"]),
+}
+
+# LEX warm-up (SPLADE-tiny) variants: name -> (what it is, flags over lex_cranfield.json; its 4 epochs)
+LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "lex-zero-shot": ("SPLADE-tiny, untrained", []),
+    "lex": ("lex_cranfield.json: lr 5e-5, FLOPS weights 6e-4 / 8e-4", []),
+    "lex-flops-low": (
+        "FLOPS weights / 10 (6e-5 / 8e-5)",
+        ["--query_flops_weight", "6e-5", "--passage_flops_weight", "8e-5"],
+    ),
+    "lex-lr2e-5": ("lr 2e-5", ["--learning_rate", "2e-5"]),
+}
 
 # name -> (what it is, flags over den_cranfield.json)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -70,22 +93,25 @@ def prepare(work: Path) -> Path:
     return data
 
 
-def dev_metrics(data: Path, model: str, folder: Path) -> dict:
-    from led_hf.evaluation.runs import read_run
-
+def dev_metrics(data: Path, model: str, folder: Path, sparse: bool = False) -> dict:
+    from led_hf.data.runs import read_run
     from led_hf.data.store import PreparedData
     from led_hf.evaluation.metrics import evaluate_run
 
     common = ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite"]
+    common += ["--kind", "splade"] if sparse else []
     led("encode", *common, "--corpus", "--max-length", "256", "--output", str(folder / "corpus"))
     led("encode", *common, "--queries", "dev", "--max-length", "64", "--output", str(folder / "dev-queries"))
-    led("search", "--passages", str(folder / "corpus"), "--queries", str(folder / "dev-queries"),
-        "--output", str(folder / "dev.trec"))  # fmt: skip
+    if sparse:
+        led("index", "--backend", "inverted", "--vectors", str(folder / "corpus"), "--output",
+            str(folder / "index"), "--overwrite")  # fmt: skip
+    target = ["--index", str(folder / "index")] if sparse else ["--passages", str(folder / "corpus")]
+    led("search", *target, "--queries", str(folder / "dev-queries"), "--output", str(folder / "dev.trec"))
     return evaluate_run(read_run(folder / "dev.trec"), PreparedData(data).qrels_dict("dev"))
 
 
 def per_query_ndcg(run_path: Path, data: Path, split: str) -> dict[str, float]:
-    from led_hf.evaluation.runs import read_run
+    from led_hf.data.runs import read_run
 
     from led_hf.data.store import PreparedData
     from led_hf.evaluation.metrics import evaluate_per_query
@@ -117,10 +143,41 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
     done = folder / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    description, flags = VARIANTS[name]
+    sparse = name in LEX_VARIANTS
+    description, flags = {**VARIANTS, **LEX_VARIANTS, **LED_VARIANTS}[name]
     started = time.perf_counter()
-    model, log = placeholders()["minilm"], {}
-    if name != "zero-shot":
+    model, log = placeholders()["splade_tiny" if sparse else "minilm"], {}
+    if name in LED_VARIANTS:
+        from led_hf.arguments import DataArguments, LEDTrainingArguments, ModelArguments
+        from led_hf.cli.train_led import train_led
+        from led_hf.config import parse_arguments
+
+        model = str(folder / "model")
+        argv = [str(LED_CONFIG), "--data", str(data), "--model_name_or_path", str(data.parent / "co-stg1"),
+                "--teacher_scores", "precomputed", "--teacher_scores_name", "sp-stg2", "--output_dir", model,
+                "--eval_split", "", "--seed", str(seed), *flags]  # fmt: skip
+        trainer = train_led(*parse_arguments((ModelArguments, DataArguments, LEDTrainingArguments), argv))
+        steps = [entry for entry in trainer.state.log_history if "accuracy" in entry]
+        log = {
+            "accuracy_first": steps[0]["accuracy"],
+            "accuracy_last": steps[-1]["accuracy"],
+            "epochs": round(trainer.state.epoch, 2),
+        }
+    elif sparse and name != "lex-zero-shot":
+        from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
+        from led_hf.cli.train_splade import train_splade
+        from led_hf.config import parse_arguments
+
+        model = str(folder / "model")
+        argv = [str(LEX_CONFIG), "--data", str(data), "--output_dir", model, "--seed", str(seed), *flags]
+        types = (SpladeModelArguments, DataArguments, SpladeTrainingArguments)
+        trainer = train_splade(*parse_arguments(types, argv))
+        steps = [entry for entry in trainer.state.log_history if "passage_nonzeros" in entry]
+        log = {
+            "passage_nonzeros_last": steps[-1]["passage_nonzeros"],
+            "epochs": round(trainer.state.epoch, 2),
+        }
+    elif not sparse and name != "zero-shot":
         from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
         from led_hf.cli.train_dense import train_dense
         from led_hf.config import parse_arguments
@@ -136,7 +193,7 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
             "epochs": round(trainer.state.epoch, 2),
         }
     train_s = time.perf_counter() - started
-    metrics = dev_metrics(data, model, folder)
+    metrics = dev_metrics(data, model, folder, sparse)
     result = {"name": name, "description": description, "flags": flags, "seed": seed,
               "max_steps": max_steps, "train_s": round(train_s, 1), **log, "dev": metrics}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
@@ -148,19 +205,31 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--work", default=str(ROOT / "runs" / "cranfield-dev"), help="work folder")
-    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), help="variants to run (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=[*VARIANTS, *LEX_VARIANTS, *LED_VARIANTS],
+        help="variants to run (default: the dense ones)",
+    )
     parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per variant (default 30)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[42], help="training seeds (default 42)")
     parser.add_argument("--baseline", default="pair-today", help="variant the others are compared with")
     parser.add_argument("--pipeline", help="report a finished `led pipeline` output folder instead")
+    parser.add_argument(
+        "--pipeline-data",
+        help="a finished Cranfield `led pipeline` output folder: train the LED variants on its data "
+        "(mined negatives, sp-stg2 teacher scores) from its co-stg1",
+    )
     args = parser.parse_args()
     if args.pipeline:
         return report_pipeline(Path(args.pipeline))
     work = Path(args.work)
     data = prepare(work)
+    if args.pipeline_data:
+        data = Path(args.pipeline_data).resolve() / "data"
     results = []
     for name in args.only or list(VARIANTS):
-        for seed in [42] if name == "zero-shot" else args.seeds:
+        for seed in [42] if name.endswith("zero-shot") else args.seeds:
             results.append(run_variant(name, data, work, args.max_steps, seed))
             print(json.dumps(results[-1]), flush=True)
     per_query = {
@@ -170,8 +239,9 @@ def main() -> None:
         for r in results
     }
     for r in results:
-        base = per_query.get((args.baseline, r["seed"]))
-        if base is not None and r["name"] != args.baseline:
+        baseline = {"lex": "lex-zero-shot", "led": "led"}.get(r["name"].split("-")[0], args.baseline)
+        base = per_query.get((baseline, 42 if baseline.endswith("zero-shot") else r["seed"]))
+        if base is not None and r["name"] != baseline:
             r["vs_baseline"] = paired(per_query[(r["name"], r["seed"])], base)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n| variant | seed | epochs | dev nDCG@10 | dev MRR@10 | in-batch accuracy (first -> last log) "
@@ -179,6 +249,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---|---|")
     for r in results:
         accuracy = f"{r['accuracy_first']:.2f} -> {r['accuracy_last']:.2f}" if "accuracy_last" in r else "-"
+        if "passage_nonzeros_last" in r:
+            accuracy = f"{r['passage_nonzeros_last']:.0f} terms per passage"
         versus = r.get("vs_baseline")
         versus = f"{versus['diff']:+.4f} ({versus['p_t']:.2f} / {versus['p_rand']:.2f})" if versus else "-"
         print(f"| {r['name']} | {r['seed']} | {r.get('epochs', '-')} | {r['dev']['ndcg@10']:.4f} | "
