@@ -67,27 +67,6 @@ class PoolArguments:
     train_split: str = field(
         default="train", metadata={"help": "qrels split whose rows are the training examples."}
     )
-    group_by: str = field(
-        default="query",
-        metadata={
-            "help": "query: one training row per query per epoch, its positive drawn per epoch from its qrels "
-            "(Tevatron); pair: one row per (query, positive) qrels pair (the reference recipe, MS MARCO parity)."
-        },
-    )
-    positive_min_score: int = field(
-        default=1,
-        metadata={
-            "help": "Lowest qrels grade drawn as a training positive. Lower positive grades still count as "
-            "positives: never negatives, masked as false negatives."
-        },
-    )
-    positive_sampling: str = field(
-        default="uniform",
-        metadata={
-            "help": "group_by query: uniform (each positive once every n epochs, in a fixed per-query shuffle) "
-            "or grade (drawn with probability proportional to its qrels grade)."
-        },
-    )
     negs_sources: list[str] = field(
         default_factory=lambda: ["bm25"],
         metadata={
@@ -116,6 +95,27 @@ class PoolArguments:
 class DataArguments(PoolArguments):
     """Where the training groups come from (a folder written by `led prepare`) and how they are drawn."""
 
+    group_by: str = field(
+        default="query",
+        metadata={
+            "help": "query: one training row per query per epoch, its positive drawn per epoch from its qrels "
+            "(Tevatron); pair: one row per (query, positive) qrels pair (the reference recipe, MS MARCO parity)."
+        },
+    )
+    positive_min_score: int = field(
+        default=1,
+        metadata={
+            "help": "Lowest qrels grade drawn as a training positive. Lower positive grades still count as "
+            "positives: never negatives, masked as false negatives."
+        },
+    )
+    positive_sampling: str = field(
+        default="uniform",
+        metadata={
+            "help": "group_by query: uniform (each positive once every n epochs, in a fixed per-query shuffle) "
+            "or grade (drawn with probability proportional to its qrels grade)."
+        },
+    )
     num_negatives: int = field(
         default=7, metadata={"help": "Hard negatives per query (group size = 1 + this)."}
     )
