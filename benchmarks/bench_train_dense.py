@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Row, alternate, median  # noqa: E402
+from scifact import scifact_groups  # noqa: E402
 from training import (  # noqa: E402
     MatmulPeak,
     TrainerStep,
@@ -38,7 +39,6 @@ from training import (  # noqa: E402
     batches,
     bert_linear_shapes,
     bert_training_flops,
-    scifact_groups,
     training_arguments,
 )
 

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Row, alternate, median  # noqa: E402
-from training import TrainerStep, as_columns, batches, scifact_groups, training_arguments  # noqa: E402
+from scifact import scifact_groups  # noqa: E402
+from training import TrainerStep, as_columns, batches, training_arguments  # noqa: E402
 
 MODEL = "bundled:splade-tiny"
 QUERY_LENGTH, PASSAGE_LENGTH, BATCH, GROUP = 32, 128, 8, 8

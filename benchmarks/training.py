@@ -1,4 +1,4 @@
-"""Pieces the training-step benchmarks share: SciFact training groups, a Trainer driven step by step,
+"""Pieces the training-step benchmarks share: a Trainer driven step by step,
 the matmul peak of the machine, and FLOP counts of a BERT forward + backward.
 
 A side's "step" is what `Trainer.train` does per optimizer step, on the trainer's own objects: its
@@ -11,57 +11,10 @@ outer loop (callbacks, logging, the DataLoader) is left out, on every side alike
 
 from __future__ import annotations
 
-import json
-import random
 import tempfile
 import time
-from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_SCIFACT = ROOT / "data" / "scifact"
-
-
-def scifact_groups(num_items: int, group_size: int, seed: int = 0) -> list[dict]:
-    """`num_items` training groups in `led_hf.data.groups.TrainGroups`' item format from the bundled
-    SciFact: a train claim, its positive abstract, then `group_size - 1` random other abstracts.
-
-    Titles are left empty so that every tool tokenizes exactly the same text (an abstract, truncated).
-    """
-    corpus = {}
-    with open(BUNDLED_SCIFACT / "corpus.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            corpus[record["_id"]] = record["text"]
-    queries = {}
-    with open(BUNDLED_SCIFACT / "queries.jsonl", encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            queries[record["_id"]] = record["text"]
-    positives = {}
-    with open(BUNDLED_SCIFACT / "qrels" / "train.tsv", encoding="utf-8") as handle:
-        next(handle)
-        for line in handle:
-            qid, pid, _ = line.rstrip("\n").split("\t")
-            if pid in corpus:
-                positives.setdefault(qid, pid)
-    rng = random.Random(seed)
-    pids = sorted(corpus)
-    items = []
-    for qid in sorted(positives, key=int)[:num_items]:
-        negatives = [pid for pid in rng.sample(pids, group_size + 2) if pid != positives[qid]]
-        group = [positives[qid], *negatives[: group_size - 1]]
-        items.append(
-            {
-                "qid": qid,
-                "query": queries[qid],
-                "pids": group,
-                "titles": [""] * group_size,
-                "texts": [corpus[pid] for pid in group],
-            }
-        )
-    return items
 
 
 def batches(items: list[dict], batch_size: int) -> list[list[dict]]:
