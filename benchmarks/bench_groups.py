@@ -27,6 +27,14 @@ CACHE = Path("/tmp/led-bench-groups")
 
 
 def _rss_mib() -> float:
+    """Peak RSS of this process image. Linux's ru_maxrss survives exec, so a child forked from a big
+    process (the harness, with its models loaded) would report its parent's size: read VmHWM first."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -156,7 +164,7 @@ def measure_in_child(args) -> dict:
 def run(quick: bool = False, passages: int | None = None, queries: int | None = None) -> list:
     from harness import Row
 
-    passages = passages or (50_000 if quick else 1_000_000)
+    passages = passages or (20_000 if quick else 1_000_000)
     queries = queries or passages // 10
     args = argparse.Namespace(
         passages=passages,

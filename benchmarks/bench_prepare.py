@@ -78,7 +78,7 @@ def writer_child(kind: str, collection: Path, target: Path) -> tuple[float, floa
 def run(quick: bool = False, passages: int | None = None, compare_writers: bool | None = None) -> list:
     from harness import Row
 
-    passages = passages or (50_000 if quick else 1_000_000)
+    passages = passages or (20_000 if quick else 1_000_000)
     compare_writers = not quick if compare_writers is None else compare_writers
     workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     rows = []

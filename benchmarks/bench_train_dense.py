@@ -161,7 +161,7 @@ def run(
 
     model_path = resolve_model_path(MODEL)
     precisions = precisions or ([resolve_precision("auto", "cpu")] if quick else ["fp32", "bf16"])
-    repetitions = repetitions or (3 if quick else 7)
+    repetitions = repetitions or (2 if quick else 7)
     item_batches = batches(scifact_groups(BATCH * 4, GROUP), BATCH)
     config, tokenizer = AutoConfig.from_pretrained(model_path), AutoTokenizer.from_pretrained(model_path)
     shapes = [step_shapes(tokenizer, batch) for batch in item_batches]
