@@ -9,8 +9,9 @@
 
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
-eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16 they
-run in the same autocast as the student, their scores are computed in fp32.
+eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16 they
+run in the same autocast as the student (`accelerator.autocast()`: Accelerate wraps only the student's
+forward, the teachers are called beside it), their scores are computed in fp32.
 
 Online, the SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
 the batch holds its own tokenization (`teacher_query`, `teacher_passage`: `LEDCollator` adds them
@@ -112,7 +113,7 @@ class LEDTrainer(DenseTrainer):
         query = inputs.get("teacher_query", inputs["query"])
         passage = inputs.get("teacher_passage", inputs["passage"])
         step = self.args.teacher_batch_size
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():
             query_weights = self.teacher.encode(query)  # [B, V] fp32
             scores = []
             for start in range(0, passage["input_ids"].shape[0], step):
@@ -137,7 +138,7 @@ class LEDTrainer(DenseTrainer):
             )
         pairs = inputs["cross_encoder_pairs"]
         step = self.args.teacher_batch_size
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():
             scores = [
                 self.cross_encoder.score(**_rows(pairs, start, start + step))
                 for start in range(0, pairs["input_ids"].shape[0], step)
