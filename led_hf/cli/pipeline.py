@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--stages", help="comma-separated stage names to (re)run; others must be complete or are skipped"
     )
     parser.add_argument("--force", action="store_true", help="rerun the selected stages even if complete")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help='recompute stages marked "cache" (zero-shot baselines) instead of reusing their result from an '
+        "earlier run on this machine, and refresh the cache ($LED_HF_CACHE, else ~/.cache/led-hf)",
+    )
     return parser
 
 
@@ -28,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     pipeline = Pipeline.from_file(args.config, output=args.output)
     only = [name.strip() for name in args.stages.split(",")] if args.stages else None
-    records = pipeline.run(only=only, force=args.force)
+    records = pipeline.run(only=only, force=args.force, use_cache=not args.no_cache)
     paths = write_report(records, pipeline.output, title=f"led-hf pipeline: {args.config}")
     print("\n" + paths["md"].read_text(encoding="utf-8"))
     print(f"report: {paths['json']}  {paths['md']}  {paths['png']}")

@@ -31,10 +31,13 @@ def render_markdown(records: list[dict], title: str) -> str:
     for record in records:
         metrics = record.get("metrics") or {}
         cells = [f"{metrics[c]:.4f}" if c in metrics else "" for c in COLUMNS]
+        wall = record.get("wall_time_s", "")
+        if record.get("cached"):  # led_hf.pipeline.cache: an earlier run's result
+            wall = f"cached (computed in {record.get('computed_wall_time_s')})"
         lines.append(
             f"| {record['name']} | "
             + " | ".join(cells)
-            + f" | {metrics.get('num_queries', '')} | {record.get('wall_time_s', '')} | {record.get('model') or ''} |"
+            + f" | {metrics.get('num_queries', '')} | {wall} | {record.get('model') or ''} |"
         )
     return "\n".join(lines) + "\n"
 

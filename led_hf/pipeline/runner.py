@@ -10,7 +10,8 @@ A pipeline config (JSON) looks like::
 
 Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. A completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
-resumes at the first unfinished stage.
+resumes at the first unfinished stage. A stage with `"cache": {"inputs": [paths]}` is computed once per
+machine and its record reused by any later run, whatever its output folder (led_hf/pipeline/cache.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Stage:
     model: str | None = None
     evaluate: dict | None = None
     description: str = ""
+    cache_inputs: list[str] | None = None  # content-hash cached when set (led_hf.pipeline.cache)
+    template: dict = field(default_factory=dict)  # the config entry as written (the cache key's part)
 
 
 @dataclass
@@ -66,15 +69,20 @@ class Pipeline:
                     if entry.get("evaluate")
                     else None,
                     description=entry.get("description", ""),
+                    cache_inputs=_cache_inputs(entry, values, path),
+                    template=entry,
                 )
             )
         if len({stage.name for stage in stages}) != len(stages):
             raise LedError(f"{path}: stage names must be unique")
+        _check_cached_outputs_unused(stages, path)
         return cls(output=Path(out), stages=stages)
 
-    def run(self, only: list[str] | None = None, force: bool = False) -> list[dict]:
-        """Run every stage not yet completed (or those in `only`); return one record per stage."""
+    def run(self, only: list[str] | None = None, force: bool = False, use_cache: bool = True) -> list[dict]:
+        """Run every stage not yet completed (or those in `only`); return one record per stage.
+        `use_cache=False` recomputes cached stages (and refreshes their cache entries)."""
         from led_hf.cli.main import main as led
+        from led_hf.pipeline import cache
 
         records = []
         for stage in self.stages:
@@ -88,6 +96,25 @@ class Pipeline:
                 continue
             print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
             start = time.perf_counter()
+            key = (
+                cache.stage_key(stage.template, stage.cache_inputs)
+                if stage.cache_inputs is not None
+                else None
+            )
+            cached = cache.load(key) if key and use_cache and not force else None
+            if cached is not None:
+                record = {
+                    **cached,
+                    "name": stage.name,
+                    "cached": True,
+                    "computed_wall_time_s": cached.get("computed_wall_time_s", cached.get("wall_time_s")),
+                    "wall_time_s": round(time.perf_counter() - start, 1),
+                }
+                print(f"    cached result (key {key[:12]}): " + json.dumps(record.get("metrics")), flush=True)
+                with atomic_file(done) as handle:
+                    json.dump(record, handle, indent=2)
+                records.append(record)
+                continue
             for command in stage.commands:
                 print("    $ led " + " ".join(command), flush=True)
                 status = led(command)
@@ -104,8 +131,41 @@ class Pipeline:
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
             with atomic_file(done) as handle:
                 json.dump(record, handle, indent=2)
+            if key:
+                cache.store(key, record)
             records.append(record)
         return records
+
+
+def _cache_inputs(entry: dict, values: dict[str, str], path: Path) -> list[str] | None:
+    spec = entry.get("cache")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("inputs"), list) or not spec["inputs"]:
+        raise LedError(
+            f'{path}: stage {entry["name"]!r}: "cache" must be {{"inputs": [paths the result depends on]}}'
+        )
+    return [_fill(str(item), values, path) for item in spec["inputs"]]
+
+
+def _check_cached_outputs_unused(stages: list[Stage], path: Path) -> None:
+    """A cache hit brings back the record, not the files: no later stage may read a cached stage's --output."""
+    for index, stage in enumerate(stages):
+        if stage.cache_inputs is None:
+            continue
+        outputs = [
+            Path(command[i + 1])
+            for command in stage.commands
+            for i, arg in enumerate(command[:-1])
+            if arg == "--output"
+        ]
+        for later in stages[index + 1 :]:
+            for arg in (arg for command in later.commands for arg in command):
+                if any(Path(arg) == out or out in Path(arg).parents for out in outputs):
+                    raise LedError(
+                        f"{path}: stage {later.name!r} reads {arg}, an output of cached stage {stage.name!r} "
+                        '(a cache hit does not recreate files): drop its "cache" or read something else'
+                    )
 
 
 def _evaluate(spec: dict) -> dict:
