@@ -23,11 +23,13 @@ def prepared_scifact(folder: Path) -> Path:
     return folder
 
 
-def scifact_groups(num_items: int, group_size: int, seed: int = 0) -> list[dict]:
+def scifact_groups(num_items: int, group_size: int, seed: int = 0, query_fits=None) -> list[dict]:
     """`num_items` training groups in `led_hf.data.groups.TrainGroups`' item format from the bundled
     SciFact: a train claim, its positive abstract, then `group_size - 1` random other abstracts.
 
     Titles are left empty so that every tool tokenizes exactly the same text (an abstract, truncated).
+    `query_fits(text) -> bool` keeps only claims that need no truncation (tools truncate queries
+    differently: sentence-transformers has one length for every column).
     """
     corpus = {}
     with open(BUNDLED_SCIFACT / "corpus.jsonl", encoding="utf-8") as handle:
@@ -49,7 +51,8 @@ def scifact_groups(num_items: int, group_size: int, seed: int = 0) -> list[dict]
     rng = random.Random(seed)
     pids = sorted(corpus)
     items = []
-    for qid in sorted(positives, key=int)[:num_items]:
+    kept = [qid for qid in sorted(positives, key=int) if query_fits is None or query_fits(queries[qid])]
+    for qid in kept[:num_items]:
         negatives = [pid for pid in rng.sample(pids, group_size + 2) if pid != positives[qid]]
         group = [positives[qid], *negatives[: group_size - 1]]
         items.append(
