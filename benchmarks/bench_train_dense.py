@@ -175,50 +175,52 @@ def run(
     # the GEMMs of one step: every linear layer's forward product (x 3 for the backward's two), one layer's
     # shapes stand for all of them (same shapes in every layer)
     gemm_shapes = [shape for rows, length in shapes[0] for shape in bert_linear_shapes(config, rows * length)]
-    rows = []
+    sides, checks, peaks = {}, {}, {}
     for precision in precisions:
-        print(f"  dense step, {precision}", flush=True)
         torch.manual_seed(0)
-        sides = {
+        group = {
             "led": led_side(model_path, item_batches, precision),
             "sentence-transformers": sentence_transformers_side(model_path, item_batches, precision),
             "plain PyTorch": PlainLoop(model_path, item_batches, precision),
         }
         # same weights, same batch, no dropout: the sides compute the same loss before any step
-        check = {name: side.loss_without_dropout() for name, side in sides.items()}
-        sides["matmul peak"] = peak_side = MatmulPeak(gemm_shapes, precision)
-        seconds = alternate(sides, repetitions)
-        led = median(seconds["led"])
+        checks[precision] = {name: side.loss_without_dropout() for name, side in group.items()}
+        peaks[precision] = MatmulPeak(gemm_shapes, precision)
+        sides.update({f"{name} {precision}": side for name, side in group.items()})
+        sides[f"matmul peak {precision}"] = peaks[precision]
+    # every precision's sides in one rotation: the bf16-over-fp32 speed-up is measured like the rest
+    print(f"  dense step, {' and '.join(precisions)}", flush=True)
+    seconds = alternate(sides, repetitions)
+    rows = []
+    for precision in precisions:
+        led = median(seconds[f"led {precision}"])
         # the step's FLOPs over its time, per batch the led side ran (batches cycle in the same order)
-        led_rate = median([step_flops[(i + 1) % len(step_flops)] / t for i, t in enumerate(seconds["led"])])
-        peak = median(peak_side.rates[1:])  # the warm-up round's call is not one of the timed ones
-        common = {
-            "entry": "train-dense",
-            "unit": "s/step",
-            "samples": {name: times for name, times in seconds.items() if name != "matmul peak"},
+        led_rate = median(
+            [step_flops[(i + 1) % len(step_flops)] / t for i, t in enumerate(seconds[f"led {precision}"])]
+        )
+        peak = median(peaks[precision].rates[1:])  # the warm-up round's call is not one of the timed ones
+        samples = {
+            name: times for name, times in seconds.items() if name.endswith(precision) and "peak" not in name
         }
         note = (
             f"{precision}, MiniLM-L6, 8x(1+7), 32/128 tokens; initial no-dropout loss of batch 1: "
-            + ", ".join(f"{name} {value:.4f}" for name, value in check.items())
+            + ", ".join(f"{name} {value:.4f}" for name, value in checks[precision].items())
         )
-        rows.append(
-            Row(
-                name=f"dense step vs sentence-transformers MNRL ({precision})",
-                ours=led,
-                baseline=median(seconds["sentence-transformers"]),
-                note=note,
-                **common,
+        for baseline, name, row_note in (
+            ("sentence-transformers", "sentence-transformers MNRL", note),
+            ("plain PyTorch", "plain PyTorch loop", f"{precision}, same maths by hand"),
+        ):
+            rows.append(
+                Row(
+                    entry="train-dense",
+                    name=f"dense step vs {name} ({precision})",
+                    ours=led,
+                    baseline=median(seconds[f"{baseline} {precision}"]),
+                    unit="s/step",
+                    note=row_note,
+                    samples=samples,
+                )
             )
-        )
-        rows.append(
-            Row(
-                name=f"dense step vs plain PyTorch loop ({precision})",
-                ours=led,
-                baseline=median(seconds["plain PyTorch"]),
-                note=f"{precision}, same maths by hand",
-                **common,
-            )
-        )
         rows.append(
             Row(
                 entry="train-dense",
@@ -228,6 +230,17 @@ def run(
                 unit="GFLOP/s",
                 higher_is_better=True,
                 note=f"ratio = share of the peak ({led_rate / peak:.0%}); FLOPs: benchmarks/training.py",
+            )
+        )
+    if {"fp32", "bf16"} <= set(precisions):
+        rows.append(
+            Row(
+                entry="train-dense",
+                name="dense step, led bf16 autocast vs led fp32",
+                ours=median(seconds["led bf16"]),
+                baseline=median(seconds["led fp32"]),
+                unit="s/step",
+                note="the CPU training default (bf16 where the CPU has it) against fp32, same rounds",
             )
         )
     return rows
