@@ -129,3 +129,25 @@ def test_later_stage_may_not_read_a_cached_stages_files(tmp_path, beir_dir):
     bad.write_text(json.dumps({"stages": [{"name": "s", "commands": [], "cache": ["x"]}]}), encoding="utf-8")
     with pytest.raises(LedError, match='"cache" must be'):
         Pipeline.from_file(bad, output=str(tmp_path / "o"))
+
+
+def test_demo_pipeline_encodes_each_models_corpus_once():
+    """Evaluation and mining share one corpus encoding per model; the zero-shot baselines are cached."""
+    pipeline = Pipeline.from_file("configs/demo/pipeline_scifact.json", output="runs/x")
+    commands = [command for stage in pipeline.stages for command in stage.commands]
+
+    def option(command, name):
+        return command[command.index(name) + 1] if name in command else None
+
+    encoded = [option(c, "--model") for c in commands if c[0] == "encode" and "--corpus" in c]
+    assert len(encoded) == len(set(encoded)), encoded
+    for command in commands:
+        if command[0] == "mine" and "--bm25" not in command:
+            model = option(command, "--model")
+            assert model in encoded and (
+                option(command, "--corpus-embeddings") or option(command, "--index")
+            ), command
+        if command[0] == "score-teacher":
+            assert option(command, "--corpus-vectors"), command
+    cached = {stage.name for stage in pipeline.stages if stage.cache_inputs}
+    assert cached == {"minilm-zero-shot", "splade-zero-shot"}
