@@ -91,7 +91,7 @@ def run(
 ) -> list[Row]:
     from led_hf.modeling.bundled import resolve_model_path
     from led_hf.precision import resolve_precision
-    from led_hf.retrieval.teacher_scores import score_teacher
+    from led_hf.scoring.teacher_scores import score_teacher
 
     precisions = precisions or [resolve_precision("auto", "cpu")]
     repetitions = repetitions or (2 if quick else 5)

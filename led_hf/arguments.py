@@ -57,8 +57,10 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Where the training groups come from (a folder written by `led prepare`)."""
+class PoolArguments:
+    """Which candidates a training query can draw: its positives in `train_split` and its negative pool
+    (each source's list truncated to `num_negs_per_system`, concatenated). The training recipes
+    (`DataArguments`) and `led score-teacher` (which scores exactly that pool) share these options."""
 
     data: str = field(metadata={"help": "Prepared dataset folder (output of `led prepare`)."})
     train_split: str = field(
@@ -75,6 +77,23 @@ class DataArguments:
         default=200,
         metadata={"help": "Each source's list is truncated to this many passages before pooling."},
     )
+
+    def __post_init__(self):
+        if isinstance(self.negs_sources, str):
+            self.negs_sources = [self.negs_sources]
+        self.negs_sources = [
+            name.strip() for item in self.negs_sources for name in str(item).split(",") if name.strip()
+        ]
+        if not self.negs_sources:
+            raise LedError("negs_sources is empty: name at least one DATA/negatives/<source>")
+        if self.num_negs_per_system < 1:
+            raise LedError(f"num_negs_per_system must be positive, got {self.num_negs_per_system}")
+
+
+@dataclass
+class DataArguments(PoolArguments):
+    """Where the training groups come from (a folder written by `led prepare`) and how they are drawn."""
+
     num_negatives: int = field(
         default=7, metadata={"help": "Hard negatives per query (group size = 1 + this)."}
     )
@@ -111,7 +130,7 @@ class DataArguments:
     )
     eval_max_queries: int | None = field(
         default=1000,
-        metadata={"help": "Evaluate a fixed, seeded subset of this many queries (spec §6: 1000)."},
+        metadata={"help": "Evaluate a fixed, seeded subset of this many queries (docs/method.md §6: 1000)."},
     )
     eval_max_passages: int | None = field(
         default=None,
@@ -121,18 +140,12 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if isinstance(self.negs_sources, str):
-            self.negs_sources = [self.negs_sources]
-        self.negs_sources = [
-            name.strip() for item in self.negs_sources for name in str(item).split(",") if name.strip()
-        ]
-        if not self.negs_sources:
-            raise LedError("negs_sources is empty: name at least one DATA/negatives/<source>")
+        super().__post_init__()
         if self.empty_pool not in EMPTY_POOL_CHOICES:
             raise LedError(
                 f"empty_pool must be one of {', '.join(EMPTY_POOL_CHOICES)}, got {self.empty_pool!r}"
             )
-        for name in ("num_negatives", "query_max_length", "passage_max_length", "num_negs_per_system"):
+        for name in ("num_negatives", "query_max_length", "passage_max_length"):
             if getattr(self, name) < (0 if name == "num_negatives" else 1):
                 raise LedError(f"{name} must be positive, got {getattr(self, name)}")
 
@@ -219,7 +232,7 @@ class DenseTrainingArguments(TrainingArguments):
     gather_across_devices: bool = field(
         default=True,
         metadata={
-            "help": "Under DDP, share the passages (and queries) of all processes as negatives (spec §4)."
+            "help": "Under DDP, share the passages (and queries) of all processes as negatives (docs/method.md §4)."
         },
     )
 
@@ -234,7 +247,7 @@ class DenseTrainingArguments(TrainingArguments):
 
 @dataclass
 class SpladeModelArguments:
-    """Which masked-LM to start the SPLADE encoder from and how it pools (spec §3)."""
+    """Which masked-LM to start the SPLADE encoder from and how it pools (docs/method.md §3)."""
 
     model_name_or_path: str = field(
         metadata={
@@ -256,7 +269,7 @@ class SpladeModelArguments:
 
 @dataclass
 class SpladeTrainingArguments(DenseTrainingArguments):
-    """`DenseTrainingArguments` plus the FLOPS regulariser (spec §4):
+    """`DenseTrainingArguments` plus the FLOPS regulariser (docs/method.md §4):
 
         loss = contrastive + λ_q(step) · FLOPS(Q) + λ_d(step) · FLOPS(D),   λ(step) = λ · min(1, step / k)^2
 
@@ -350,7 +363,7 @@ TEACHER_SCORE_MODES = ("online", "precomputed")
 
 @dataclass
 class LEDTrainingArguments(DenseTrainingArguments):
-    """`DenseTrainingArguments` plus the LED teachers and distillation losses (spec §4):
+    """`DenseTrainingArguments` plus the LED teachers and distillation losses (docs/method.md §4):
 
         loss = contrastive + rank_weight · rank_consistency(s, t_splade) [+ kl_weight · KL(t_ce ‖ s; T)]
 

@@ -142,3 +142,34 @@ def _jsonable(value):
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return getattr(value, "value", str(value))  # enums -> their value
+
+
+def add_dataclass_options(parser, cls, flags: dict[str, str] | None = None) -> None:
+    """Declare the fields of the argument dataclass `cls` on an argparse `parser`, for the commands that are
+    not training recipes (e.g. `led score-teacher` takes `PoolArguments`): `--field-name` (or
+    `flags[field]`), help and default from the dataclass, required when it has no default. A list field
+    takes one comma-separated value; `cls(**values)` then normalises and checks them."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        flag = (flags or {}).get(field.name, "--" + field.name.replace("_", "-"))
+        kind = hints[field.name]
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = None
+        if isinstance(default, list):
+            default = ",".join(map(str, default))
+        shown = "" if default is None else f" (default {default})"
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            metavar=flag.lstrip("-").replace("-", "_").upper(),
+            type=int if kind is int else float if kind is float else str,
+            default=default,
+            required=default is None,
+            help=field.metadata.get("help", "") + shown,
+        )

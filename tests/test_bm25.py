@@ -13,9 +13,9 @@ import pytest
 from datasets import load_from_disk
 
 from led_hf.cli.main import main
+from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import read_run
 from led_hf.retrieval.bm25 import BM25Index, make_tokenizer, negatives_from_results
 
 TEXTS = [

@@ -18,12 +18,12 @@ from led_hf.arguments import CrossEncoderTrainingArguments
 from led_hf.cli.main import main as led_main
 from led_hf.collators.cross_encoder import CrossEncoderCollator
 from led_hf.data.groups import TrainGroups
+from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import read_run
 from led_hf.losses import listwise_cross_entropy
 from led_hf.losses.listwise import positive_top_accuracy
-from led_hf.modeling.checkpoint import load_model_kind
+from led_hf.modeling.checkpoint import detect_model_kind
 from led_hf.modeling.cross_encoder import CrossEncoder
 from led_hf.trainers.cross_encoder import CrossEncoderTrainer
 
@@ -117,7 +117,7 @@ def test_save_loads_with_transformers_and_sentence_transformers_with_the_same_sc
     model = CrossEncoder.from_pretrained(tiny_ce_dir, allow_new_head=False).eval()
     assert model.max_length == 48
     assert json.loads((tiny_ce_dir / "led_config.json").read_text())["kind"] == "cross-encoder"
-    assert load_model_kind(tiny_ce_dir) == "cross-encoder"
+    assert detect_model_kind(tiny_ce_dir) == "cross-encoder"
     tokenizer = AutoTokenizer.from_pretrained(tiny_ce_dir)
     assert tokenizer.model_max_length == 48  # the training length, for sentence-transformers' truncation
     collate = CrossEncoderCollator(tokenizer, max_length=48)
@@ -214,7 +214,7 @@ def test_trainer_steps_log_parts_lower_the_loss_and_save(tiny_bert_dir, prepared
     plain = AutoModelForSequenceClassification.from_pretrained(saved)
     for name, value in trainer.model.model.state_dict().items():
         torch.testing.assert_close(plain.state_dict()[name], value)
-    assert load_model_kind(saved) == "cross-encoder"
+    assert detect_model_kind(saved) == "cross-encoder"
     card = (saved / "README.md").read_text()
     assert "listwise" in card and "token" not in card.lower()
     assert not (saved / "training_args.bin").exists()

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from led_hf.errors import LedError
-from led_hf.modeling import DenseEncoder, load_model_kind, pool
+from led_hf.modeling import DenseEncoder, detect_model_kind, pool
 
 TEXTS = ["what is the capital of france", "aspirin reduces the risk of heart attack", "salt"]
 
@@ -42,7 +42,7 @@ def test_minilm_settings_and_embeddings_match_sentence_transformers(tmp_path):
     model = DenseEncoder.from_pretrained(path).eval()
     # Settings come from the folder's sentence-transformers metadata.
     assert (model.pooling, model.normalize, model.temperature) == ("mean", True, 0.05)
-    assert load_model_kind(path) == "dense"
+    assert detect_model_kind(path) == "dense"
     tokenizer = AutoTokenizer.from_pretrained(path)
     ours = _embed(model, tokenizer, TEXTS)
     reference = st.SentenceTransformer(path, device="cpu").encode(TEXTS, convert_to_numpy=True)
@@ -150,10 +150,10 @@ def test_load_weights_and_kind_checks(tmp_path, tiny_bert_dir):
     torch.testing.assert_close(
         fresh.encoder.embeddings.word_embeddings.weight, model.encoder.embeddings.word_embeddings.weight
     )
-    assert load_model_kind(tmp_path / "a") == "dense"
-    assert load_model_kind(tiny_bert_dir) is None
+    assert detect_model_kind(tmp_path / "a") == "dense"
+    assert detect_model_kind(tiny_bert_dir) is None
     (tmp_path / "a" / "led_config.json").write_text(json.dumps({"kind": "splade"}))
-    assert load_model_kind(tmp_path / "a") == "splade"
+    assert detect_model_kind(tmp_path / "a") == "splade"
     with pytest.raises(LedError, match="not a dense model"):
         DenseEncoder.from_pretrained(tmp_path / "a")
     with pytest.raises(LedError):

@@ -1,4 +1,4 @@
-"""rank_consistency_loss, kl_distillation_loss and ranking_agreement against float64 numpy (spec §4)."""
+"""rank_consistency_loss, kl_distillation_loss and ranking_agreement against float64 numpy (docs/method.md §4)."""
 
 from __future__ import annotations
 

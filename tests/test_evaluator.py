@@ -9,11 +9,11 @@ import zlib
 import numpy as np
 import pytest
 
+from led_hf.data.runs import write_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.evaluator import RetrievalEvaluator, RetrievalEvaluatorCallback
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.evaluation.runs import write_run
 
 DIM = 12  # small: hash collisions make the stand-in encoder imperfect, so rankings matter
 

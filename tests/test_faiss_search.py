@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from led_hf.cli.main import main
+from led_hf.data.runs import read_run
 from led_hf.errors import InputError, LedError
-from led_hf.evaluation.runs import read_run
 from led_hf.retrieval.faiss_search import merge_topk, open_embeddings, search_dense
 
 

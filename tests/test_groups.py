@@ -6,11 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from led_hf.data.groups import TrainGroups, TrainGroupsIterable
+from led_hf.data.groups import TrainGroups
 from led_hf.data.sampling import draw_negatives, negative_pool
 from led_hf.errors import LedError
 
@@ -177,37 +176,6 @@ def test_bad_ids_are_reported(tmp_path):
     Dataset.from_dict({"qid": ["q9"], "pid": ["1"], "score": [1]}).save_to_disk(root / "qrels" / "bad")
     with pytest.raises(LedError, match=r"qrels/bad: qid 'q9' is not in"):
         TrainGroups(root, split="bad", num_negatives=0, show_progress=False)
-
-
-def test_iterable_shards_cover_every_row_once(prepared):
-    root, _ = prepared
-    groups = TrainGroups(
-        root, negs_sources="bm25,mined", num_negatives=2, empty_pool="in_batch", show_progress=False
-    )
-    stream = TrainGroupsIterable(groups, shuffle=True)
-    stream.set_epoch(3)
-    shards = [
-        stream.shard_indices(rank=r, world=2, worker=w, num_workers=2) for r in range(2) for w in range(2)
-    ]
-    flat = np.concatenate(shards)
-    assert len(flat) == 6 and len(set(flat.tolist())) == 6  # 6 rows: divisible by 2 processes
-    assert sum(len(s) for s in shards[:2]) == sum(len(s) for s in shards[2:])  # equal per process
-    # a single process streams everything, with the map-style items of the same epoch
-    items = list(stream)
-    assert len(items) == len(stream) == 6
-    by_position = {(it["qid"], it["pids"][0]): it for it in items}
-    for i in range(len(groups)):
-        item = groups[i]
-        assert by_position[(item["qid"], item["pids"][0])] == item
-    # DataLoader workers split the stream without duplicates
-    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
-    assert sorted((it["qid"], it["pids"][0]) for it in loader) == sorted(by_position)
-    # the order is a fresh permutation per epoch
-    orders = set()
-    for epoch in range(5):
-        stream.set_epoch(epoch)
-        orders.add(tuple(stream.shard_indices(0, 1).tolist()))
-    assert len(orders) > 1
 
 
 class PidRecorder(torch.nn.Module):

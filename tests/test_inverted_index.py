@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from led_hf.errors import InputError, LedError
-from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index, quantize, search_sparse
+from led_hf.retrieval.impact import quantize
+from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index, search_sparse
 
 
 def random_sparse(rng, rows: int, vocab_size: int, mean_nnz: int, few_values: bool = False):
@@ -252,7 +253,7 @@ def test_bad_inputs_name_the_file(tmp_path, corpus):
 
 def test_search_sparse_results_and_cli(tmp_path, corpus):
     from led_hf.cli.main import main
-    from led_hf.evaluation.runs import read_run
+    from led_hf.data.runs import read_run
 
     (indptr, indices, values), queries, ids = corpus
     vectors = write_sparse_folder(tmp_path / "enc", indptr, indices, values, ids, VOCAB_SIZE, num_shards=2)

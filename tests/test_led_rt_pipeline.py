@@ -71,7 +71,7 @@ def test_led_with_rt_runs_end_to_end_from_trained_teachers(
         == 0
     )
 
-    # the reference LED w/ RT settings (spec §1): KL weight 1.5 at T=3, rank weight 1.2 without the positive
+    # the reference LED w/ RT settings (docs/method.md §1): KL weight 1.5 at T=3, rank weight 1.2 without the positive
     assert (
         led(
             [

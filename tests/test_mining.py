@@ -1,4 +1,4 @@
-"""`led mine` (led_hf.retrieval.mining): dense / SPLADE / BM25 mining against independent exact searches,
+"""`led mine` (led_hf.mining.job): dense / SPLADE / BM25 mining against independent exact searches,
 filters, reuse of encodings, resume after SIGKILL, two processes, and training on the mined source."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 from led_hf.cli.main import main
 from led_hf.collators.encode import encode_passages, encode_texts
 from led_hf.data.store import PreparedData
-from led_hf.retrieval.negative_filters import NegativeFilters, select_negatives
+from led_hf.mining.filters import NegativeFilters, select_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -471,7 +471,7 @@ def test_trainers_consume_the_mined_source(data, dense_model, tmp_path):
 def test_stage2_configs_point_at_mined_sources():
     den = json.loads((ROOT / "configs" / "msmarco" / "den_continue.json").read_text())
     lex = json.loads((ROOT / "configs" / "msmarco" / "lex_continue.json").read_text())
-    # spec §1: co-stg2 trains on co-stg1's own top-200, sp-stg2 on sp-stg1's own top-200
+    # docs/method.md §1: co-stg2 trains on co-stg1's own top-200, sp-stg2 on sp-stg1's own top-200
     assert (den["model_name_or_path"], den["negs_sources"], den["num_negs_per_system"]) == (
         "runs/msmarco/co-stg1",
         ["co-stg1"],

@@ -1,4 +1,4 @@
-"""Negative filters (led_hf.retrieval.negative_filters) against a plain per-query Python reference."""
+"""Negative filters (led_hf.mining.filters) against a plain per-query Python reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from led_hf.errors import LedError
-from led_hf.retrieval.negative_filters import (
+from led_hf.mining.filters import (
     NegativeFilters,
     first_k,
     margin_mask,
@@ -143,7 +143,7 @@ def test_query_seed_is_stable_across_processes():
     import subprocess
     import sys
 
-    code = "from led_hf.retrieval.negative_filters import query_seed; print(query_seed(42, 'q1'))"
+    code = "from led_hf.mining.filters import query_seed; print(query_seed(42, 'q1'))"
     seeds = {
         subprocess.run(
             [sys.executable, "-c", code],

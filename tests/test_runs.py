@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from led_hf.data.runs import rank_passages, read_run, results_from_arrays, write_run, write_run_arrays
 from led_hf.errors import InputError, LedError
-from led_hf.evaluation.runs import rank_passages, read_run, results_from_arrays, write_run, write_run_arrays
 
 
 def test_write_ranks_by_score_then_pid_descending_and_reads_back(tmp_path):

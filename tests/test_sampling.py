@@ -1,4 +1,4 @@
-"""Negative pools and the per-epoch draw (spec §2), tested directly on literal inputs."""
+"""Negative pools and the per-epoch draw (docs/method.md §2), tested directly on literal inputs."""
 
 from __future__ import annotations
 

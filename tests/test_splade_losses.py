@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from led_hf.losses.splade import flops_regularizer, quadratic_warmup, splade_loss, splade_pool, splade_scores
+from led_hf.losses.splade import flops_regularizer, quadratic_warmup, splade_loss, splade_pool
+from led_hf.modeling.scores import dot_scores as splade_scores
 
 
 def _numpy_pool(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -58,7 +58,7 @@ def test_encode_matches_textbook_pooling(fixture, request):
     np.testing.assert_allclose(
         scores.numpy(), weights.double().numpy() @ weights.double().numpy().T, rtol=1e-5
     )
-    torch.testing.assert_close(out.query_representations, weights)
+    torch.testing.assert_close(out.query_embeddings, weights)
 
 
 def test_save_is_a_plain_mlm_folder(tiny_distilbert_mlm_dir, tmp_path):

@@ -14,9 +14,9 @@ import argparse
 import sys
 import time
 
+from led_hf.data.runs import write_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import write_run
 from led_hf.retrieval.bm25 import (
     DEFAULT_B,
     DEFAULT_K1,

@@ -106,11 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1 or args.chunk_rows < 1:
         raise LedError("--batch-size and --chunk-rows must be positive")
     from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.checkpoint import load_model_kind
+    from led_hf.modeling.checkpoint import detect_model_kind
 
     args.model = resolve_model_path(args.model)  # bundled:all-minilm-l6-v2 / bundled:splade-tiny -> folder
     sparse = args.kind == "splade" or (
-        args.kind == "auto" and Path(args.model).exists() and load_model_kind(args.model) == "splade"
+        args.kind == "auto" and Path(args.model).exists() and detect_model_kind(args.model) == "splade"
     )
     state, shard_indices, num_shards = process_shards(args)
     if not sparse and not Path(args.model).exists():

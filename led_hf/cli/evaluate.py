@@ -3,7 +3,7 @@
     led evaluate --data data/scifact --split test --run runs/bm25.trec
     {"mrr@10": 0.637, "ndcg@10": 0.676, "recall@50": 0.88, "recall@1000": 0.97, ...}
 
-Metrics follow the LED paper (spec §6, see `led_hf.evaluation.metrics`): averaged over every query with
+Metrics follow the LED paper (docs/method.md §6, see `led_hf.evaluation.metrics`): averaged over every query with
 qrels (missing ones count 0); `recall@k` is the paper's hit rate, `trec_recall@k` trec_eval's recall.
 Stdout carries the JSON object only; notes go to stderr.
 """
@@ -15,10 +15,10 @@ import json
 import sys
 
 from led_hf.atomic import atomic_file
+from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.evaluation.runs import read_run
 
 
 def build_parser() -> argparse.ArgumentParser:

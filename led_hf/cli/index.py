@@ -115,7 +115,7 @@ def build_search_parser() -> argparse.ArgumentParser:
 
 def search_main(argv: list[str] | None = None) -> int:
     """`led search --index IDX --queries ENC_Q --output RUN`: the sparse branch of `led search`."""
-    from led_hf.evaluation.runs import write_run
+    from led_hf.data.runs import write_run
     from led_hf.retrieval.inverted_index import search_sparse
 
     args = build_search_parser().parse_args(argv)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from led_hf import __version__
 from led_hf.errors import LedError
+from led_hf.version import __version__
 
 # command -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {

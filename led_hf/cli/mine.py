@@ -1,4 +1,4 @@
-"""`led mine`: hard negatives for the next training stage (see led_hf.retrieval.mining).
+"""`led mine`: hard negatives for the next training stage (see led_hf.mining.job).
 
     led mine --data DATA --split train --name sp-stg1 --model runs/sp-stg1            # SPLADE (inverted index)
     led mine --data DATA --split train --name co-stg1 --model runs/co-stg1            # dense (faiss)
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise LedError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    from led_hf.retrieval.mining import MiningJob
-    from led_hf.retrieval.negative_filters import NegativeFilters
+    from led_hf.mining.filters import NegativeFilters
+    from led_hf.mining.job import MiningJob
 
     filters = NegativeFilters(
         keep=args.keep,

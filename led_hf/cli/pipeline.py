@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from led_hf.cli.main import main as led
 from led_hf.pipeline.report import write_report
 from led_hf.pipeline.runner import Pipeline
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     pipeline = Pipeline.from_file(args.config, output=args.output)
     only = [name.strip() for name in args.stages.split(",")] if args.stages else None
-    records = pipeline.run(only=only, force=args.force, use_cache=not args.no_cache)
+    records = pipeline.run(led, only=only, force=args.force, use_cache=not args.no_cache)
     paths = write_report(records, pipeline.output, title=f"led-hf pipeline: {args.config}")
     print("\n" + paths["md"].read_text(encoding="utf-8"))
     print(f"report: {paths['json']}  {paths['md']}  {paths['png']}")

@@ -61,15 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         raise LedError("--depth and --batch-size must be at least 1, --max-length at least 2")
 
     import torch
-    from transformers import AutoTokenizer
 
-    from led_hf.collators.cross_encoder import CrossEncoderCollator
+    from led_hf.data.runs import read_run, write_run
     from led_hf.data.store import PreparedData
-    from led_hf.evaluation.runs import read_run, write_run
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.cross_encoder import CrossEncoder
     from led_hf.precision import resolve_precision
-    from led_hf.retrieval.rerank import lookup_pairs, rerank_pairs, top_candidates
+    from led_hf.scoring.rerank import lookup_pairs, rerank_pairs, top_candidates
+    from led_hf.scoring.scorers import CrossEncoderScorer, load_cross_encoder_teacher
 
     data = PreparedData(args.data)
     run = read_run(args.run)
@@ -88,28 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         raise LedError(f"{args.run}: no queries to re-rank")
     pairs = lookup_pairs(data, candidates, source=args.run)
 
-    model_path = resolve_model_path(args.model)
-    model = CrossEncoder.from_pretrained(model_path, allow_new_head=False)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
-    except (OSError, ValueError) as err:
-        raise LedError(f"{model_path}: cannot load the tokenizer ({err})") from err
-    collator = CrossEncoderCollator(tokenizer, max_length=args.max_length or model.max_length or 256)
+    model, collator = load_cross_encoder_teacher(args.model, args.max_length)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(device)
     precision = resolve_precision(args.precision, device)
+    scorer = CrossEncoderScorer(model, collator, args.batch_size, device, precision)
 
     started = time.perf_counter()
-    results = rerank_pairs(
-        model,
-        collator,
-        data,
-        pairs,
-        batch_size=args.batch_size,
-        device=device,
-        precision=precision,
-        progress=not args.no_progress,
-    )
+    results = rerank_pairs(scorer, data, pairs, progress=not args.no_progress)
     seconds = time.perf_counter() - started
     lines = write_run(args.output, results, tag=args.tag)
     print(

@@ -12,8 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from led_hf.arguments import PoolArguments
+from led_hf.config import add_dataclass_options
 from led_hf.errors import LedError
 from led_hf.precision import add_precision_argument
+
+# PoolArguments' field -> this command's flag (the others are --data, --negs-sources, --num-negs-per-system)
+POOL_FLAGS = {"train_split": "--split"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cross_encoder_scores_name NAME) then reads the scores instead of running the teacher.",
         epilog=__doc__.split("\n", 2)[2],
     )
-    parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
+    add_dataclass_options(parser, PoolArguments, POOL_FLAGS)
     parser.add_argument(
         "--teacher",
         required=True,
@@ -39,20 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("splade", "cross-encoder"),
         default=None,
         help="teacher kind (default: the checkpoint's led_config.json)",
-    )
-    parser.add_argument(
-        "--split", default="train", help="qrels split of the training queries (default train)"
-    )
-    parser.add_argument(
-        "--negs-sources",
-        default="bm25",
-        help="negative sources, comma-separated, as in training (default bm25)",
-    )
-    parser.add_argument(
-        "--num-negs-per-system",
-        type=int,
-        default=200,
-        help="entries kept per source, as in training (default 200)",
     )
     parser.add_argument("--query-max-length", type=int, default=32, help="SPLADE teacher: query tokens (32)")
     parser.add_argument(
@@ -97,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    pool = PoolArguments(**{name: getattr(args, name) for name in PoolArguments.__dataclass_fields__})
     for name in (
-        "num_negs_per_system",
         "query_max_length",
         "passage_max_length",
         "batch_size",
@@ -107,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if getattr(args, name) < 1:
             raise LedError(f"--{name.replace('_', '-')} must be positive")
-    from led_hf.retrieval.teacher_scores import score_teacher
+    from led_hf.scoring.teacher_scores import score_teacher
 
     metadata = score_teacher(
-        args.data,
+        pool.data,
         args.teacher,
         args.name,
-        split=args.split,
-        negs_sources=args.negs_sources,
-        num_negs_per_system=args.num_negs_per_system,
+        split=pool.train_split,
+        negs_sources=pool.negs_sources,
+        num_negs_per_system=pool.num_negs_per_system,
         kind=args.kind,
         query_max_length=args.query_max_length,
         passage_max_length=args.passage_max_length,

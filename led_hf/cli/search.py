@@ -14,8 +14,8 @@ import argparse
 import sys
 import time
 
+from led_hf.data.runs import write_run_arrays
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import write_run_arrays
 from led_hf.retrieval.faiss_search import gpu_count, search_folders
 
 

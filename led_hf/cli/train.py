@@ -1,7 +1,7 @@
 """`led train <method> CONFIG [--flag value ...]`: one recipe module per method.
 
-A recipe module exposes `main(argv) -> int` and `SUMMARY` (one line); adding a method is one line
-in `RECIPES`. `accelerate launch scripts/train_<method>.py ...` runs the same recipes.
+A recipe module exposes `main(argv) -> int` (most of it from `led_hf.cli.recipe`); adding a method is
+one line in `RECIPES`, its summary included. `accelerate launch scripts/train_<method>.py ...` runs the same recipes.
 """
 
 from __future__ import annotations

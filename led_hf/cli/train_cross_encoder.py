@@ -14,19 +14,26 @@ from __future__ import annotations
 import logging
 from functools import partial
 
+from transformers import AutoTokenizer
+
 from led_hf.arguments import (
     CrossEncoderDataArguments,
     CrossEncoderModelArguments,
     CrossEncoderTrainingArguments,
 )
-from led_hf.cli.train_dense import run_recipe
+from led_hf.cli import recipe
+from led_hf.collators.cross_encoder import CrossEncoderCollator
+from led_hf.data.runs import read_run
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.cross_encoder import CrossEncoder
+from led_hf.scoring.rerank import evaluate_reranking, evaluation_pairs
+from led_hf.trainers.cross_encoder import CrossEncoderTrainer
 
-SUMMARY = "cross-encoder re-ranker (the RT teacher), listwise cross-entropy over positive + negatives"
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_recipe(
+    return recipe.run_recipe(
         argv,
         (CrossEncoderModelArguments, CrossEncoderDataArguments, CrossEncoderTrainingArguments),
         train_cross_encoder,
@@ -44,23 +51,17 @@ def train_cross_encoder(
     training_args: CrossEncoderTrainingArguments,
 ):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    from transformers import AutoTokenizer
-
-    from led_hf.cli.train_dense import fit_and_save, start_run, tensor_core_padding, train_groups_from_args
-    from led_hf.collators.cross_encoder import CrossEncoderCollator
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.cross_encoder import CrossEncoder
-    from led_hf.trainers.cross_encoder import CrossEncoderTrainer
-
-    start_run(training_args)
+    recipe.start_run(training_args)
     model_path = resolve_model_path(model_args.model_name_or_path)
     model = CrossEncoder.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
     model.max_length = data_args.max_length  # saved: re-ranking and sentence-transformers truncate to it
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
 
-    train_groups = train_groups_from_args(data_args, training_args)
+    train_groups = recipe.train_groups_from_args(data_args, training_args)
     collator = CrossEncoderCollator(
-        tokenizer, max_length=data_args.max_length, pad_to_multiple_of=tensor_core_padding(training_args)
+        tokenizer,
+        max_length=data_args.max_length,
+        pad_to_multiple_of=recipe.tensor_core_padding(training_args),
     )
     logger.info(
         "%d training groups of %d pairs; pair length %d",
@@ -71,9 +72,6 @@ def train_cross_encoder(
 
     eval_pairs = None
     if data_args.eval_run:  # resolved now: a bad run fails before training
-        from led_hf.evaluation.runs import read_run
-        from led_hf.retrieval.rerank import evaluation_pairs
-
         eval_pairs = evaluation_pairs(
             train_groups.data,
             data_args.eval_split,
@@ -96,7 +94,7 @@ def train_cross_encoder(
         if eval_pairs is None
         else partial(evaluate_after_training, trainer, data_args, train_groups.data, collator, eval_pairs)
     )
-    return fit_and_save(trainer, model_args, data_args, training_args, after_training=after_training)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args, after_training=after_training)
 
 
 def evaluate_after_training(
@@ -104,9 +102,6 @@ def evaluate_after_training(
 ) -> dict[str, float]:
     """Re-rank `pairs` (eval_run's top eval_depth on eval_split; main process), log and save the metrics as
     eval_*; called before saving the model, so that the card shows them."""
-
-    from led_hf.retrieval.rerank import evaluate_reranking
-
     metrics: dict[str, float] = {}
     if trainer.is_world_process_zero():
         model = trainer.accelerator.unwrap_model(trainer.model)

@@ -1,4 +1,4 @@
-"""`led train led CONFIG [--flag value ...]`: the LED recipe (spec §1, §4), top to bottom.
+"""`led train led CONFIG [--flag value ...]`: the LED recipe (docs/method.md §1, §4), top to bottom.
 
 parse -> seed -> student -> data (+ precomputed teacher scores) -> frozen teachers -> collator -> trainer
 -> train (resume) -> [retrieval eval] -> save student (+ card)
@@ -20,14 +20,17 @@ from __future__ import annotations
 import logging
 
 from led_hf.arguments import DataArguments, LEDTrainingArguments, ModelArguments
-from led_hf.cli.train_dense import run_recipe
+from led_hf.cli import recipe
+from led_hf.collators.led import LEDCollator, same_tokenization
+from led_hf.data.scored_groups import ScoredTrainGroups
+from led_hf.scoring.scorers import load_cross_encoder_teacher, load_splade_teacher
+from led_hf.trainers.led import LEDTrainer
 
-SUMMARY = "LED: dense student + frozen SPLADE teacher (rank consistency) [+ cross-encoder KL]"
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_recipe(
+    return recipe.run_recipe(
         argv,
         (ModelArguments, DataArguments, LEDTrainingArguments),
         train_led,
@@ -40,27 +43,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_led(model_args: ModelArguments, data_args: DataArguments, training_args: LEDTrainingArguments):
     """Run the recipe; returns the trainer (its student, state and log history)."""
-    from led_hf.cli.train_dense import (
-        dense_model_from_args,
-        fit_and_save,
-        retrieval_evaluator_from_args,
-        start_run,
-        tensor_core_padding,
-        train_groups_from_args,
-    )
-    from led_hf.collators.led import LEDCollator
-    from led_hf.data.scored_groups import ScoredTrainGroups
-    from led_hf.trainers.led import LEDTrainer
-
-    start_run(training_args)
-    model, tokenizer = dense_model_from_args(model_args, data_args)
+    recipe.start_run(training_args)
+    model, tokenizer = recipe.dense_model_from_args(model_args, data_args)
     score_tables = precomputed_score_tables(training_args)
-    train_groups = train_groups_from_args(
+    train_groups = recipe.train_groups_from_args(
         data_args, training_args, ScoredTrainGroups, score_tables=score_tables
     )
 
     teacher = cross_encoder = teacher_tokenizer = cross_encoder_collator = None
-    pad_to_multiple_of = tensor_core_padding(training_args)
+    pad_to_multiple_of = recipe.tensor_core_padding(training_args)
     if training_args.teacher_scores == "online":
         if training_args.rank_weight > 0:
             teacher, teacher_tokenizer = load_splade_teacher(
@@ -99,7 +90,7 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
         training_args.kl_temperature,
     )
 
-    evaluator = retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
+    evaluator = recipe.retrieval_evaluator_from_args(train_groups.data, data_args, training_args)
     trainer = LEDTrainer(
         model=model,
         args=training_args,
@@ -112,7 +103,7 @@ def train_led(model_args: ModelArguments, data_args: DataArguments, training_arg
         teacher=teacher,
         cross_encoder=cross_encoder,
     )
-    return fit_and_save(trainer, model_args, data_args, training_args, evaluator)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args, evaluator)
 
 
 def precomputed_score_tables(training_args: LEDTrainingArguments) -> dict[str, str]:
@@ -127,50 +118,10 @@ def precomputed_score_tables(training_args: LEDTrainingArguments) -> dict[str, s
     return tables
 
 
-def load_splade_teacher(path: str, trust_remote_code: bool = False):
-    """(SpladeEncoder, tokenizer) of a SPLADE checkpoint folder, hub id or `bundled:splade-tiny`."""
-    from transformers import AutoTokenizer
-
-    from led_hf.errors import LedError
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.splade import SpladeEncoder
-
-    path = resolve_model_path(path)
-    teacher = SpladeEncoder.from_pretrained(path, trust_remote_code=trust_remote_code)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise LedError(f"{path}: cannot load the teacher's tokenizer ({err})") from err
-    return teacher, tokenizer
-
-
 def teacher_reuses_student_tokens(student_tokenizer, teacher_tokenizer, data_args, training_args) -> bool:
     """The SPLADE teacher can score the student's token ids: same tokenization and the same lengths."""
-    from led_hf.collators.led import same_tokenization
-
     same_lengths = training_args.teacher_query_max_length in (
         None,
         data_args.query_max_length,
     ) and training_args.teacher_passage_max_length in (None, data_args.passage_max_length)
     return same_lengths and same_tokenization(student_tokenizer, teacher_tokenizer)
-
-
-def load_cross_encoder_teacher(
-    path: str, max_length: int | None, pad_to_multiple_of: int | None, trust_remote_code: bool = False
-):
-    """(CrossEncoder, CrossEncoderCollator) of a trained cross-encoder; an untrained head is an error."""
-    from transformers import AutoTokenizer
-
-    from led_hf.collators.cross_encoder import CrossEncoderCollator
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.cross_encoder import CrossEncoder
-
-    path = resolve_model_path(path)
-    cross_encoder = CrossEncoder.from_pretrained(
-        path, trust_remote_code=trust_remote_code, allow_new_head=False
-    )
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    length = max_length or cross_encoder.max_length or 256
-    return cross_encoder, CrossEncoderCollator(
-        tokenizer, max_length=length, pad_to_multiple_of=pad_to_multiple_of
-    )

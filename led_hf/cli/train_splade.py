@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 
-from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
-from led_hf.cli.train_dense import run_recipe
+from transformers import AutoTokenizer
 
-SUMMARY = "SPLADE lexical retriever, contrastive + FLOPS regularisation"
+from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
+from led_hf.cli import recipe
+from led_hf.collators.train import TrainCollator
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.splade import SpladeEncoder
+from led_hf.trainers.splade import SpladeTrainer
+
 logger = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
     """`led train splade [CONFIG] [--flag value ...]`; returns the exit status."""
-    return run_recipe(
+    return recipe.run_recipe(
         argv,
         (SpladeModelArguments, DataArguments, SpladeTrainingArguments),
         train_splade,
@@ -34,15 +39,7 @@ def train_splade(
     model_args: SpladeModelArguments, data_args: DataArguments, training_args: SpladeTrainingArguments
 ):
     """Run the recipe; returns the trainer (its model, state and log history)."""
-    from transformers import AutoTokenizer
-
-    from led_hf.cli.train_dense import fit_and_save, start_run, tensor_core_padding, train_groups_from_args
-    from led_hf.collators.train import TrainCollator
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.splade import SpladeEncoder
-    from led_hf.trainers.splade import SpladeTrainer
-
-    start_run(training_args)
+    recipe.start_run(training_args)
     model_path = resolve_model_path(model_args.model_name_or_path)  # e.g. bundled:splade-tiny
     tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=model_args.trust_remote_code)
     model = SpladeEncoder.from_pretrained(
@@ -51,12 +48,12 @@ def train_splade(
         trust_remote_code=model_args.trust_remote_code,
     )
 
-    train_groups = train_groups_from_args(data_args, training_args)
+    train_groups = recipe.train_groups_from_args(data_args, training_args)
     collator = TrainCollator(
         tokenizer,
         query_max_length=data_args.query_max_length,
         passage_max_length=data_args.passage_max_length,
-        pad_to_multiple_of=tensor_core_padding(training_args),
+        pad_to_multiple_of=recipe.tensor_core_padding(training_args),
     )
     logger.info(
         "%d training groups of %d passages; vocabulary %d; λ_q %g, λ_d %g (warm-up %d steps)",
@@ -77,4 +74,4 @@ def train_splade(
         model_args=model_args,
         data_args=data_args,
     )
-    return fit_and_save(trainer, model_args, data_args, training_args)
+    return recipe.fit_and_save(trainer, model_args, data_args, training_args)

@@ -1,4 +1,4 @@
-"""(query, passage) pairs for a cross-encoder: ``[CLS] query [SEP] title [SEP] text [SEP]`` (spec §4).
+"""(query, passage) pairs for a cross-encoder: ``[CLS] query [SEP] title [SEP] text [SEP]`` (docs/method.md §4).
 
 The second segment is ``title [SEP] text`` (just ``text`` when the title is empty), so segment ids are
 0 for the query and 1 for title and text. The tokenizer's own pair template is used, so a

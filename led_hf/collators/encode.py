@@ -1,7 +1,7 @@
 """Tokenize queries and passages for encoding; the passage format every collator shares.
 
 Passage: ``[CLS] title [SEP] text [SEP]`` when the title is non-empty, ``[CLS] text [SEP]`` otherwise
-(spec §2), at most ``max_length`` tokens; a long passage loses tokens from its end ("longest_first"
+(docs/method.md §2), at most ``max_length`` tokens; a long passage loses tokens from its end ("longest_first"
 truncation: with a short title only the text is cut). Padding is dynamic (to the longest in the
 batch), optionally rounded up to ``pad_to_multiple_of``.
 """

@@ -1,4 +1,4 @@
-"""Training groups -> student encodings + what LED's online teachers need (spec §4).
+"""Training groups -> student encodings + what LED's online teachers need (docs/method.md §4).
 
 Output of `LEDCollator` = `TrainCollator`'s ``{"query" [B, Lq], "passage" [B*G, Lp]}`` plus, when set up:
 

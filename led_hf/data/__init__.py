@@ -1,1 +1,1 @@
-"""Data layer: readers (MS MARCO tsv, BEIR jsonl, TREC runs) -> Arrow; prepared-dataset access; training groups."""
+"""Data layer: readers (MS MARCO tsv, BEIR jsonl) -> Arrow; prepared-dataset access; TREC run io; training groups."""

@@ -29,7 +29,6 @@ from pathlib import Path
 import pyarrow as pa
 from datasets import Features
 
-from led_hf import __version__
 from led_hf.atomic import atomic_directory
 from led_hf.data.arrow_tables import (
     CANDIDATES_FEATURES,
@@ -43,6 +42,7 @@ from led_hf.data.arrow_tables import (
 )
 from led_hf.data.readers import Problems, read_fields, read_jsonl, read_trec_run
 from led_hf.errors import LedError
+from led_hf.version import __version__
 
 FORMATS = ("msmarco", "beir")
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -1,4 +1,4 @@
-"""Negative pools and the per-epoch negative draw (spec §2). Pure functions, no I/O.
+"""Negative pools and the per-epoch negative draw (docs/method.md §2). Pure functions, no I/O.
 
 A query's pool is built once from its ranked negative lists (one per source, e.g. ``bm25`` or
 ``co-stg1, sp-stg1, sp-stg2``); every epoch draws ``num_negatives`` (NN) candidates from it:
@@ -25,7 +25,7 @@ T = TypeVar("T")
 def negative_pool(
     source_lists: list[list[str]], num_negs_per_system: int, positives: set[str], dedupe: bool = False
 ) -> list[str]:
-    """The negative pool of one query (spec §2).
+    """The negative pool of one query (docs/method.md §2).
 
     Each source list is truncated to its first ``num_negs_per_system`` entries, the truncated lists are
     concatenated in source order, the query's qrels positives are removed, and with ``dedupe`` only the

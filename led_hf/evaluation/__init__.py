@@ -1,7 +1,7 @@
 """Run/qrels io, IR metrics with trec_eval semantics, in-training evaluator, `evaluate` metric module."""
 
+from led_hf.data.runs import read_run, results_from_arrays, write_run, write_run_arrays
 from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
-from led_hf.evaluation.runs import read_run, results_from_arrays, write_run, write_run_arrays
 
 
 def __getattr__(name):

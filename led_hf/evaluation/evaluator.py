@@ -8,7 +8,7 @@ The evaluator knows data and metrics, not models: it takes two encode callables
 and scores a (query, passage) pair by the inner product of their embeddings. Modes:
 
 - `"full"`: encode the corpus (or a sub-corpus, `max_passages`) and the subset queries, exact faiss
-  search to `depth`, metrics over the subset (spec §6).
+  search to `depth`, metrics over the subset (docs/method.md §6).
 - `"rerank"`: score each query's given candidates (`DATA/candidates/<split>` from `led prepare`, or a
   TREC run file) and rank them; metrics over the subset. Positives missing from the candidates stay
   missing, as in the usual MS MARCO re-ranking setting.
@@ -45,10 +45,11 @@ import numpy as np
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
+from led_hf.data.runs import rank_passages, read_run, results_from_arrays
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_run
-from led_hf.evaluation.runs import rank_passages, read_run, results_from_arrays
+from led_hf.retrieval.faiss_search import search_dense
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +233,6 @@ class RetrievalEvaluator:
         return np.concatenate(chunks)
 
     def _full(self, query_embeddings: np.ndarray, encode_passages: EncodePassages) -> dict[str, list]:
-        from led_hf.retrieval.faiss_search import search_dense
 
         passage_embeddings = self._encode_rows(encode_passages, self.passage_rows)
         scores, indices = search_dense(

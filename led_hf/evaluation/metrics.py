@@ -1,4 +1,4 @@
-"""IR metrics as the LED paper reports them (spec §6), with trec_eval semantics.
+"""IR metrics as the LED paper reports them (docs/method.md §6), with trec_eval semantics.
 
 Every query with qrels counts: a query missing from the run (or with nothing retrieved) scores 0 on
 every metric. trec_eval / pytrec_eval / ir_measures average only over queries present in the run, so
@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 import ir_measures
 from ir_measures import RR, R, nDCG
 
+from led_hf.data.runs import rank_passages
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import rank_passages
 
 Qrels = Mapping[str, Mapping[str, int]]
 RunLike = Mapping[str, Mapping[str, float]]

@@ -1,4 +1,4 @@
-"""Contrastive (InfoNCE) loss over in-batch and hard negatives (spec §4).
+"""Contrastive (InfoNCE) loss over in-batch and hard negatives (docs/method.md §4).
 
     S = Q P^T / temperature                      Q [B, H], P [B*G, H] -> S [B, B*G]
     loss = -(1/B) sum_i log softmax(S_i)[i*G]    the positive of query i is passage i*G
@@ -6,8 +6,8 @@
 Passages come in groups of G = group_size, the positive first: `[p_0+, n_0,1 .. n_0,G-1, p_1+, ...]`.
 Every query is scored against *all* passages of the batch, so the other queries' positives and
 negatives act as extra (in-batch) negatives. Under DDP the caller gathers Q and P of every process
-with `led_hf.losses.gather.gather_with_grad` first; the loss itself is not multiplied by the number of
-processes (see gather.py for why the gradients then equal those of one process holding the whole batch).
+with `led_hf.distributed.gather_with_grad` first; the loss itself is not multiplied by the number of
+processes (see led_hf/distributed.py for why the gradients then equal those of one process holding the whole batch).
 
 Example: B=1, G=2, temperature 1, Q=[[1, 0]], P=[[2, 0], [0, 1]] -> S=[[2, 0]],
 loss = -log(e^2 / (e^2 + e^0)) = 0.1269.
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from led_hf.errors import LedError
+from led_hf.modeling.scores import group_scores
 
 
 def contrastive_loss(
@@ -44,8 +45,7 @@ def contrastive_loss(
         scores = queries @ passages.T
         targets = torch.arange(num_queries, device=scores.device) * group_size
     else:
-        grouped = passages.view(num_queries, group_size, -1)
-        scores = torch.einsum("bh,bgh->bg", queries, grouped)
+        scores = group_scores(queries, passages)
         targets = torch.zeros(num_queries, dtype=torch.long, device=scores.device)
     return F.cross_entropy(scores / temperature, targets)
 
@@ -64,8 +64,6 @@ def positive_rank_accuracy(
             predicted = (queries @ passages.T).argmax(dim=1)
             targets = torch.arange(num_queries, device=predicted.device) * group_size
         else:
-            predicted = torch.einsum(
-                "bh,bgh->bg", queries, passages.view(num_queries, group_size, -1)
-            ).argmax(dim=1)
+            predicted = group_scores(queries, passages).argmax(dim=1)
             targets = torch.zeros_like(predicted)
         return (predicted == targets).float().mean()

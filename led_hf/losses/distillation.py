@@ -1,4 +1,4 @@
-"""Distillation losses of LED: the rank-consistency regulariser and listwise KL (spec §4).
+"""Distillation losses of LED: the rank-consistency regulariser and listwise KL (docs/method.md §4).
 
 LED: Zhang et al., "LED: Lexicon-Enlightened Dense Retriever for Large-Scale Retrieval", WWW 2023
 (arXiv 2208.13661). KL distillation with a temperature: Hinton et al., "Distilling the Knowledge in a

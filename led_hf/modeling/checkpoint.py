@@ -15,6 +15,7 @@ from pathlib import Path
 from led_hf.errors import LedError
 
 LED_CONFIG_NAME = "led_config.json"
+MASKED_LM = "masked-lm"  # detect_model_kind's answer for a plain masked-LM folder
 
 
 def read_json_file(path: str | os.PathLike, filename: str):
@@ -70,12 +71,15 @@ def sub_state_dict(state_dict: dict | None, prefix: str) -> dict | None:
     return {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
 
 
-def load_model_kind(path: str | os.PathLike) -> str | None:
-    """What a checkpoint folder holds: `led_config.json`'s "kind" ("dense", "splade", ...).
+def detect_model_kind(path: str | os.PathLike) -> str | None:
+    """What a checkpoint folder (or hub id) holds, decided here only:
 
-    A folder without it but with sentence-transformers metadata (`modules.json`) is a dense encoder;
-    one whose `config.json` names a `*ForSequenceClassification` architecture (e.g. a hub cross-encoder)
-    is a "cross-encoder"; anything else gives None (the caller decides, e.g. from the command it runs).
+    1. `led_config.json`'s "kind" ("dense", "splade", "cross-encoder", ...);
+    2. "cross-encoder" when `config.json` names a `*ForSequenceClassification` architecture (a hub cross-encoder);
+    3. "dense" with sentence-transformers metadata (`modules.json`);
+    4. "masked-lm" when `config.json` names a `*ForMaskedLM` architecture: a plain MLM folder, which a
+       SPLADE teacher can load but which could start a dense model too (each command decides);
+    5. None otherwise (the caller decides, e.g. from the command it runs).
     """
     kind = read_led_config(path).get("kind")
     if kind is not None:
@@ -86,4 +90,6 @@ def load_model_kind(path: str | os.PathLike) -> str | None:
         return "cross-encoder"
     if read_json_file(path, "modules.json") is not None:
         return "dense"
+    if any(str(name).endswith("ForMaskedLM") for name in architectures):
+        return MASKED_LM
     return None

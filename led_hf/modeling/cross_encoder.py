@@ -2,7 +2,7 @@
 
     s(q, p) = classifier(encoder("[CLS] query [SEP] title [SEP] text [SEP]"))      one logit, fp32
 
-The pair format is `led_hf.collators.CrossEncoderCollator`'s (spec §4). In LED w/ RT the frozen
+The pair format is `led_hf.collators.CrossEncoderCollator`'s (docs/method.md §4). In LED w/ RT the frozen
 cross-encoder is the "RT" teacher whose scores over each query's candidates feed the KL loss.
 
 Any sequence-classification checkpoint loads (e.g. `cross-encoder/ms-marco-MiniLM-L-6-v2`); a backbone
@@ -24,10 +24,10 @@ tensor([-3.21])
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
 from led_hf.modeling.checkpoint import read_led_config, sub_state_dict, write_led_config
+from led_hf.modeling.encoder import accepted_inputs, batch_rows, model_inputs
 
 logger = logging.getLogger(__name__)
 KIND = "cross-encoder"
@@ -68,8 +69,7 @@ class CrossEncoder(nn.Module):
             )
         self.model = model
         self.max_length = max_length
-        # DistilBERT takes no token_type_ids although BERT tokenizers produce them.
-        self._accepted_inputs = set(inspect.signature(model.forward).parameters)
+        self._accepted_inputs = accepted_inputs(model)
 
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
@@ -135,8 +135,19 @@ class CrossEncoder(nn.Module):
         Cast to fp32 after the head: under bf16 autocast the logits come out in bf16, whose 8-bit mantissa
         would coarsen a softmax over a query's candidates.
         """
-        inputs = {key: value for key, value in pairs.items() if key in self._accepted_inputs}
-        return self.model(**inputs).logits.float().view(-1)
+        return self.model(**model_inputs(pairs, self._accepted_inputs)).logits.float().view(-1)
+
+    def score_candidates(
+        self, pairs: Mapping, group_size: int | None = None, chunk_size: int | None = None
+    ) -> torch.Tensor:
+        """Teacher scores: logits [N] (fp32) of tokenized pairs, `chunk_size` pairs per forward pass (all
+        at once when None); with `group_size` G, viewed as [N/G, G] (each query's own candidates)."""
+        num_pairs = pairs["input_ids"].shape[0]
+        step = chunk_size or num_pairs
+        scores = torch.cat(
+            [self.score(**batch_rows(pairs, start, start + step)) for start in range(0, num_pairs, step)]
+        )
+        return scores if group_size is None else scores.view(-1, group_size)
 
     def forward(self, pairs=None, group_size: int | None = None) -> CrossEncoderOutput:
         """`CrossEncoderCollator` batch -> scores [N]; with `group_size` G, N must be a multiple of G

@@ -2,7 +2,7 @@
 
     e = pool(encoder(text))                 pooling "cls" (coCondenser, the reference) or "mean" (MiniLM)
     e = e / ||e||                           only with normalize=True (models trained with cosine)
-    score(q, p) = <e_q, e_p>                the loss divides scores by `temperature` (spec §3, §4)
+    score(q, p) = <e_q, e_p>                the loss divides scores by `temperature` (docs/method.md §3, §4)
 
 Checkpoint layout written by `save_pretrained` (every folder loads with `AutoModel.from_pretrained`):
 
@@ -17,34 +17,27 @@ Checkpoint layout written by `save_pretrained` (every folder loads with `AutoMod
 
 from __future__ import annotations
 
-import inspect
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
-from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
 from led_hf.modeling.checkpoint import read_led_config, sub_state_dict, write_led_config
+from led_hf.modeling.encoder import BiEncoder, EncoderOutput, accepted_inputs, model_inputs
 from led_hf.modeling.pooling import POOLING_MODES, pool
 from led_hf.modeling.st_metadata import read_sentence_transformers_settings, write_sentence_transformers_files
+from led_hf.version import __version__
 
 QUERY_FOLDER, PASSAGE_FOLDER = "query_model", "passage_model"
+DenseOutput = EncoderOutput  # the name this output had before both encoders shared it
 
 
-@dataclass
-class DenseOutput(ModelOutput):
-    """fp32 embeddings: queries [B, H], passages [B*G, H] (positive first in each group of G)."""
-
-    query_embeddings: torch.Tensor | None = None
-    passage_embeddings: torch.Tensor | None = None
-
-
-class DenseEncoder(nn.Module):
-    """A bi-encoder over one shared backbone (or two, `separate_encoders`).
+class DenseEncoder(BiEncoder):
+    """A bi-encoder over one shared backbone (or two, `separate_encoders`); the interface is `BiEncoder`'s
+    (`encode_query(batch)`, `encode_passage(batch)`, `forward(query=, passage=)` -> `EncoderOutput`).
 
     A shared backbone is held once, as `self.encoder`: one module under two attribute names would be
     saved twice and breaks safetensors checkpointing. Separate backbones are `query_encoder` and
@@ -81,8 +74,7 @@ class DenseEncoder(nn.Module):
         self.normalize = bool(normalize)
         self.temperature = float(temperature)
         self.max_seq_length = max_seq_length
-        # DistilBERT takes no token_type_ids although BERT tokenizers produce them.
-        self._accepted_inputs = set(inspect.signature(encoder.forward).parameters)
+        self._accepted_inputs = accepted_inputs(encoder)
 
     # -- loading -------------------------------------------------------------------------------------
     @classmethod
@@ -158,25 +150,11 @@ class DenseEncoder(nn.Module):
             return self.encoder
         return self.query_encoder if side == "query" else self.passage_encoder
 
-    def _encode(self, side: str, inputs: dict) -> torch.Tensor:
-        inputs = {key: value for key, value in inputs.items() if key in self._accepted_inputs}
+    def _encode(self, side: str, inputs) -> torch.Tensor:
+        inputs = model_inputs(inputs, self._accepted_inputs)
         hidden = self._backbone(side)(**inputs).last_hidden_state
         embeddings = pool(hidden, inputs["attention_mask"], self.pooling)
         return nn.functional.normalize(embeddings, p=2, dim=-1) if self.normalize else embeddings
-
-    def encode_query(self, **batch_encoding) -> torch.Tensor:
-        """Tokenized queries (input_ids, attention_mask, ...) -> [B, H] fp32 embeddings."""
-        return self._encode("query", batch_encoding)
-
-    def encode_passage(self, **batch_encoding) -> torch.Tensor:
-        """Tokenized passages -> [N, H] fp32 embeddings."""
-        return self._encode("passage", batch_encoding)
-
-    def forward(self, query=None, passage=None) -> DenseOutput:
-        return DenseOutput(
-            query_embeddings=None if query is None else self.encode_query(**query),
-            passage_embeddings=None if passage is None else self.encode_passage(**passage),
-        )
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None) -> None:
         for side in ("query", "passage"):
@@ -241,7 +219,5 @@ def _load_backbone(path: str, kwargs: dict) -> PreTrainedModel:
 
 def _versions() -> dict[str, str]:
     import transformers
-
-    from led_hf import __version__
 
     return {"led_hf": __version__, "transformers": transformers.__version__, "pytorch": torch.__version__}

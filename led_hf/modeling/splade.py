@@ -1,6 +1,6 @@
 """SPLADE encoder: a masked-LM backbone whose max-pooled, log-saturated logits are sparse term weights.
 
-    w[v] = max_t log(1 + relu(z[t, v])) * m[t]          score(q, d) = <w_q, w_d>      (spec §3)
+    w[v] = max_t log(1 + relu(z[t, v])) * m[t]          score(q, d) = <w_q, w_d>      (docs/method.md §3)
 
 `m` is the attention mask with `[CLS]` and each row's final `[SEP]` also zeroed (option: keep them).
 The checkpoint is a plain `AutoModelForMaskedLM` folder + tokenizer, plus `led_config.json`
@@ -9,35 +9,28 @@ The checkpoint is a plain `AutoModelForMaskedLM` folder + tokenizer, plus `led_c
 
 from __future__ import annotations
 
-import inspect
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer, PreTrainedModel
-from transformers.utils import ModelOutput
 
 from led_hf.errors import LedError
-from led_hf.losses.splade import splade_pool, splade_scores
 from led_hf.modeling.checkpoint import LED_CONFIG_NAME, read_led_config, sub_state_dict, write_led_config
+from led_hf.modeling.encoder import BiEncoder, accepted_inputs, batch_rows, model_inputs
+from led_hf.modeling.pooling import splade_pool
+from led_hf.modeling.scores import dot_scores, group_scores
 
 
-@dataclass
-class SpladeOutput(ModelOutput):
-    """Term-weight vectors, fp32: queries [B, V], passages [B*G, V] (positive first in each group)."""
-
-    query_representations: torch.Tensor | None = None
-    passage_representations: torch.Tensor | None = None
-
-
-class SpladeEncoder(nn.Module):
+class SpladeEncoder(BiEncoder):
     """One shared masked-LM encoder for queries and passages.
 
-    `encode_query(batch)` / `encode_passage(batch)` take a tokenizer output (input_ids, attention_mask,
-    optional token_type_ids) and return [N, V] fp32 term weights; `forward(query=, passage=)` returns a
-    `SpladeOutput` with both. Pooling and scores stay fp32 under fp16/bf16 autocast.
+    The interface is `BiEncoder`'s: `encode_query(batch)` / `encode_passage(batch)` (also `encode(batch)`:
+    both sides share the encoder) take a tokenizer output (input_ids, attention_mask, optional
+    token_type_ids) and return [N, V] fp32 term weights; `forward(query=, passage=)` returns an
+    `EncoderOutput` with both. As a teacher, `score_candidates` scores passages against queries.
+    Pooling and scores stay fp32 under fp16/bf16 autocast.
     """
 
     def __init__(
@@ -52,8 +45,7 @@ class SpladeEncoder(nn.Module):
         self.cls_token_id = cls_token_id
         self.sep_token_id = sep_token_id
         self.mask_special_tokens = mask_special_tokens
-        # DistilBERT takes no token_type_ids although BERT tokenizers produce them.
-        self._accepted_inputs = set(inspect.signature(model.forward).parameters)
+        self._accepted_inputs = accepted_inputs(model)
 
     @property
     def config(self):
@@ -113,29 +105,46 @@ class SpladeEncoder(nn.Module):
             mask = mask & (positions != last_sep)
         return mask
 
-    def encode(self, batch=None, /, **inputs) -> torch.Tensor:
-        """Tokenizer output (a mapping, or the same as keywords) -> [N, V] fp32 term weights."""
-        batch = inputs if batch is None else batch
-        inputs = {key: value for key, value in batch.items() if key in self._accepted_inputs}
-        logits = self.model(**inputs).logits
+    def _encode(self, side: str, batch: Mapping) -> torch.Tensor:
+        logits = self.model(**model_inputs(batch, self._accepted_inputs)).logits
         return splade_pool(logits, self.pooling_mask(batch["input_ids"], batch["attention_mask"]))
 
-    def encode_query(self, batch=None, /, **inputs) -> torch.Tensor:
-        return self.encode(batch, **inputs)
+    def encode(self, batch: Mapping | None = None, /, **inputs) -> torch.Tensor:
+        """Tokenizer output (a mapping, or the same as keywords) -> [N, V] fp32 term weights (either side)."""
+        return self.encode_passage(batch, **inputs)
 
-    def encode_passage(self, batch=None, /, **inputs) -> torch.Tensor:
-        return self.encode(batch, **inputs)
+    score = staticmethod(dot_scores)  # [Nq, V] x [Np, V] -> [Nq, Np] dot products in fp32
 
-    @staticmethod
-    def score(query_representations: torch.Tensor, passage_representations: torch.Tensor) -> torch.Tensor:
-        """[Nq, V] x [Np, V] -> [Nq, Np] dot products in fp32."""
-        return splade_scores(query_representations, passage_representations)
+    def score_candidates(
+        self,
+        query: Mapping | torch.Tensor,
+        passage: Mapping,
+        group_size: int | None = None,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        """Teacher scores <w_q, w_p> in fp32, the passages encoded `chunk_size` rows at a time (all at once
+        when None) so that only scores, never [N, V] weights of every passage, are held.
 
-    def forward(self, query=None, passage=None) -> SpladeOutput:
-        return SpladeOutput(
-            query_representations=None if query is None else self.encode_query(query),
-            passage_representations=None if passage is None else self.encode_passage(passage),
-        )
+        `query` is a tokenized batch [B, L] or its term weights [B, V]; `passage` a tokenized batch [N, L].
+        With `group_size` G, N = B*G and passage row r is a candidate of query r // G: returns [B, G]
+        (chunks are cut at group boundaries). Without it every passage is scored against every query:
+        returns [B, N]. Gradients flow unless the caller runs it under `torch.no_grad()`.
+        """
+        query_weights = query if torch.is_tensor(query) else self.encode(query)
+        num_passages = passage["input_ids"].shape[0]
+        step = chunk_size or num_passages
+        if group_size:
+            step = max(step // group_size, 1) * group_size
+        scores = []
+        for start in range(0, num_passages, step):
+            weights = self.encode(batch_rows(passage, start, start + step))
+            if group_size:
+                owners = query_weights[start // group_size : (start + len(weights)) // group_size]
+                with torch.autocast(device_type=weights.device.type, enabled=False):
+                    scores.append(group_scores(owners.float(), weights.float()))
+            else:
+                scores.append(dot_scores(query_weights, weights))
+        return torch.cat(scores, dim=0 if group_size else 1)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
         self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)

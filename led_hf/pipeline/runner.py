@@ -10,8 +10,10 @@ A pipeline config (JSON) looks like::
 
 Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. A completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
-resumes at the first unfinished stage. A stage with `"cache": {"inputs": [paths]}` is computed once per
-machine and its record reused by any later run, whatever its output folder (led_hf/pipeline/cache.py).
+resumes at the first unfinished stage. The commands run through the `run_command` the caller hands to
+`Pipeline.run` (`led pipeline` passes `led_hf.cli.main.main`), so the pipeline sits below the CLI.
+A stage with `"cache": {"inputs": [paths]}` is computed once per machine and its record reused by any
+later run, whatever its output folder (led_hf/pipeline/cache.py).
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ import importlib.util
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
+from led_hf.data.runs import read_run
+from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
+from led_hf.evaluation.metrics import evaluate_run
+from led_hf.pipeline import cache
 
 logger = logging.getLogger(__name__)
 
@@ -78,12 +85,16 @@ class Pipeline:
         _check_cached_outputs_unused(stages, path)
         return cls(output=Path(out), stages=stages)
 
-    def run(self, only: list[str] | None = None, force: bool = False, use_cache: bool = True) -> list[dict]:
-        """Run every stage not yet completed (or those in `only`); return one record per stage.
-        `use_cache=False` recomputes cached stages (and refreshes their cache entries)."""
-        from led_hf.cli.main import main as led
-        from led_hf.pipeline import cache
-
+    def run(
+        self,
+        run_command: Callable[[list[str]], int],
+        only: list[str] | None = None,
+        force: bool = False,
+        use_cache: bool = True,
+    ) -> list[dict]:
+        """Run every stage not yet completed (or those in `only`) through `run_command(argv) -> exit status`
+        (`led`'s own dispatcher); return one record per stage. `use_cache=False` recomputes cached stages
+        (and refreshes their cache entries)."""
         records = []
         for stage in self.stages:
             done = self.output / "stages" / f"{stage.name}.json"
@@ -117,7 +128,7 @@ class Pipeline:
                 continue
             for command in stage.commands:
                 print("    $ led " + " ".join(command), flush=True)
-                status = led(command)
+                status = run_command(command)
                 if status != 0:
                     raise LedError(f"stage {stage.name}: `led {' '.join(command)}` failed (exit {status})")
             record = {
@@ -169,9 +180,6 @@ def _check_cached_outputs_unused(stages: list[Stage], path: Path) -> None:
 
 
 def _evaluate(spec: dict) -> dict:
-    from led_hf.data.store import PreparedData
-    from led_hf.evaluation.metrics import evaluate_run
-    from led_hf.evaluation.runs import read_run
 
     data = PreparedData(spec["data"])
     return evaluate_run(read_run(spec["run"]), data.qrels_dict(spec["split"]))

@@ -1,1 +1,1 @@
-"""Encoding (sharded), faiss search, inverted index, Lucene backend, BM25."""
+"""Encoding, indexes and search only: sharded encoding, faiss, the embedded inverted index, Lucene, BM25."""

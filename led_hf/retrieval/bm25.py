@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from tqdm.auto import tqdm
 
+from led_hf.atomic import atomic_directory
 from led_hf.errors import LedError
 
 logger = logging.getLogger(__name__)
@@ -200,8 +201,6 @@ def write_negatives(folder, columns, overwrite: bool = False, manifest: dict | N
 
     import datasets
     import pyarrow as pa
-
-    from led_hf.atomic import atomic_directory
 
     features = negatives_features()
     if isinstance(columns, pa.Table):

@@ -22,7 +22,6 @@ memory-map the same files (the OS shares the pages). Built one vectors shard at 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -33,6 +32,8 @@ import scipy.sparse as sp
 
 from led_hf.atomic import atomic_directory
 from led_hf.errors import InputError, LedError
+from led_hf.retrieval.impact import SCALE, available_cores, quantize
+from led_hf.retrieval.lucene import LuceneImpactIndex
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
     load_sparse_shard,
@@ -42,14 +43,8 @@ from led_hf.retrieval.sparse_vectors import (
     shard_folders,
 )
 
-SCALE = 100
 FORMAT_VERSION = 1
 _INT32_MAX = np.iinfo(np.int32).max
-
-
-def quantize(values: np.ndarray) -> np.ndarray:
-    """Impact weights as Lucene stores them: round(100·w) as int32 (0.004 -> 0, 0.005 -> 0 or 1, 1.237 -> 124)."""
-    return np.rint(np.asarray(values, dtype=np.float64) * SCALE).astype(np.int32)
 
 
 # ----------------------------------------------------------------------------- build
@@ -364,10 +359,6 @@ class InvertedIndex:
         self.close()
 
 
-def available_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 _WORKER_INDEX: InvertedIndex | None = None
 
 
@@ -396,7 +387,7 @@ def search_sparse(
 ) -> dict[str, list[tuple[str, float]]]:
     """Search an index folder (`led index`: inverted or Lucene impact) with encoded queries.
 
-    Returns {qid: [(pid, score), ...]} best first, ready for `led_hf.evaluation.runs.write_run`.
+    Returns {qid: [(pid, score), ...]} best first, ready for `led_hf.data.runs.write_run`.
     """
     index_path, query_vectors_path = Path(index_path), Path(query_vectors_path)
     manifest_path = index_path / "manifest.json"
@@ -405,8 +396,6 @@ def search_sparse(
     kind = json.loads(manifest_path.read_text(encoding="utf-8")).get("kind")
     query_manifest, queries = load_sparse_vectors(query_vectors_path)
     if kind == "lucene-impact":
-        from led_hf.retrieval.lucene import LuceneImpactIndex
-
         with LuceneImpactIndex(index_path) as lucene:
             _check_vocabulary(index_path, query_vectors_path, query_manifest["vocab_size"], lucene.vocab_size)
             return lucene.search_vectors(queries, depth=depth, threads=workers or available_cores())

@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 from led_hf.atomic import atomic_directory
+from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.retrieval.inverted_index import SCALE, available_cores, quantize
+from led_hf.retrieval.impact import SCALE, available_cores, quantize
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
     SparseShard,
@@ -303,8 +304,6 @@ def build_bm25_index(
 ) -> dict:
     """Lucene BM25 index of DATA/corpus: one JsonCollection document per passage, contents = title + text."""
     from tqdm.auto import tqdm
-
-    from led_hf.data.store import PreparedData
 
     _require_extra()
     corpus = PreparedData(data).corpus

@@ -10,7 +10,7 @@ from led_hf.errors import LedError
 
 
 class EpochCallback(TrainerCallback):
-    """Tell the training dataset which epoch starts, so that it draws fresh negatives (spec §2).
+    """Tell the training dataset which epoch starts, so that it draws fresh negatives (docs/method.md §2).
 
     Accelerate re-seeds epochs through its sampler: its ``DataLoaderShard.set_epoch`` forwards the epoch
     to ``dataset.set_epoch`` only when the batch sampler is not sharded, i.e. with one process. Under

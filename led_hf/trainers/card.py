@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from led_hf import __version__
+from led_hf.version import __version__
 
 CARD_NAME = "README.md"
 _TRAINING_FIELDS = (

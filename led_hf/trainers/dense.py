@@ -1,4 +1,4 @@
-"""DenseTrainer: the contrastive loss of a dense bi-encoder (spec §4), nothing else.
+"""DenseTrainer: the contrastive loss of a dense bi-encoder (docs/method.md §4), nothing else.
 
     Q = encode_query(queries) [B, H]      P = encode_passage(groups) [B*G, H], positive first per group
     Q, P = gather_with_grad(Q), gather_with_grad(P)          under DDP: every process's rows, with gradient
@@ -11,11 +11,11 @@ Everything else (loss-part logging, GA scaling, saving, resuming, epochs) is `Re
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from led_hf.collators.encode import encode_passages, encode_texts
+from led_hf.collators.encode import EncodeCollator
 from led_hf.losses import contrastive_loss, gather_with_grad
 from led_hf.losses.contrastive import positive_rank_accuracy
+from led_hf.retrieval.encode import encode_batches
 from led_hf.trainers.base import RetrievalTrainer
 
 
@@ -50,43 +50,31 @@ class DenseTrainer(RetrievalTrainer):
         return (loss, outputs) if return_outputs else loss
 
     def make_encoders(self, model):
-        """Length-sorted batches of `per_device_eval_batch_size`, the training max lengths (for the evaluator)."""
-        query_length = getattr(self.data_args, "query_max_length", 32)
-        passage_length = getattr(self.data_args, "passage_max_length", 128)
-        tokenizer, device, batch_size = (
-            self.processing_class,
-            self.args.device,
-            self.args.per_device_eval_batch_size,
+        """(encode_queries(texts), encode_passages(titles, texts)) -> [n, H] float32 arrays for the evaluator:
+        `led encode`'s loop (`encode_batches`: batches of `per_device_eval_batch_size`, sorted by text
+        length) at the training max lengths."""
+        tokenizer = self.processing_class
+        queries = EncodeCollator(tokenizer, getattr(self.data_args, "query_max_length", 32), kind="query")
+        passages = EncodeCollator(
+            tokenizer, getattr(self.data_args, "passage_max_length", 128), kind="passage"
         )
 
-        def run(encode, lengths, make_batch) -> np.ndarray:
-            order = np.argsort(
-                -np.asarray(lengths), kind="stable"
-            )  # similar lengths together: little padding
-            out = np.zeros((len(order), 0), dtype=np.float32)
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
-                with torch.no_grad():
-                    embeddings = encode(**make_batch(rows).to(device)).float().cpu().numpy()
+        def run(features: list[dict], collate, encode) -> np.ndarray:
+            lengths = np.asarray([len(f.get("title") or "") + len(f["text"]) for f in features])
+            out = np.zeros((len(features), 0), dtype=np.float32)
+            for rows, embeddings in encode_batches(
+                features, collate, encode, self.args.per_device_eval_batch_size, self.args.device, lengths
+            ):
                 if out.shape[1] == 0:
-                    out = np.zeros((len(order), embeddings.shape[1]), dtype=np.float32)
-                out[rows] = embeddings
+                    out = np.zeros((len(features), embeddings.shape[1]), dtype=np.float32)
+                out[rows] = embeddings.float().numpy()
             return out
 
         def encode_queries(texts):
-            return run(
-                model.encode_query,
-                [len(t) for t in texts],
-                lambda rows: encode_texts(tokenizer, [texts[i] for i in rows], query_length),
-            )
+            return run([{"id": "", "text": text} for text in texts], queries, model.encode_query)
 
-        def encode_passages_(titles, texts):
-            return run(
-                model.encode_passage,
-                [len(a or "") + len(b) for a, b in zip(titles, texts)],
-                lambda rows: encode_passages(
-                    tokenizer, [titles[i] for i in rows], [texts[i] for i in rows], passage_length
-                ),
-            )
+        def encode_passages(titles, texts):
+            features = [{"id": "", "title": title, "text": text} for title, text in zip(titles, texts)]
+            return run(features, passages, model.encode_passage)
 
-        return encode_queries, encode_passages_
+        return encode_queries, encode_passages

@@ -1,4 +1,4 @@
-"""LEDTrainer: a dense student regularised by frozen teachers (spec §4, "LED loss").
+"""LEDTrainer: a dense student regularised by frozen teachers (docs/method.md §4, "LED loss").
 
     Q [B, H], P [B*G, H]                      the student's embeddings (positive first in each group)
     s[i, g] = <Q_i, P_{i*G+g}> / τ            [B, G], each query's own candidates only (τ: model temperature,
@@ -13,7 +13,8 @@ eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad
 run in the same autocast as the student (`accelerator.autocast()`: Accelerate wraps only the student's
 forward, the teachers are called beside it), their scores are computed in fp32.
 
-Online, the SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
+Online, the teachers score with their own `score_candidates` (`teacher_batch_size` texts or pairs per
+forward pass). The SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
 the batch holds its own tokenization (`teacher_query`, `teacher_passage`: `LEDCollator` adds them
 when the vocabularies or lengths differ). Precomputed scores arrive as `teacher_scores` /
 `cross_encoder_scores` tensors [B, G] and no teacher is run.
@@ -29,6 +30,7 @@ import torch
 
 from led_hf.errors import LedError
 from led_hf.losses import kl_distillation_loss, rank_consistency_loss, ranking_agreement
+from led_hf.modeling.scores import group_scores
 from led_hf.trainers.dense import DenseTrainer
 
 
@@ -68,9 +70,7 @@ class LEDTrainer(DenseTrainer):
         num_queries = queries.shape[0]
         group_size = passages.shape[0] // num_queries
         temperature = self.accelerator.unwrap_model(model).temperature
-        student = (
-            torch.einsum("bh,bgh->bg", queries, passages.view(num_queries, group_size, -1)) / temperature
-        )
+        student = group_scores(queries, passages) / temperature
 
         args = self.args
         parts: dict[str, torch.Tensor | float] = {
@@ -112,20 +112,10 @@ class LEDTrainer(DenseTrainer):
             )
         query = inputs.get("teacher_query", inputs["query"])
         passage = inputs.get("teacher_passage", inputs["passage"])
-        step = self.args.teacher_batch_size
         with torch.no_grad(), self.accelerator.autocast():
-            query_weights = self.teacher.encode(query)  # [B, V] fp32
-            scores = []
-            for start in range(0, passage["input_ids"].shape[0], step):
-                passage_weights = self.teacher.encode(_rows(passage, start, start + step))  # [n, V]
-                owners = torch.arange(start, start + passage_weights.shape[0], device=query_weights.device)
-                # row r of the passages belongs to query r // G: dot each passage with its own query only,
-                # in fp32 (sums over ~30k terms overflow half precision)
-                with torch.autocast(device_type=passage_weights.device.type, enabled=False):
-                    scores.append(
-                        (query_weights[owners // group_size].float() * passage_weights.float()).sum(-1)
-                    )
-        return torch.cat(scores).view(num_queries, group_size)
+            return self.teacher.score_candidates(
+                query, passage, group_size=group_size, chunk_size=self.args.teacher_batch_size
+            )
 
     def cross_encoder_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:
         """Cross-encoder logits [B, G] (fp32) of each query's own candidates."""
@@ -136,19 +126,10 @@ class LEDTrainer(DenseTrainer):
                 "kl_weight > 0 needs a cross-encoder teacher (cross_encoder_name_or_path, with "
                 "LEDCollator's cross_encoder_pairs) or precomputed cross_encoder_scores"
             )
-        pairs = inputs["cross_encoder_pairs"]
-        step = self.args.teacher_batch_size
         with torch.no_grad(), self.accelerator.autocast():
-            scores = [
-                self.cross_encoder.score(**_rows(pairs, start, start + step))
-                for start in range(0, pairs["input_ids"].shape[0], step)
-            ]
-        return torch.cat(scores).float().view(num_queries, group_size)
-
-
-def _rows(encoding, start: int, stop: int) -> dict:
-    """Rows [start, stop) of a tokenized batch (every tensor sliced alike)."""
-    return {key: value[start:stop] for key, value in encoding.items()}
+            return self.cross_encoder.score_candidates(
+                inputs["cross_encoder_pairs"], group_size=group_size, chunk_size=self.args.teacher_batch_size
+            )
 
 
 def _grouped(scores: torch.Tensor, num_queries: int, group_size: int, name: str) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""SpladeTrainer: the SPLADE stage loss (spec §4); the `led train splade` recipe is `led_hf.cli.train_splade`.
+"""SpladeTrainer: the SPLADE stage loss (docs/method.md §4); the `led train splade` recipe is `led_hf.cli.train_splade`.
 
     Q = encode_query(queries) [B, V]      P = encode_passage(groups) [B*G, V], positive first per group
     loss = contrastive(Q, P) + λ_q(t) · FLOPS(Q) + λ_d(t) · FLOPS(P)      λ(t) = λ · min(1, t / k)^2
@@ -37,7 +37,7 @@ class SpladeTrainer(RetrievalTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(query=inputs["query"], passage=inputs["passage"])
-        queries, passages = outputs.query_representations, outputs.passage_representations
+        queries, passages = outputs.query_embeddings, outputs.passage_embeddings
         group_size = passages.shape[0] // queries.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
         query_weight, passage_weight = self.flops_weights()

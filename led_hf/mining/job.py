@@ -1,9 +1,9 @@
-"""Hard-negative mining (spec §5): retrieve for the training queries, drop their positives, keep the top.
+"""Hard-negative mining (docs/method.md §5): retrieve for the training queries, drop their positives, keep the top.
 
     led mine --data DATA --split train --name sp-stg1 --model runs/sp-stg1 --depth 1000 --keep 200
 
 The stage model (dense or SPLADE, read from the checkpoint) or BM25 searches `depth` passages for every
-query with qrels in `split`; `negative_filters.select_negatives` removes the query's qrels positives
+query with qrels in `split`; `filters.select_negatives` removes the query's qrels positives
 (grade > 0), applies the optional filters and keeps the first `keep` in rank order with their scores.
 The result is the negatives source `DATA/negatives/NAME` {qid, pids, scores} (queries left with no
 negative are omitted), with `manifest.json` *inside* that folder: model, backend, depth, keep, filters,
@@ -45,8 +45,13 @@ import numpy as np
 from led_hf.atomic import atomic_directory
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.retrieval.encode import _ids, shard_dirname, shard_range
-from led_hf.retrieval.negative_filters import NegativeFilters, select_negatives, to_csr
+from led_hf.mining.filters import NegativeFilters, select_negatives, to_csr
+from led_hf.mining.search import make_searcher
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.retrieval.bm25 import write_negatives
+from led_hf.retrieval.encode import _ids, query_source, shard_dirname, shard_range
+from led_hf.version import __version__
 from led_hf.work_folder import start_work_folder, tree_sha256
 
 KILL_HOOK = "LED_TEST_KILL_AFTER_SHARDS"
@@ -56,20 +61,18 @@ DEFAULT_CORPUS_SHARD_SIZE = 100_000
 
 
 def model_kind(path: str, kind: str = "auto") -> str:
-    """ "dense" or "splade": `kind` when given, else the checkpoint's led_config.json / sentence-transformers
-    files; a plain folder is dense unless its architecture is a masked LM (then say --kind)."""
-    from led_hf.modeling.checkpoint import load_model_kind, read_json_file
+    """ "dense" or "splade": `kind` when given, else `detect_model_kind`'s answer; a folder it cannot place
+    is dense, a plain masked-LM folder needs --kind."""
 
     if kind != "auto":
         return kind
-    found = load_model_kind(path)
+    found = detect_model_kind(path)
     if found in ("dense", "splade"):
         return found
+    if found == MASKED_LM:
+        raise LedError(f"{path} is a plain masked-LM folder: pass --kind splade (or --kind dense)")
     if found is not None:
         raise LedError(f"{path} holds a {found!r} model; mining needs a dense or SPLADE retriever")
-    architectures = (read_json_file(path, "config.json") or {}).get("architectures") or []
-    if any(name.endswith("ForMaskedLM") for name in architectures):
-        raise LedError(f"{path} is a plain masked-LM folder: pass --kind splade (or --kind dense)")
     return "dense"
 
 
@@ -112,8 +115,6 @@ class MiningJob:
         if (self.model is None) == (not self.bm25):
             raise LedError("give exactly one of --model PATH and --bm25")
         if self.model is not None:
-            from led_hf.modeling.bundled import resolve_model_path
-
             self.model = resolve_model_path(str(self.model))
             if not Path(self.model).is_dir():
                 raise LedError(f"--model {self.model} is not a folder")
@@ -202,7 +203,6 @@ class MiningJob:
 
         `state` is an accelerate `PartialState` (None: one process).
         """
-        from led_hf.retrieval.encode import query_source
 
         rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
         is_main = rank == 0
@@ -215,7 +215,6 @@ class MiningJob:
         if is_main:
             start_work_folder(self.work, plan, self.overwrite, "mining work")
         barrier()
-        from led_hf.retrieval.mining_search import make_searcher
 
         searcher = make_searcher(self, plan, state)
         searcher.prepare_corpus(rank, world, barrier)
@@ -258,8 +257,6 @@ class MiningJob:
     # ------------------------------------------------------------------ assemble
     def _assemble(self, plan: dict, started: float, world: int, done: int, reused: int) -> dict:
         import pyarrow as pa
-
-        from led_hf.retrieval.bm25 import write_negatives
 
         num_shards = plan["num_shards"]
         qids, counts, rows, scores = [], [], [], []
@@ -308,15 +305,9 @@ class MiningJob:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "wall_seconds": round(time.time() - started, 3),
         }
-        from led_hf import __version__
 
         manifest["led_hf_version"] = __version__
         write_negatives(self.output, table, overwrite=self.overwrite, manifest=manifest)
         if not self.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
         return manifest
-
-
-def mine_negatives(data, split: str, name: str, state=None, **options) -> dict | None:
-    """Mine DATA/negatives/NAME; `options` are `MiningJob` fields. Returns the manifest (main process)."""
-    return MiningJob(data, split, name, **options).run(state)

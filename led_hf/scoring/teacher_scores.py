@@ -9,12 +9,9 @@ scored once): every passage `TrainGroups` can draw for it. The result is the fol
 
 A killed run resumes from its work folder DATA/teacher_scores/.work-<name>/ (parts of `part_queries`).
 
-Teachers:
-- SPLADE (`led_config.json` kind "splade"): queries are chunked; in each chunk every distinct candidate
-  passage is encoded once (length-sorted batches) and dotted with the chunk's queries on the device,
-  so only a [queries, passages] score block leaves it. score = <w_q, w_p> (fp32).
-- cross-encoder (kind "cross-encoder"): every (query, candidate) pair `[CLS] q [SEP] title [SEP] text [SEP]`
-  in length-sorted batches; score = the logit (fp32).
+Teachers (`led_hf.scoring.scorers`, chunks of `queries_per_chunk` queries):
+- SPLADE (`led_config.json` kind "splade", or a plain masked-LM folder): score = <w_q, w_p> (fp32);
+- cross-encoder (kind "cross-encoder"): score = the logit of `[CLS] q [SEP] title [SEP] text [SEP]` (fp32).
 The scores equal what the online teacher computes in training for the same lengths (tested).
 """
 
@@ -34,8 +31,16 @@ from led_hf.atomic import atomic_directory
 from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
 from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
 from led_hf.errors import LedError
-from led_hf.precision import autocast, resolve_precision
-from led_hf.retrieval.encode import TextSource, encode_batches
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.checkpoint import MASKED_LM, detect_model_kind
+from led_hf.precision import resolve_precision
+from led_hf.retrieval.sparse_vectors import load_sparse_vectors
+from led_hf.scoring.scorers import (
+    CrossEncoderScorer,
+    SpladeScorer,
+    load_cross_encoder_teacher,
+    load_splade_teacher,
+)
 from led_hf.work_folder import start_work_folder, tree_sha256
 
 TEACHER_KINDS = ("splade", "cross-encoder")
@@ -74,10 +79,6 @@ def score_teacher(
     (led_hf.work_folder: plan.json + part-NNNNN.arrow, each renamed when complete); a rerun with the same
     inputs and options scores only the missing parts, then the parts are joined into the final table.
     """
-    from transformers import AutoTokenizer
-
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.modeling.checkpoint import load_model_kind
 
     if part_queries < 1 or queries_per_chunk < 1:
         raise LedError("part_queries and queries_per_chunk must be positive")
@@ -93,25 +94,30 @@ def score_teacher(
     if out.exists() and not overwrite:  # fail before loading the teacher
         raise LedError(f"{out} already exists (pass --overwrite to replace it)")
     path = resolve_model_path(teacher)
-    kind = kind or load_model_kind(path) or _kind_from_architecture(path)
+    if kind is None:  # a plain masked-LM folder (e.g. bundled:splade-tiny) is a SPLADE teacher
+        kind = {MASKED_LM: "splade"}.get(detect_model_kind(path), detect_model_kind(path))
     if kind not in TEACHER_KINDS:
         raise LedError(
             f"{path}: cannot tell the teacher kind ({kind!r}); pass --kind {' or '.join(TEACHER_KINDS)}"
         )
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = resolve_precision(precision, device)
-    tokenizer = AutoTokenizer.from_pretrained(path)
     if corpus_vectors is not None and kind != "splade":
         raise LedError("--corpus-vectors holds SPLADE term weights; a cross-encoder teacher scores pairs")
     if kind == "splade":
-        scorer = _SpladeScorer(path, tokenizer, query_max_length, passage_max_length, batch_size, device)
+        model, tokenizer = load_splade_teacher(path)
+        scorer = SpladeScorer(
+            model, tokenizer, query_max_length, passage_max_length, batch_size, device, precision
+        )
         if corpus_vectors is not None:
             scorer.passage_matrix = load_corpus_vectors(
                 corpus_vectors, groups.data, path, passage_max_length, scorer.model.vocab_size
             )
         lengths = {"query_max_length": query_max_length, "passage_max_length": passage_max_length}
     else:
-        scorer = _CrossEncoderScorer(path, tokenizer, max_length, batch_size, device)
+        scorer = CrossEncoderScorer(
+            *load_cross_encoder_teacher(path, max_length), batch_size, device, precision
+        )
         lengths = {"max_length": scorer.collator.max_length}
     metadata = {
         "teacher": teacher,
@@ -167,8 +173,6 @@ def score_teacher(
                 scorer,
                 queries,
                 queries_per_chunk,
-                device,
-                precision,
                 work,
                 index,
                 bar,
@@ -205,8 +209,6 @@ def _score_part(
     scorer,
     queries: range,
     queries_per_chunk: int,
-    device,
-    precision: str,
     work: Path,
     index: int,
     bar,
@@ -222,89 +224,17 @@ def _score_part(
     for start in range(queries.start, queries.stop, queries_per_chunk):
         chunk = range(start, min(start + queries_per_chunk, queries.stop))
         candidates = [groups.scoring_candidates(q) for q in chunk]
-        with autocast(device, precision):
-            scores = scorer.score(groups.data, query_rows[list(chunk)], candidates)
+        scores = scorer.score(groups.data, query_rows[list(chunk)], candidates)
         for query, rows, values in zip(chunk, candidates, scores):
             writer.add(qids[query], corpus_pids.take(rows).to_pylist(), values.tolist())
         bar.update(len(chunk))
     writer.finish().rename(_part_path(work, index))
 
 
-def _kind_from_architecture(path: str) -> str | None:
-    """A folder without led_config.json (e.g. bundled:splade-tiny): a masked LM is a SPLADE teacher, a
-    sequence classifier a cross-encoder."""
-    from led_hf.modeling.checkpoint import read_json_file
-
-    architectures = (read_json_file(path, "config.json") or {}).get("architectures") or []
-    if any(name.endswith("ForMaskedLM") for name in architectures):
-        return "splade"
-    if any(name.endswith("ForSequenceClassification") for name in architectures):
-        return "cross-encoder"
-    return None
-
-
-class _SpladeScorer:
-    def __init__(
-        self,
-        path: str,
-        tokenizer,
-        query_max_length: int,
-        passage_max_length: int,
-        batch_size: int,
-        device: torch.device,
-    ):
-        from led_hf.collators.encode import EncodeCollator
-        from led_hf.modeling.splade import SpladeEncoder
-
-        self.model = SpladeEncoder.from_pretrained(path).requires_grad_(False).eval().to(device)
-        self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
-        self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
-        self.batch_size, self.device = batch_size, device
-        self.passage_matrix = (
-            None  # scipy CSR [corpus, V] of precomputed passage weights (load_corpus_vectors)
-        )
-
-    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
-        """Scores of each query's candidates (fp32), each distinct passage encoded once."""
-        query_features = TextSource(data.queries, "qid", "queries", rows=query_rows).features(
-            0, len(query_rows)
-        )
-        query_weights = None
-        for positions, weights in encode_batches(
-            query_features, self.queries, self.model.encode, self.batch_size, self.device
-        ):
-            if query_weights is None:
-                query_weights = torch.zeros((len(query_rows), weights.shape[1]), dtype=torch.float32)
-            query_weights[torch.as_tensor(positions)] = weights.float()
-        query_weights = query_weights.to(self.device)
-        unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
-        if self.passage_matrix is not None:  # looked up: [u, V] sparse x [V, n] dense
-            block = np.asarray(
-                self.passage_matrix[unique] @ query_weights.cpu().numpy().T, dtype=np.float32
-            ).T
-            return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
-        passage_features = TextSource(data.corpus, "pid", "passages", rows=unique).features(0, len(unique))
-        block = np.zeros((len(query_rows), len(unique)), dtype=np.float32)  # scores of every chunk pair
-
-        def passage_scores(batch):  # [b, k]: only scores leave the device
-            weights = self.model.encode(batch)
-            with torch.autocast(device_type=weights.device.type, enabled=False):
-                return weights.float() @ query_weights.T
-
-        for positions, scores in encode_batches(
-            passage_features, self.passages, passage_scores, self.batch_size, self.device
-        ):
-            block[:, positions] = scores.numpy().T
-        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
-
-
 def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_length: int, vocab_size: int):
     """A SPLADE teacher's `led encode --corpus` folder as one scipy CSR [corpus rows, V] (in memory), after
     checking that it encodes this dataset's corpus, in order, with this teacher and passage length."""
     import scipy.sparse
-
-    from led_hf.retrieval.sparse_vectors import load_sparse_vectors
 
     manifest, vectors = load_sparse_vectors(folder)
     expected = {
@@ -328,40 +258,3 @@ def load_corpus_vectors(folder: str | Path, data, teacher: str, passage_max_leng
     return scipy.sparse.csr_matrix(
         (vectors.values, vectors.indices, vectors.indptr), shape=(len(vectors.ids), vocab_size)
     )
-
-
-class _CrossEncoderScorer:
-    def __init__(self, path: str, tokenizer, max_length: int | None, batch_size: int, device: torch.device):
-        from led_hf.collators.cross_encoder import CrossEncoderCollator
-        from led_hf.modeling.cross_encoder import CrossEncoder
-
-        self.model = (
-            CrossEncoder.from_pretrained(path, allow_new_head=False).requires_grad_(False).eval().to(device)
-        )
-        self.collator = CrossEncoderCollator(tokenizer, max_length=max_length or self.model.max_length or 256)
-        self.batch_size, self.device = batch_size, device
-
-    def _collate(self, features: list[dict]) -> dict:
-        return {
-            "batch": self.collator.encode(
-                [f["query"] for f in features], [f["title"] for f in features], [f["text"] for f in features]
-            )
-        }
-
-    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
-        """Logits of every (query, candidate) pair (fp32)."""
-        queries = TextSource(data.queries, "qid", "queries", rows=query_rows).features(0, len(query_rows))
-        all_rows = np.concatenate(candidates)
-        passages = TextSource(data.corpus, "pid", "passages", rows=all_rows).features(0, len(all_rows))
-        owners = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
-        pairs = [
-            {"query": queries[q]["text"], "title": p.get("title") or "", "text": p["text"]}
-            for q, p in zip(owners, passages)
-        ]
-        flat = np.zeros(len(pairs), dtype=np.float32)
-        for positions, scores in encode_batches(
-            pairs, self._collate, lambda b: self.model.score(**b), self.batch_size, self.device
-        ):
-            flat[positions] = scores.float().numpy()
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
-        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(candidates))]

@@ -1,17 +1,16 @@
 """Re-rank a TREC run with a cross-encoder: score each query's top `depth` passages, sort by the new scores.
 
     run {qid: {pid: score}} --top depth by trec_eval order--> pairs (query text, title, text)
-        --CrossEncoderCollator, length-sorted batches--> CrossEncoder.score -> [N] logits
+        --CrossEncoderScorer (led_hf.scoring.scorers)--> [N] logits
         --> {qid: [(pid, logit), ...]}      (passages below `depth` are dropped, as re-rankers usually do)
 
 E.g. a BM25 run with d2 (19.3) above d8 (17.5) for query 200 and logits d2 -1.2, d8 3.4 -> d8 then d2.
 Pairs are handled in chunks of `chunk_pairs` (bounding memory on MS MARCO's 7M dev pairs); inside a
-chunk they are sorted by text length and batched (little padding), and the scores put back in place.
+chunk the scorer sorts them by token length and batches them (little padding).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,47 +18,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from led_hf.data.runs import rank_passages
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.runs import rank_passages
-from led_hf.precision import autocast
-from led_hf.retrieval.encode import length_batches
-
-logger = logging.getLogger(__name__)
-
-
-def score_pairs(
-    model,
-    collator,
-    features: Sequence[dict],
-    batch_size: int = 32,
-    device: torch.device | str = "cpu",
-    precision: str = "fp32",
-    progress_bar=None,
-) -> np.ndarray:
-    """Cross-encoder logits [N] (float32) of `features` ({"qid", "pid", "query", "title", "text"}), in order.
-
-    `model` is a `CrossEncoder` (put in eval mode here), `collator` a `CrossEncoderCollator`. Batches
-    are formed by character length, a cheap proxy of token length. `precision` ("bf16"/"fp16", see
-    led_hf.precision) runs the encoder under autocast; the logits stay fp32.
-    """
-    if batch_size < 1:
-        raise LedError(f"batch size must be at least 1, got {batch_size}")
-    model.eval()
-    device = torch.device(device)
-    lengths = np.fromiter(
-        (len(f["query"]) + len(f.get("title") or "") + len(f["text"]) for f in features),
-        dtype=np.int64,
-        count=len(features),
-    )
-    scores = np.empty(len(features), dtype=np.float32)
-    with torch.inference_mode(), autocast(device, precision):
-        for positions in length_batches(lengths, batch_size):
-            pairs = collator([features[p] for p in positions])["pairs"].to(device)
-            scores[positions] = model.score(**pairs).float().cpu().numpy()
-            if progress_bar is not None:
-                progress_bar.update(len(positions))
-    return scores
+from led_hf.evaluation.metrics import evaluate_run
+from led_hf.scoring.scorers import CrossEncoderScorer
 
 
 @dataclass
@@ -98,13 +61,9 @@ def lookup_pairs(
 
 
 def rerank_pairs(
-    model,
-    collator,
+    scorer: CrossEncoderScorer,
     data: PreparedData,
     pairs: PairList,
-    batch_size: int = 32,
-    device: torch.device | str = "cpu",
-    precision: str = "fp32",
     chunk_pairs: int = 16384,
     progress: bool = True,
 ) -> dict[str, list[tuple[str, float]]]:
@@ -125,7 +84,7 @@ def rerank_pairs(
                 }
                 for i in range(start, stop)
             ]
-            scores[start:stop] = score_pairs(model, collator, features, batch_size, device, precision, bar)
+            scores[start:stop] = scorer.score_pairs(features, bar)
     results: dict[str, list[tuple[str, float]]] = {}
     for qid, pid, score in zip(pairs.qids, pairs.pids, scores.tolist()):
         results.setdefault(qid, []).append((pid, score))
@@ -169,19 +128,10 @@ def evaluate_reranking(
     progress: bool = True,
 ) -> dict[str, float]:
     """Re-rank `pairs` (from `evaluation_pairs`) and score the result against qrels `split` with
-    `led_hf.evaluation.metrics.evaluate_run`: mrr@10, ndcg@10, recall@50 and @depth, over all qrels queries."""
-    from led_hf.evaluation.metrics import evaluate_run
-
-    results = rerank_pairs(
-        model,
-        collator,
-        data,
-        pairs,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        progress=progress,
-    )
+    `led_hf.evaluation.metrics.evaluate_run`: mrr@10, ndcg@10, recall@50 and @depth, over all qrels queries.
+    `model` is a `CrossEncoder`, `collator` a `CrossEncoderCollator`."""
+    scorer = CrossEncoderScorer(model, collator, batch_size, device, precision)
+    results = rerank_pairs(scorer, data, pairs, progress=progress)
     recall_depths = tuple(sorted({50, depth}))
     return evaluate_run(
         {qid: dict(items) for qid, items in results.items()},

@@ -13,7 +13,7 @@ Every filter returns a bool mask [Q, D] (True = keep) so that they combine with 
 (0 = not a candidate). Skipping and rank ranges refer to them, as sentence-transformers' `range_min` /
 `range_max` do, so they do not shift with the number of positives a query happens to have in its top.
 
-The reference recipe (spec §5) is `NegativeFilters(keep=200)`: positives removed, the first 200 kept.
+The reference recipe (docs/method.md §5) is `NegativeFilters(keep=200)`: positives removed, the first 200 kept.
 Options from the field, all off by default:
 
 - `skip_top=r`: drop negative ranks 1..r (the very top holds most unlabelled positives).

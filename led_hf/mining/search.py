@@ -1,4 +1,4 @@
-"""The retrievers behind `led_hf.retrieval.mining`: one per model kind, all with the same three steps.
+"""The retrievers behind `led_hf.mining.job`: one per model kind, all with the same three steps.
 
     searcher = make_searcher(job, plan, state)
     searcher.prepare_corpus(rank, world, barrier)     # encode this process's corpus shards, build the index
@@ -19,8 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from led_hf.collators.encode import EncodeCollator
 from led_hf.errors import LedError
-from led_hf.retrieval.encode import shard_dirname
+from led_hf.modeling.dense import DenseEncoder
+from led_hf.modeling.splade import SpladeEncoder
+from led_hf.precision import resolve_precision, with_precision
+from led_hf.retrieval.bm25 import build_corpus_index, query_texts
+from led_hf.retrieval.encode import corpus_source, encode_to_folder, query_source, shard_dirname
+from led_hf.retrieval.encoding_files import read_ids, shard_folders
+from led_hf.retrieval.faiss_search import EmbeddingShard, open_embeddings, search_dense
+from led_hf.retrieval.impact import SCALE, quantize
+from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index
+from led_hf.retrieval.lucene import LuceneImpactIndex, build_bm25_index, build_impact_index, search_bm25
+from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
+from led_hf.retrieval.sparse_vectors import load_sparse_shard, read_sparse_manifest
 
 
 class RowLocator:
@@ -78,9 +90,6 @@ class _ModelSearcher:
         import torch
         from transformers import AutoTokenizer
 
-        from led_hf.collators.encode import EncodeCollator
-        from led_hf.precision import resolve_precision
-
         self.job, self.plan = job, plan
         self.device = state.device if state is not None else torch.device("cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(job.model)
@@ -97,9 +106,6 @@ class _ModelSearcher:
         }
 
     def _encode(self, source, out: Path, kind: str, shard_indices, num_shards: int) -> None:
-        from led_hf.precision import with_precision
-        from led_hf.retrieval.encode import encode_to_folder
-        from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
 
         encode = with_precision(
             self.model.encode_query if kind == "query" else self.model.encode_passage,
@@ -129,7 +135,6 @@ class _ModelSearcher:
     def _prepare_encodings(self, rank: int, world: int, barrier, corpus: bool = True) -> Path | None:
         """Create the query encoding folder and return the passage one: --corpus-embeddings, else
         work/corpus encoded shard by shard (processes take shards r, r+W, ...). corpus=False: queries only."""
-        from led_hf.retrieval.encode import corpus_source
 
         job = self.job
         given = job.corpus_embeddings is not None
@@ -180,12 +185,10 @@ class _ModelSearcher:
 
 class DenseSearcher(_ModelSearcher):
     def _load_model(self):
-        from led_hf.modeling.dense import DenseEncoder
 
         return DenseEncoder.from_pretrained(self.job.model)
 
     def prepare_corpus(self, rank: int, world: int, barrier) -> None:
-        from led_hf.retrieval.faiss_search import open_embeddings
 
         self.passages = self._prepare_encodings(rank, world, barrier)
         _, self.shards = open_embeddings(self.passages)
@@ -194,7 +197,6 @@ class DenseSearcher(_ModelSearcher):
         )
 
     def search_shard(self, source, shard_index, num_shards, qids, positives):
-        from led_hf.retrieval.faiss_search import EmbeddingShard, search_dense
 
         folder = self._encode_queries(source, shard_index, num_shards, qids)
         query_embeddings = EmbeddingShard(folder).embeddings()
@@ -218,7 +220,6 @@ class SpladeSearcher(_ModelSearcher):
     sparse = True
 
     def _load_model(self):
-        from led_hf.modeling.splade import SpladeEncoder
 
         return SpladeEncoder.from_pretrained(self.job.model)
 
@@ -236,25 +237,17 @@ class SpladeSearcher(_ModelSearcher):
             self.index_path = job.work / "index"
             if rank == 0 and not self.index_path.is_dir():
                 if job.backend == "lucene":
-                    from led_hf.retrieval.lucene import build_impact_index
-
                     build_impact_index(self.vectors, self.index_path, progress=job.progress)
                 else:
-                    from led_hf.retrieval.inverted_index import build_inverted_index
-
-                    # float weights: the exact scores of spec §5 (`led index` quantises by default, as Lucene)
+                    # float weights: the exact scores of docs/method.md §5 (`led index` quantises by default, as Lucene)
                     build_inverted_index(
                         self.vectors, self.index_path, quantized=False, progress=job.progress
                     )
             barrier()
         if job.backend == "lucene":
-            from led_hf.retrieval.lucene import LuceneImpactIndex
-
             self.index, self.quantized = LuceneImpactIndex(self.index_path), True
             self.index_rows = None
         else:
-            from led_hf.retrieval.inverted_index import InvertedIndex
-
             self.index = InvertedIndex(self.index_path)
             self.quantized = self.index.quantized
             self.index_rows = RowLocator([self.index.doc_ids()], job.data.pid_index, str(self.index_path))
@@ -262,8 +255,6 @@ class SpladeSearcher(_ModelSearcher):
         self.passage_vectors = None
 
     def search_shard(self, source, shard_index, num_shards, qids, positives):
-        from led_hf.retrieval.inverted_index import SCALE
-        from led_hf.retrieval.sparse_vectors import load_sparse_shard
 
         folder = self._encode_queries(source, shard_index, num_shards, qids)
         queries = load_sparse_shard(folder, self.model.vocab_size)
@@ -288,7 +279,6 @@ class SpladeSearcher(_ModelSearcher):
 
     def _positive_scores(self, queries, positives) -> np.ndarray:
         """Σ_t q_t·d_t of each query's best positive, read from the passage vectors (quantised as the index)."""
-        from led_hf.retrieval.inverted_index import SCALE, quantize
 
         if self.passage_vectors is None:
             self.passage_vectors = _SparseRows(self.vectors, self.job.data.pid_index)
@@ -324,8 +314,6 @@ class _SparseRows:
     """Random access to the passage rows of a sparse vectors folder (memory-mapped, nothing loaded whole)."""
 
     def __init__(self, folder: Path | None, pid_index):
-        from led_hf.retrieval.encoding_files import read_ids, shard_folders
-        from led_hf.retrieval.sparse_vectors import read_sparse_manifest
 
         if folder is None or not Path(folder).is_dir():
             raise LedError(
@@ -357,19 +345,14 @@ class BM25Searcher:
         job = self.job
         self.index_path = Path(job.index) if job.index is not None else job.work / "index"
         if job.backend == "lucene" and job.index is None and rank == 0 and not self.index_path.is_dir():
-            from led_hf.retrieval.lucene import build_bm25_index
-
             build_bm25_index(job.data.root, self.index_path, progress=job.progress)
         barrier()
 
     def search_shard(self, source, shard_index, num_shards, qids, positives):
-        from led_hf.retrieval.bm25 import build_corpus_index, query_texts
 
         job = self.job
         texts = query_texts(job.data, qids)
         if job.backend == "lucene":
-            from led_hf.retrieval.lucene import search_bm25
-
             results = search_bm25(
                 self.index_path, dict(zip(qids, texts)), depth=job.depth, k1=job.k1, b=job.b
             )
@@ -386,7 +369,6 @@ class BM25Searcher:
 
 
 def _queries(job):
-    from led_hf.retrieval.encode import query_source
 
     return query_source(job.data, job.split)
 

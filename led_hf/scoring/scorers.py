@@ -1,0 +1,166 @@
+"""One chunked scorer per teacher kind, over the models' own `score_candidates`; `led score-teacher` and
+`led rerank` use them (the LED trainer calls `score_candidates` on its training batches directly).
+
+- `SpladeScorer`: a chunk of queries and their candidate lists -> each query's candidate scores
+  <w_q, w_p> (fp32). Every distinct passage of the chunk is encoded once (length-sorted batches) and
+  scored against the chunk's queries on the device, so only a [queries, passages] score block leaves it;
+  with precomputed corpus vectors (`passage_matrix`) the passages are looked up instead.
+- `CrossEncoderScorer`: (query, passage) pairs `[CLS] q [SEP] title [SEP] text [SEP]` in length-sorted
+  batches -> their logits (fp32); `score` gives the same per candidate list.
+
+Both run the model in eval mode, without gradients, under `led_hf.precision.autocast(device, precision)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from led_hf.collators.cross_encoder import CrossEncoderCollator
+from led_hf.collators.encode import EncodeCollator
+from led_hf.errors import LedError
+from led_hf.modeling.bundled import resolve_model_path
+from led_hf.modeling.cross_encoder import CrossEncoder
+from led_hf.modeling.splade import SpladeEncoder
+from led_hf.precision import autocast
+from led_hf.retrieval.encode import TextSource, encode_batches
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False, what: str = "tokenizer"):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise LedError(f"{path}: cannot load the {what} ({err})") from err
+
+
+def load_splade_teacher(path: str, trust_remote_code: bool = False):
+    """(SpladeEncoder, tokenizer) of a SPLADE checkpoint folder, hub id or `bundled:splade-tiny`."""
+
+    path = resolve_model_path(path)
+    teacher = SpladeEncoder.from_pretrained(path, trust_remote_code=trust_remote_code)
+    return teacher, load_tokenizer(path, trust_remote_code, "teacher's tokenizer")
+
+
+def load_cross_encoder_teacher(
+    path: str,
+    max_length: int | None = None,
+    pad_to_multiple_of: int | None = None,
+    trust_remote_code: bool = False,
+):
+    """(CrossEncoder, CrossEncoderCollator) of a trained cross-encoder; an untrained head is an error.
+    The pair length is `max_length`, else the one the model was trained with, else 256."""
+
+    path = resolve_model_path(path)
+    model = CrossEncoder.from_pretrained(path, trust_remote_code=trust_remote_code, allow_new_head=False)
+    tokenizer = load_tokenizer(path, trust_remote_code)
+    length = max_length or model.max_length or 256
+    return model, CrossEncoderCollator(tokenizer, max_length=length, pad_to_multiple_of=pad_to_multiple_of)
+
+
+class SpladeScorer:
+    """A frozen SPLADE teacher scoring each query's candidate passages (see the module docstring)."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        query_max_length: int,
+        passage_max_length: int,
+        batch_size: int,
+        device: torch.device,
+        precision: str = "fp32",
+    ):
+
+        self.model = model.requires_grad_(False).eval().to(device)
+        self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
+        self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
+        self.batch_size, self.device, self.precision = batch_size, device, precision
+        self.passage_matrix = None  # scipy CSR [corpus, V] of precomputed passage weights
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """Scores (fp32) of each query's candidates (corpus rows); each distinct passage encoded once."""
+        with autocast(self.device, self.precision):
+            return self._score(data, query_rows, candidates)
+
+    def _score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        query_features = TextSource(data.queries, "qid", "queries", rows=query_rows).features(
+            0, len(query_rows)
+        )
+        query_weights = None
+        for positions, weights in encode_batches(
+            query_features, self.queries, self.model.encode, self.batch_size, self.device
+        ):
+            if query_weights is None:
+                query_weights = torch.zeros((len(query_rows), weights.shape[1]), dtype=torch.float32)
+            query_weights[torch.as_tensor(positions)] = weights.float()
+        query_weights = query_weights.to(self.device)
+        unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
+        if self.passage_matrix is not None:  # looked up: [u, V] sparse x [V, n] dense
+            block = np.asarray(
+                self.passage_matrix[unique] @ query_weights.cpu().numpy().T, dtype=np.float32
+            ).T
+        else:
+            passage_features = TextSource(data.corpus, "pid", "passages", rows=unique).features(
+                0, len(unique)
+            )
+            block = np.zeros((len(query_rows), len(unique)), dtype=np.float32)  # every chunk pair
+            for positions, scores in encode_batches(
+                passage_features,
+                self.passages,
+                lambda batch: self.model.score_candidates(query_weights, batch),  # [queries, b]
+                self.batch_size,
+                self.device,
+            ):
+                block[:, positions] = scores.numpy()
+        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+
+
+class CrossEncoderScorer:
+    """A frozen cross-encoder scoring (query, passage) pairs (see the module docstring)."""
+
+    def __init__(self, model, collator, batch_size: int, device: torch.device, precision: str = "fp32"):
+        if batch_size < 1:
+            raise LedError(f"batch size must be at least 1, got {batch_size}")
+        self.model = model.eval().to(device)  # may be a model just trained: its requires_grad stays
+        self.collator = collator
+        self.batch_size, self.device, self.precision = batch_size, torch.device(device), precision
+
+    def _collate(self, features: list[dict]) -> dict:
+        return {
+            "batch": self.collator.encode(
+                [f["query"] for f in features],
+                [f.get("title") or "" for f in features],
+                [f["text"] for f in features],
+            )
+        }
+
+    def score_pairs(self, features: Sequence[dict], progress_bar=None) -> np.ndarray:
+        """Logits [N] (fp32) of `features` ({"query", "title"?, "text"}), in their order."""
+        scores = np.zeros(len(features), dtype=np.float32)
+        with autocast(self.device, self.precision):
+            for positions, logits in encode_batches(
+                features, self._collate, self.model.score_candidates, self.batch_size, self.device
+            ):
+                scores[positions] = logits.float().numpy()
+                if progress_bar is not None:
+                    progress_bar.update(len(positions))
+        return scores
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """Logits (fp32) of each query's candidates (corpus rows)."""
+        queries = TextSource(data.queries, "qid", "queries", rows=query_rows).features(0, len(query_rows))
+        all_rows = np.concatenate(candidates)
+        passages = TextSource(data.corpus, "pid", "passages", rows=all_rows).features(0, len(all_rows))
+        owners = np.repeat(np.arange(len(candidates)), [len(c) for c in candidates])
+        pairs = [
+            {"query": queries[q]["text"], "title": p.get("title") or "", "text": p["text"]}
+            for q, p in zip(owners, passages)
+        ]
+        flat = self.score_pairs(pairs)
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
+        return [flat[offsets[i] : offsets[i + 1]] for i in range(len(candidates))]
