@@ -63,30 +63,29 @@ def _config(tmp_path, source, later_reads_cached_output=False) -> dict:
 
 @pytest.fixture()
 def counted_commands(monkeypatch, tmp_path):
-    """Every `led` command the runner runs, by name; the cache lives in a fresh folder."""
+    """(run_command for Pipeline.run, the names of the `led` commands it ran); a fresh cache folder."""
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     ran = []
-    real = cli_main.main
 
     def counting(argv):
         ran.append(argv[0])
-        return real(argv)
+        return cli_main.main(argv)
 
-    monkeypatch.setattr(cli_main, "main", counting)
-    return ran
+    return counting, ran
 
 
 def test_cached_stage_runs_once_per_content(tmp_path, beir_dir, counted_commands):
+    led, ran = counted_commands
     source = shutil.copytree(beir_dir, tmp_path / "beir")
     config = _config(tmp_path, source)
 
-    first = Pipeline.from_file(config, output=str(tmp_path / "run1")).run()
-    assert counted_commands == ["prepare", "bm25"]
+    first = Pipeline.from_file(config, output=str(tmp_path / "run1")).run(led)
+    assert ran == ["prepare", "bm25"]
     assert "cached" not in first[1] and first[1]["metrics"]["num_queries"] > 0
 
     # another output folder, same inputs and commands: the baseline comes from the cache
-    second = Pipeline.from_file(config, output=str(tmp_path / "run2")).run()
-    assert counted_commands == ["prepare", "bm25", "prepare"]
+    second = Pipeline.from_file(config, output=str(tmp_path / "run2")).run(led)
+    assert ran == ["prepare", "bm25", "prepare"]
     assert second[1]["cached"] is True and second[1]["metrics"] == first[1]["metrics"]
     assert second[1]["computed_wall_time_s"] == first[1]["wall_time_s"]
     assert json.loads((tmp_path / "run2" / "stages" / "baseline.json").read_text())["cached"] is True
@@ -96,14 +95,14 @@ def test_cached_stage_runs_once_per_content(tmp_path, beir_dir, counted_commands
     assert f"cached (computed in {first[1]['wall_time_s']})" in render_markdown(second, "t")
 
     # opting out recomputes (and refreshes the entry)
-    Pipeline.from_file(config, output=str(tmp_path / "run3")).run(use_cache=False)
-    assert counted_commands[-2:] == ["prepare", "bm25"]
+    Pipeline.from_file(config, output=str(tmp_path / "run3")).run(led, use_cache=False)
+    assert ran[-2:] == ["prepare", "bm25"]
 
     # a changed input is another key: computed again
     with open(source / "queries.jsonl", "a", encoding="utf-8") as handle:
         handle.write('{"_id": "extra", "text": "one more query"}\n')
-    Pipeline.from_file(config, output=str(tmp_path / "run4")).run()
-    assert counted_commands[-2:] == ["prepare", "bm25"]
+    Pipeline.from_file(config, output=str(tmp_path / "run4")).run(led)
+    assert ran[-2:] == ["prepare", "bm25"]
 
 
 def test_key_depends_on_commands_not_on_the_output_folder(tmp_path, beir_dir, monkeypatch):

@@ -3,7 +3,7 @@
 A pipeline stage marked ``"cache": {"inputs": ["{minilm}", "data/scifact"]}`` (e.g. a zero-shot baseline)
 is looked up before it runs:
 
-    key = sha256( the stage's commands and evaluate spec as written (placeholders unfilled: the output
+    key = sha256( the stage's commands and evaluate entry as written (placeholders unfilled: the output
                   folder does not matter), tree_sha256 of every listed input (files or folders), the
                   led-hf / torch / transformers versions, the precision `--precision auto` picks here )
     CACHE/stages/<key>.json      the stage record of the run that computed it (metrics, wall time)
@@ -61,13 +61,13 @@ def stage_key(template: dict, inputs: list[str | Path]) -> str:
         if not Path(path).exists():
             raise LedError(f"cache input {path} does not exist")
         hashes.append(tree_sha256(path))
-    spec = {
+    identity = {
         "commands": template.get("commands"),
         "evaluate": template.get("evaluate"),
         "inputs": hashes,
         "environment": environment(),
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def load(key: str) -> dict | None:
