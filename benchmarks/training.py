@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,7 +36,7 @@ def training_arguments(precision: str, **overrides):
 
     cls = overrides.pop("cls", DenseTrainingArguments)
     return cls(
-        output_dir=tempfile.mkdtemp(prefix="led-bench-train-"),
+        output_dir=str(Path(tempfile.gettempdir()) / "led-bench-train"),  # nothing is saved there
         use_cpu=not torch.cuda.is_available(),
         bf16=precision == "bf16",
         learning_rate=2e-5,

@@ -174,3 +174,11 @@ def test_quadratic_warmup():
         [0, 5e-5, 2e-4, 8e-4, 8e-4]
     )
     assert quadratic_warmup(6e-4, 0, 0) == 6e-4
+
+
+def test_encoding_without_grad_gives_the_training_values():
+    logits, mask = _random_batch(4)
+    with torch.no_grad():
+        encoded = splade_pool(logits.float(), mask)
+    trained = splade_pool(logits.float().requires_grad_(True), mask)
+    torch.testing.assert_close(encoded, trained.detach())

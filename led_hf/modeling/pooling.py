@@ -60,8 +60,11 @@ def splade_pool(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     # [N, V] result is cast up. Masked positions become -inf, which relu maps to 0 (a zero weight).
     with torch.autocast(device_type=logits.device.type, enabled=False):
         keep = attention_mask.to(torch.bool).unsqueeze(-1)
-        max_logits = _MaskedMaxOverTokens.apply(logits, keep).float()
-        return torch.log1p(torch.relu(max_logits))
+        if torch.is_grad_enabled() and logits.requires_grad:
+            max_logits = _MaskedMaxOverTokens.apply(logits, keep)
+        else:  # encoding: no indices to keep, and amax is ~4x faster than max(dim) over a 30k vocabulary
+            max_logits = logits.masked_fill(~keep, float("-inf")).amax(dim=1)
+        return torch.log1p(torch.relu(max_logits.float()))
 
 
 class _MaskedMaxOverTokens(torch.autograd.Function):
