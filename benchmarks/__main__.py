@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # no progress bars in the log (mine_hard_negatives, for one, forces them on)
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
     machine = machine_description()
     print(machine_line(machine), flush=True)

@@ -30,6 +30,7 @@ from harness import Row, alternate, median  # noqa: E402
 from training import TrainerStep, batches, training_arguments  # noqa: E402
 
 QUERY_LENGTH, PASSAGE_LENGTH, BATCH, NEGATIVES = 32, 128, 4, 7
+POOL = 30  # negatives per query in the synthetic data: the pool groups draw from and score-teacher scores
 
 
 def prepare(folder: Path, queries: int, passages: int) -> Path:
@@ -61,7 +62,13 @@ def led_step(side: str, data: Path, student: str, teacher: str, precision: str, 
 
     tables = {"teacher_scores": "bench"} if side == "precomputed" else {}
     groups = ScoredTrainGroups(
-        data, negs_sources="bm25", num_negatives=NEGATIVES, seed=0, show_progress=False, score_tables=tables
+        data,
+        negs_sources="bm25",
+        num_negs_per_system=POOL,
+        num_negatives=NEGATIVES,
+        seed=0,
+        show_progress=False,
+        score_tables=tables,
     )
     tokenizer = AutoTokenizer.from_pretrained(student)
     collator = LEDCollator(tokenizer, QUERY_LENGTH, PASSAGE_LENGTH, extra_keys=tuple(tables))
@@ -107,7 +114,7 @@ def run(
             teacher,
             "bench",
             negs_sources=["bm25"],
-            num_negs_per_system=30,
+            num_negs_per_system=POOL,
             device="cpu",
             overwrite=True,
             query_max_length=QUERY_LENGTH,
