@@ -7,7 +7,7 @@ Data: SciFact train (809 claims). `--limit N` keeps the train positives plus the
 N in all (the queries stay all 809), written as a BEIR folder and prepared with `led prepare`.
 Dense: all-MiniLM-L6-v2 (bundled; mean pooling, normalised) on both sides; passages `--max-length`
 tokens, queries `--query-max-length`, `--batch-size`, exact search to `--depth`, `--keep` negatives, one
-process, the same precision on both sides: `--precision auto` for led and the same autocast around
+process, the model loaded inside the timed call on both sides, the same precision on both sides: `--precision auto` for led and the same autocast around
 sentence-transformers' call (bf16 autocast over fp32 weights on a CPU with native bf16, else fp32).
 Both sides encode the corpus and the queries inside the timed region, unless `--reuse-corpus`: then led
 gets a `led encode --corpus` folder (`--corpus-embeddings`) and sentence-transformers a warm
@@ -116,11 +116,12 @@ def sentence_transformers_miner(data: Path, model_path: str, args, cache: Path |
         if grade > 0
     ]
     dataset = datasets.Dataset.from_dict({"query": [q for q, _ in pairs], "positive": [p for _, p in pairs]})
-    model = SentenceTransformer(model_path, device="cpu")
-    model.max_seq_length = args.max_length
 
     @functools.partial(with_precision, device="cpu", precision=args.precision)
     def mine():
+        # the model loads inside the timed call, as `led mine` loads its own
+        model = SentenceTransformer(model_path, device="cpu")
+        model.max_seq_length = args.max_length
         return mine_hard_negatives(
             dataset,
             model,
