@@ -1,6 +1,6 @@
 """Benchmark training groups + the train collator over a large prepared corpus: groups/s and peak RSS.
 
-    .venv/bin/python benchmarks/bench_groups.py                   # 1M passages, 100k queries, 10,000 groups
+    .venv/bin/python benchmarks/bench_groups.py                   # 1M passages, 100k queries, one epoch
     .venv/bin/python benchmarks/bench_groups.py --passages 200000 --groups 2000
 
 A synthetic MS MARCO folder (benchmarks/synthetic.py) is generated and converted with `led prepare` once,
@@ -27,6 +27,14 @@ CACHE = Path("/tmp/led-bench-groups")
 
 
 def _rss_mib() -> float:
+    """Peak RSS of this process image. Linux's ru_maxrss survives exec, so a child forked from a big
+    process (the harness, with its models loaded) would report its parent's size: read VmHWM first."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -73,14 +81,17 @@ def measure(args) -> dict:
         rss_after_build_mib=_rss_mib(),
         pool_mib=groups._pool_rows.nbytes / 2**20,
     )
-    order = np.random.default_rng(0).permutation(len(groups))[: args.groups]
-    if len(order) < args.groups:
-        order = np.resize(order, args.groups)
+    # one epoch (every row once) unless --groups says how many
+    count = args.groups or len(groups)
+    order = np.random.default_rng(0).permutation(len(groups))[:count]
+    if len(order) < count:
+        order = np.resize(order, count)
 
     started = time.perf_counter()
     for index in order:
         groups[int(index)]
-    result["getitem_groups_per_s"] = args.groups / (time.perf_counter() - started)
+    result["getitem_groups_per_s"] = count / (time.perf_counter() - started)
+    result["groups"] = count
 
     tokenizer, result["tokenizer"] = _tokenizer()
     loader = torch.utils.data.DataLoader(
@@ -137,6 +148,52 @@ def prepared_folder(args) -> Path:
     return prepared
 
 
+def measure_in_child(args) -> dict:
+    """Prepare (cached) and measure in a fresh process, whose peak RSS covers the groups alone."""
+    prepared = prepared_folder(args)
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items() if value is not None]
+    child = subprocess.run(
+        [sys.executable, __file__, *flags, "--data", str(prepared)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False, passages: int | None = None, queries: int | None = None) -> list:
+    from harness import Row
+
+    passages = passages or (20_000 if quick else 1_000_000)
+    queries = queries or passages // 10
+    args = argparse.Namespace(
+        passages=passages,
+        queries=queries,
+        negatives=30,
+        seed=0,
+        groups=None,
+        batch_size=16,
+        num_negatives=7,
+        depth=200,
+        sources="bm25",
+    )
+    print(f"  training groups, one epoch over {passages:,} passages", flush=True)
+    result = measure_in_child(args)
+    return [
+        Row(
+            entry="groups",
+            name=f"training groups, one epoch over {passages:,} passages: peak RSS",
+            ours=result["peak_rss_mib"],
+            baseline=None,
+            unit="MiB",
+            note=f"{result['groups']:,} groups of {result['group_size']} (synthetic MS MARCO, "
+            f"benchmarks/synthetic.py), TrainCollator with {result['tokenizer']}'s tokenizer, batch 16: "
+            f"{result['collated_groups_per_s']:,.0f} groups/s; pools {result['pool_mib']:.0f} MiB, built in "
+            f"{result['build_s']:.1f} s",
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=100_000)
     parser.add_argument("--negatives", type=int, default=30, help="pids per train.negatives.tsv line")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--groups", type=int, default=10_000, help="training groups to iterate")
+    parser.add_argument(
+        "--groups", type=int, default=None, help="training groups to iterate (default: one epoch)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-negatives", type=int, default=7)
     parser.add_argument("--depth", type=int, default=200, help="num_negs_per_system")
@@ -156,14 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         print(json.dumps(measure(args)))
         return 0
-    prepared = prepared_folder(args)
-    child = subprocess.run(
-        [sys.executable, __file__, *(argv if argv is not None else sys.argv[1:]), "--data", str(prepared)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result = measure_in_child(args)
     print(
         f"{result['rows']:,} training rows (G = {result['group_size']}), pools {result['pool_mib']:.0f} MiB, "
         f"built in {result['build_s']:.1f} s"
@@ -171,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"__getitem__ only:           {result['getitem_groups_per_s']:,.0f} groups/s")
     print(
         f"with TrainCollator ({result['tokenizer']}, batch {args.batch_size}): "
-        f"{result['collated_groups_per_s']:,.0f} groups/s"
+        f"{result['collated_groups_per_s']:,.0f} groups/s over {result['groups']:,} groups"
     )
     print(
         f"RSS: start {result['rss_start_mib']:,.0f} MiB, after build {result['rss_after_build_mib']:,.0f} MiB, "

@@ -62,6 +62,63 @@ else:
 """
 
 
+def prepare_child(source: Path, output: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of `led prepare --format msmarco` in a fresh process."""
+    command = ["-m", "led_hf", "prepare", "--format", "msmarco", "--input", str(source)]
+    return _child([*command, "--output", str(output), "--overwrite", "--quiet"])
+
+
+def writer_child(kind: str, collection: Path, target: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of converting collection.tsv alone with one of the two writers."""
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    return _child(["-c", _WRITER_VARIANT, kind, str(collection), str(target)])
+
+
+def run(quick: bool = False, passages: int | None = None, compare_writers: bool | None = None) -> list:
+    from harness import Row
+
+    passages = passages or (20_000 if quick else 1_000_000)
+    compare_writers = not quick if compare_writers is None else compare_writers
+    workdir = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    rows = []
+    try:
+        source = workdir / "msmarco"
+        print(f"  led prepare, {passages:,} passages", flush=True)
+        generate_msmarco(source, passages, passages // 10, 30, 0)
+        wall, peak = prepare_child(source, workdir / "prepared")
+        rows.append(
+            Row(
+                entry="prepare",
+                name=f"led prepare --format msmarco, {passages:,} passages: peak RSS",
+                ours=peak,
+                baseline=None,
+                unit="MiB",
+                note=f"synthetic MS MARCO (benchmarks/synthetic.py), {passages // 10:,} train queries x 30 "
+                f"negatives; wall {wall:.1f} s ({passages / wall:,.0f} passages/s), in a fresh process",
+            )
+        )
+        if compare_writers:
+            results = {
+                kind: writer_child(kind, source / "collection.tsv", workdir / f"writer-{kind}")
+                for kind in ("arrowwriter", "from_generator")
+            }
+            rows.append(
+                Row(
+                    entry="prepare",
+                    name="corpus conversion, led's ArrowWriter vs datasets' Dataset.from_generator: wall",
+                    ours=results["arrowwriter"][0],
+                    baseline=results["from_generator"][0],
+                    unit="s",
+                    note=f"collection.tsv only, {passages:,} passages; peak RSS "
+                    f"{results['arrowwriter'][1]:,.0f} vs {results['from_generator'][1]:,.0f} MiB; one run each",
+                )
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,22 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             f"generated {args.passages:,} passages, {args.queries:,} train queries, {args.negatives} "
             f"negatives/query: {size / 2**20:,.0f} MiB of tsv in {time.perf_counter() - started:.1f} s"
         )
-
-        wall, peak = _child(
-            [
-                "-m",
-                "led_hf",
-                "prepare",
-                "--format",
-                "msmarco",
-                "--input",
-                str(source),
-                "--output",
-                str(output),
-                "--overwrite",
-                "--quiet",
-            ]
-        )
+        wall, peak = prepare_child(source, output)
         manifest = json.loads((output / "manifest.json").read_text())
         arrow = sum(p.stat().st_size for p in output.rglob("*") if p.is_file())
         print(
@@ -111,15 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"  counts: {manifest['counts']}")
         print(f"  notes: {manifest['notes']}")
-
         if args.compare_writers:
             for kind in ("arrowwriter", "from_generator"):
-                target = workdir / f"writer-{kind}"
-                shutil.rmtree(target, ignore_errors=True)
-                target.mkdir()
-                wall, peak = _child(
-                    ["-c", _WRITER_VARIANT, kind, str(source / "collection.tsv"), str(target)]
-                )
+                wall, peak = writer_child(kind, source / "collection.tsv", workdir / f"writer-{kind}")
                 print(f"corpus only via {kind:<15}: wall {wall:.1f} s, peak RSS {peak:,.0f} MiB")
     finally:
         if not args.workdir:

@@ -1,26 +1,25 @@
 """Batch sparse search, embedded inverted index vs Lucene impact (Anserini via pyjnius), on the same vectors.
 
-    .venv/bin/python benchmarks/bench_sparse_search.py                       # SciFact + 1M generated, 2 cores
+    .venv/bin/python benchmarks/bench_sparse_search.py                       # SciFact + 100k generated, 2 cores
     .venv/bin/python benchmarks/bench_sparse_search.py --skip-generated      # SciFact only
-    .venv/bin/python benchmarks/bench_sparse_search.py --docs 200000         # smaller generated corpus
+    .venv/bin/python benchmarks/bench_sparse_search.py --docs 1000000        # a larger generated corpus
 
-1. SciFact (5,183 abstracts, 300 test claims) encoded with the bundled SPLADE-tiny (`--scifact-vectors`,
-   else encoded here once into WORK: max over unmasked tokens of log1p(relu(MLM logits)), [CLS]/last
-   [SEP] masked, 256 / 32 tokens). Both engines index the same ×100 integer weights; the script prints
-   queries/s, top-10 agreement (ties aside) and nDCG@10 / R@100 of both runs.
+1. SciFact (5,183 abstracts, 300 test claims) encoded by `led encode --kind splade` with the bundled
+   SPLADE-tiny (256 / 32 tokens; cached in WORK). Both engines index the same x100 integer weights; the
+   row notes top-10 agreement (ties aside) and nDCG@10 of both runs.
 2. A generated SPLADE-like corpus: term ranks drawn from Zipf(s=1) over a 30,522 vocabulary
    (~120 distinct terms per passage, ~20 per query), weights log-normal (median ~0.75).
 
-Timing: one run over all queries after a warm-up, search only (the index is open, the JVM started,
-worker processes spawned), `--cores` processes / Lucene threads. Lucene is timed twice: its Java
-batch_search alone, and end to end (Java query maps built + hits read back through JNI).
-Target: embedded >= 3x Lucene (Java-only time) on 2 cores.
+Timing: search only (the index open, the JVM started, worker processes spawned, one warm-up search),
+`--cores` processes / Lucene threads, the two engines alternated (benchmarks/harness.py). Lucene is
+timed end to end (Java query maps built + hits read back through JNI); its Java batch_search alone is
+in the note. `--quick` (the harness) searches a 5,000-passage generated corpus only.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import contextlib
 import json
 import shutil
 import sys
@@ -29,10 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index
-from led_hf.retrieval.sparse_vectors import load_sparse_vectors
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
+from harness import Row, alternate, median  # noqa: E402
+from scifact import prepared_scifact  # noqa: E402
+
+from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index  # noqa: E402
+from led_hf.retrieval.sparse_vectors import load_sparse_vectors  # noqa: E402
+
+WORK = Path.home() / ".cache" / "led-hf" / "bench_sparse"
 
 
 # ----------------------------------------------------------------------------- vectors
@@ -70,79 +74,23 @@ def write_vectors(
     return folder
 
 
-def encode_splade_tiny(texts: list[str], ids: list[str], folder: Path, what: str, max_length: int) -> Path:
-    """SPLADE-tiny term weights w_v = log1p(relu(max_t logit[t, v])) over unmasked tokens ([CLS], last [SEP] out)."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
-
-    model_dir = Path(importlib.util.find_spec("cognition").submodule_search_locations[0]) / "model"
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForMaskedLM.from_pretrained(model_dir).eval()
-    lengths = [len(t) for t in texts]
-    order = np.argsort(lengths)[::-1]
-    rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    with torch.inference_mode():
-        for start in tqdm(range(0, len(order), 8), desc=f"SPLADE-tiny {what}"):
-            batch = order[start : start + 8]  # small batches: [B, L, 30522] logits stay cache-sized
-            enc = tokenizer(
-                [texts[i] for i in batch],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-            )
-            mask = enc["attention_mask"].clone()
-            mask[:, 0] = 0  # [CLS]
-            mask[torch.arange(len(batch)), enc["attention_mask"].sum(1) - 1] = 0  # last [SEP]
-            logits = model(**enc).logits.masked_fill_(~mask.bool()[..., None], float("-inf"))
-            weights = torch.log1p(torch.relu(logits.max(dim=1).values))  # max first: log1p∘relu is monotone
-            for i, row in zip(batch, weights):
-                nz = torch.nonzero(row).flatten()
-                rows[int(i)] = (nz.numpy().astype(np.int32), row[nz].numpy().astype(np.float32))
-    indptr = np.concatenate([[0], np.cumsum([len(rows[i][0]) for i in range(len(texts))])])
-    vocab = [tokenizer.convert_ids_to_tokens(v) for v in range(model.config.vocab_size)]
-    return write_vectors(
-        folder,
-        indptr,
-        np.concatenate([rows[i][0] for i in range(len(texts))]),
-        np.concatenate([rows[i][1] for i in range(len(texts))]),
-        ids,
-        vocab,
-        what,
-        model=str(model_dir),
-    )
-
-
-def scifact_qrels() -> dict[str, dict[str, int]]:
-    qrels: dict[str, dict[str, int]] = {}
-    for line in (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, pid, score = line.split("\t")
-        qrels.setdefault(qid, {})[pid] = int(score)
-    return qrels
-
-
 def scifact_vectors(work: Path) -> tuple[Path, Path, dict]:
-    def jsonl(name):
-        return [
-            json.loads(line) for line in (SCIFACT / name).read_text(encoding="utf-8").splitlines() if line
-        ]
+    """SPLADE-tiny vectors of the bundled SciFact corpus and test claims, written by `led encode`."""
+    from led_hf.cli.main import main as led
+    from led_hf.data.store import PreparedData
 
-    qrels = scifact_qrels()
-    passages, queries = work / "scifact-corpus", work / "scifact-test-queries"
-    if not passages.exists():
-        corpus = jsonl("corpus.jsonl")
-        encode_splade_tiny(
-            [f"{d['title']} {d['text']}".strip() for d in corpus],
-            [d["_id"] for d in corpus],
-            passages,
-            "passages",
-            256,
-        )
-    if not queries.exists():
-        test = [q for q in jsonl("queries.jsonl") if q["_id"] in qrels]
-        encode_splade_tiny([q["text"] for q in test], [q["_id"] for q in test], queries, "queries", 32)
-    return passages, queries, qrels
+    data = prepared_scifact(work / "scifact")
+    folders = {}
+    for what, selection in (
+        ("corpus", ["--corpus", "--max-length", "256"]),
+        ("test-queries", ["--queries", "test", "--max-length", "32"]),
+    ):
+        folders[what] = work / f"scifact-{what}"
+        if not folders[what].exists():
+            command = ["encode", "--model", "bundled:splade-tiny", "--kind", "splade", "--data", str(data)]
+            if led([*command, *selection, "--output", str(folders[what]), "--no-progress"]) != 0:
+                raise RuntimeError("led encode failed")
+    return folders["corpus"], folders["test-queries"], PreparedData(data).qrels_dict("test")
 
 
 def zipf_rows(rng, n: int, draws: int, vocab_size: int, chunk: int = 50_000):
@@ -196,14 +144,6 @@ def generated_vectors(work: Path, docs: int, queries: int, seed: int = 0) -> tup
 
 
 # ----------------------------------------------------------------------------- measurements
-def timed(label: str, fn):
-    started = time.perf_counter()
-    out = fn()
-    seconds = time.perf_counter() - started
-    print(f"  {label}: {seconds:.1f}s")
-    return out, seconds
-
-
 def compare(
     passages: Path,
     queries_folder: Path,
@@ -212,74 +152,113 @@ def compare(
     depth: int,
     cores: int,
     qrels: dict | None,
-    lucene_ok: bool,
-) -> None:
-    print(f"== {name}: depth {depth}, {cores} cores")
+    lucene_missing: str | None,
+    repetitions: int,
+) -> Row:
+    """Queries/s of both engines over the same vectors (one row; baseline empty when Lucene is missing)."""
+    print(f"  sparse search, {name}: depth {depth}, {cores} cores", flush=True)
     inverted = work / f"{name}.inverted"
     if not inverted.exists():
-        timed("build inverted index", lambda: build_inverted_index(passages, inverted, progress=False))
+        build_inverted_index(passages, inverted, progress=False)
     _, queries = load_sparse_vectors(queries_folder)
     n = len(queries.ids)
-    with InvertedIndex(inverted) as index:
+    runs: dict[str, dict] = {}
+    with contextlib.ExitStack() as stack:
+        index = stack.enter_context(InvertedIndex(inverted))
         query_csr = index.queries(queries.indptr, queries.indices, queries.values)
         index.search(query_csr[: 4 * 64], depth, workers=cores)  # spawn the workers, warm the page cache
-        started = time.perf_counter()
-        scores, rows = index.search(query_csr, depth, workers=cores)
-        embedded_s = time.perf_counter() - started
-        blob, offsets = bytes(index._id_blob), index._id_offsets
-        embedded = {
-            qid: [
-                (blob[offsets[r] : offsets[r + 1]].decode(), float(s)) for s, r in zip(srow, rrow) if r >= 0
-            ]
-            for qid, srow, rrow in zip(queries.ids, scores.tolist(), rows.tolist())
-        }
-    print(f"  embedded inverted index: {n / embedded_s:,.0f} queries/s ({embedded_s:.2f}s for {n})")
-    if not lucene_ok:
-        print("  Lucene: skipped (sparse extra missing, or --lucene-max-docs)")
-        return
-    from led_hf.retrieval.lucene import LuceneImpactIndex, build_impact_index, top_k_agreement
 
-    lucene_dir = work / f"{name}.lucene"
-    if not lucene_dir.exists():
-        timed(
-            "build Lucene impact index (export + IndexCollection)",
-            lambda: build_impact_index(passages, lucene_dir, threads=cores, progress=False),
+        def embedded() -> None:
+            scores, rows = index.search(query_csr, depth, workers=cores)
+            blob, offsets = bytes(index._id_blob), index._id_offsets
+            runs["embedded"] = {
+                qid: [
+                    (blob[offsets[r] : offsets[r + 1]].decode(), float(s))
+                    for s, r in zip(srow, rrow)
+                    if r >= 0
+                ]
+                for qid, srow, rrow in zip(queries.ids, scores.tolist(), rows.tolist())
+            }
+
+        sides = {"embedded": embedded}
+        java_seconds: list[float] = []
+        if lucene_missing is None:
+            from led_hf.retrieval.lucene import LuceneImpactIndex, _hits, build_impact_index
+
+            lucene_dir = work / f"{name}.lucene"
+            if not lucene_dir.exists():
+                build_impact_index(passages, lucene_dir, threads=cores, progress=False)
+            lucene = stack.enter_context(LuceneImpactIndex(lucene_dir))
+            warm_q, warm_ids = lucene.java_queries(_head(queries, min(n, 200)))
+            lucene.batch_search(warm_q, warm_ids, depth, cores)
+
+            def lucene_side() -> None:
+                java_queries, java_qids = lucene.java_queries(queries)
+                started = time.perf_counter()
+                results = lucene.batch_search(java_queries, java_qids, depth, cores)
+                java_seconds.append(time.perf_counter() - started)
+                runs["Lucene"] = _hits(results, queries.ids)
+
+            sides["Lucene"] = lucene_side
+        seconds = alternate(sides, repetitions, warmup=0)
+    note = f"{n:,} queries, depth {depth}, {cores} cores, x100 integer weights"
+    if lucene_missing is not None:
+        note += f"; Lucene skipped: {lucene_missing}"
+    else:
+        from led_hf.retrieval.lucene import top_k_agreement
+
+        agree = top_k_agreement(runs["embedded"], runs["Lucene"], k=10)
+        note += (
+            f"; Lucene Java batch_search alone {n / median(java_seconds):,.0f} q/s; top-10 agreement "
+            f"(ties aside) {agree['agree']}/{agree['queries']}"
         )
-    with LuceneImpactIndex(lucene_dir) as lucene:
-        warm_q, warm_ids = lucene.java_queries(_head(queries, min(n, 200)))
-        lucene.batch_search(warm_q, warm_ids, depth, cores)
-        started = time.perf_counter()
-        java_queries, java_qids = lucene.java_queries(queries)
-        java_started = time.perf_counter()
-        results = lucene.batch_search(java_queries, java_qids, depth, cores)
-        java_s = time.perf_counter() - java_started
-        from led_hf.retrieval.lucene import _hits
-
-        lucene_results = _hits(results, queries.ids)
-        end_to_end_s = time.perf_counter() - started
-    print(
-        f"  Lucene impact: {n / java_s:,.0f} queries/s Java batch_search only ({java_s:.2f}s), "
-        f"{n / end_to_end_s:,.0f} queries/s end to end ({end_to_end_s:.2f}s)"
-    )
-    print(
-        f"  ratio embedded / Lucene: {java_s / embedded_s:.1f}x (Java-only), {end_to_end_s / embedded_s:.1f}x "
-        "(end to end)"
-    )
-    agree = top_k_agreement(embedded, lucene_results, k=10)
-    print(
-        f"  top-10 agreement (ties aside): {agree['agree']}/{agree['queries']} queries "
-        f"({100 * agree['agree'] / max(agree['queries'], 1):.2f}%); identical integer scores: "
-        f"{agree['same_scores']}/{agree['queries']}"
-    )
     if qrels:
         from led_hf.evaluation.metrics import evaluate_run
 
-        for label, run in (("embedded", embedded), ("Lucene", lucene_results)):
-            metrics = evaluate_run({q: dict(h) for q, h in run.items()}, qrels, recall_depths=(100,))
-            print(
-                f"  {label}: nDCG@10 {metrics['ndcg@10']:.4f}  R@100 {metrics['recall@100']:.4f}  "
-                f"MRR@10 {metrics['mrr@10']:.4f}"
-            )
+        for label, run in runs.items():
+            metrics = evaluate_run({q: dict(h) for q, h in run.items()}, qrels)
+            note += f"; {label} nDCG@10 {metrics['ndcg@10']:.4f}"
+    return Row(
+        entry="sparse-search",
+        name=f"sparse search vs Lucene impact, {name}",
+        ours=n / median(seconds["embedded"]),
+        baseline=n / median(seconds["Lucene"]) if "Lucene" in seconds else None,
+        unit="queries/s",
+        higher_is_better=True,
+        note=note,
+        samples=seconds,
+    )
+
+
+def run(
+    quick: bool = False,
+    work: Path | None = None,
+    docs: int | None = None,
+    queries: int | None = None,
+    depth: int = 1000,
+    cores: int = 2,
+    scifact: bool | None = None,
+    generated: bool = True,
+    repetitions: int | None = None,
+) -> list[Row]:
+    from led_hf.retrieval.lucene import missing_extra
+
+    work = Path(work or WORK)
+    work.mkdir(parents=True, exist_ok=True)
+    reason = missing_extra()
+    repetitions = repetitions or (2 if quick else 3)
+    rows = []
+    if scifact if scifact is not None else not quick:
+        passages, query_folder, qrels = scifact_vectors(work)
+        rows.append(
+            compare(passages, query_folder, work, "SciFact", depth, cores, qrels, reason, repetitions)
+        )
+    if generated:
+        docs = docs or (5_000 if quick else 100_000)
+        passages, query_folder = generated_vectors(work, docs, queries or (300 if quick else 1000))
+        name = f"generated-{docs}"
+        rows.append(compare(passages, query_folder, work, name, depth, cores, None, reason, repetitions))
+    return rows
 
 
 def _head(queries, count: int):
@@ -296,52 +275,31 @@ def _head(queries, count: int):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness import format_table
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--work",
-        default=str(Path.home() / ".cache" / "led-hf" / "bench_sparse"),
-        help="vectors and indexes are kept here between runs",
+        "--work", type=Path, default=WORK, help="vectors and indexes are kept here between runs"
     )
-    parser.add_argument(
-        "--scifact-vectors",
-        nargs=2,
-        metavar=("PASSAGES", "QUERIES"),
-        help="SciFact sparse vectors from `led encode` (default: encode with SPLADE-tiny here)",
-    )
-    parser.add_argument(
-        "--docs", type=int, default=1_000_000, help="generated corpus size (default 1,000,000)"
-    )
+    parser.add_argument("--docs", type=int, default=100_000, help="generated corpus size (default 100,000)")
     parser.add_argument("--queries", type=int, default=1000, help="generated queries (default 1000)")
     parser.add_argument("--depth", type=int, default=1000, help="hits per query (default 1000)")
     parser.add_argument("--cores", type=int, default=2, help="worker processes / Lucene threads (default 2)")
-    parser.add_argument(
-        "--lucene-max-docs",
-        type=int,
-        default=None,
-        help="skip Lucene on a generated corpus larger than this (its impact indexing expands each "
-        "term weight times: ~200-800 docs/s on 2 cores)",
-    )
+    parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--skip-scifact", action="store_true")
     parser.add_argument("--skip-generated", action="store_true")
     args = parser.parse_args(argv)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    from led_hf.retrieval.lucene import missing_extra
-
-    reason = missing_extra()
-    if reason:
-        print(f"Lucene side skipped: {reason}")
-    if not args.skip_scifact:
-        if args.scifact_vectors:
-            passages, queries = map(Path, args.scifact_vectors)
-            qrels = scifact_qrels()
-        else:
-            passages, queries, qrels = scifact_vectors(work)
-        compare(passages, queries, work, "scifact", args.depth, args.cores, qrels, reason is None)
-    if not args.skip_generated:
-        passages, queries = generated_vectors(work, args.docs, args.queries)
-        lucene_ok = reason is None and (args.lucene_max_docs is None or args.docs <= args.lucene_max_docs)
-        compare(passages, queries, work, f"generated-{args.docs}", args.depth, args.cores, None, lucene_ok)
+    rows = run(
+        work=args.work,
+        docs=args.docs,
+        queries=args.queries,
+        depth=args.depth,
+        cores=args.cores,
+        scifact=not args.skip_scifact,
+        generated=not args.skip_generated,
+        repetitions=args.repetitions,
+    )
+    print(format_table(rows))
     return 0
 
 

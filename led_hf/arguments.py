@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from led_hf import precision
 from led_hf.errors import LedError
 
 EMPTY_POOL_CHOICES = ("skip", "in_batch")  # led_hf.data.groups.EMPTY_POOL_POLICIES
@@ -201,8 +202,19 @@ class DenseTrainingArguments(TrainingArguments):
     freezes BERT's unused pooler; skipping the per-step graph search is faster),
     `prediction_loss_only=True` (evaluation reports the loss, not the embeddings),
     `per_device_eval_batch_size=64` (evaluation encodes, no backward pass),
-    `logging_steps=10`, `save_total_limit=3`, `dataloader_pin_memory` only when CUDA is present.
+    `logging_steps=10`, `save_total_limit=3`, `dataloader_pin_memory` only when CUDA is present,
+    `bf16` unset = on when training on a CPU with native bf16 (led_hf/precision.py), resolved here once.
     """
+
+    bf16: bool | None = field(
+        default=None,
+        metadata={
+            "help": "bf16 autocast over fp32 master weights (Trainer's mixed precision). Default: on when training "
+            "runs on a CPU with native bf16 (AVX512-BF16 or AMX; LED_HF_CPU_BF16=0/1 overrides the detection), "
+            "off elsewhere (GPU recipes set bf16 or fp16 themselves). `--bf16 false` opts out; led_args.json "
+            "records the resolved value."
+        },
+    )
 
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep all dataset columns (the collator needs the ids and texts)."}
@@ -318,6 +330,14 @@ class DenseTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.gc_chunk_size < 1:
             raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
+
+    def __post_init__(self):
+        # before TrainingArguments' own checks, which read bf16 (mixed precision, device checks)
+        on_cpu = precision.trains_on_cpu(self.use_cpu)
+        self.bf16 = precision.training_bf16(self.bf16, self.fp16, on_cpu)
+        if self.bf16 and on_cpu:
+            self.use_cpu = True  # TrainingArguments refuses bf16 on a CPU-only machine unless told so
+        super().__post_init__()
 
 
 @dataclass

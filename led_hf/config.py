@@ -63,6 +63,7 @@ def parse_arguments(
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
+    _allow_bare_flags(parser)
     argv = list(argv)
     file_values: dict = {}
     if argv and not argv[0].startswith("-"):
@@ -172,6 +173,16 @@ def _parses(convert, value) -> bool:
     except (TypeError, ValueError, argparse.ArgumentTypeError):
         return False
     return True
+
+
+def _allow_bare_flags(parser) -> None:
+    """`--flag` alone means true for optional booleans too (`bf16: bool | None`, `normalize`), as it does for
+    plain booleans: HfArgumentParser gives a `bool | None` field without a value default no `nargs="?"`."""
+    from transformers.hf_argparser import string_to_bool
+
+    for action in parser._actions:
+        if action.type is string_to_bool and action.nargs is None:
+            action.nargs, action.const = "?", True
 
 
 def _convert(action, value, path: Path):

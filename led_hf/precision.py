@@ -12,6 +12,12 @@ for every command of a pipeline on a bf16 CPU (the test suite does, so that it r
 
 Half precision runs under `torch.autocast` over fp32 weights: matrix products in half precision, layer norms,
 softmax and pooling in fp32 (pooling casts to fp32), so embeddings and term weights come out float32.
+
+Training follows the same CPU rule (`training_bf16`): the trainers' `bf16` option defaults to unset, which
+resolves once, when the arguments are built, to on when training runs on a CPU with native bf16 and off
+elsewhere (GPU recipes set `bf16`/`fp16` themselves). On means `Trainer(bf16=True)`: Accelerate runs the
+forward passes under bf16 autocast while the weights, gradients and optimizer state stay fp32. The
+resolved value is what `led_args.json` records; `--bf16 false` (or `"bf16": false`) opts out.
 """
 
 from __future__ import annotations
@@ -47,6 +53,28 @@ def cpu_has_native_bf16() -> bool:
         getattr(torch.cpu, "_is_amx_tile_supported", None),
     )
     return any(check is not None and check() for check in checks)
+
+
+def training_bf16(bf16: bool | None, fp16: bool, on_cpu: bool) -> bool:
+    """The `bf16` a training run uses: an explicit True/False as given; unset (None) -> True exactly when
+    training runs on a CPU with native bf16 (`cpu_has_native_bf16`) and fp16 was not asked for."""
+    if bf16 is not None:
+        return bool(bf16)
+    return bool(on_cpu and not fp16 and cpu_has_native_bf16())
+
+
+def trains_on_cpu(use_cpu: bool) -> bool:
+    """Whether a Trainer with this `use_cpu` runs on the CPU (no CUDA, XPU or MPS device to take)."""
+    if use_cpu:
+        return True
+    import torch
+
+    accelerators = (
+        torch.cuda.is_available(),
+        hasattr(torch, "xpu") and torch.xpu.is_available(),
+        torch.backends.mps.is_available(),
+    )
+    return not any(accelerators)
 
 
 def resolve_precision(name: str, device) -> str:

@@ -258,6 +258,38 @@ def test_false_negatives_leave_the_contrastive_and_rank_terms(
     assert loss.item() == pytest.approx(parts["contrastive_loss"] + parts["rank_loss"], rel=1e-5)
 
 
+@pytest.mark.parametrize("bf16", [True, False])
+def test_teachers_run_in_the_students_autocast(
+    student_dir, teacher_dir, cross_encoder_dir, prepared_msmarco, tmp_path, bf16
+):
+    """Accelerate wraps only the student's forward in autocast: the teachers, called beside it, must enter
+    it themselves (under bf16 training they ran in fp32, at fp32 cost)."""
+    trainer = _trainer(
+        student_dir,
+        prepared_msmarco,
+        tmp_path / "out",
+        teacher_dir,
+        cross_encoder_dir,
+        bf16=bf16,
+        kl_weight=1.0,
+    )
+    seen = []
+
+    def record(module, inputs, output):
+        seen.append((torch.is_autocast_enabled("cpu"), output.logits.dtype))
+
+    trainer.teacher.model.register_forward_hook(record)
+    trainer.cross_encoder.model.register_forward_hook(record)
+    batch = _batch(trainer)
+    teacher, cross_encoder = (
+        trainer.teacher_scores(batch, 3, GROUP),
+        trainer.cross_encoder_scores(batch, 3, GROUP),
+    )
+    expected = (True, torch.bfloat16) if bf16 else (False, torch.float32)
+    assert seen and all(entry == expected for entry in seen), seen
+    assert teacher.dtype == cross_encoder.dtype == torch.float32  # scores stay fp32 either way
+
+
 def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored_data, tmp_path, capsys):
     assert (
         led_main(

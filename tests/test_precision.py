@@ -120,3 +120,61 @@ def test_bf16_splade_encoding_stays_float32_and_close(prepared_beir, tiny_bert_m
         dense[name] = load_sparse(tmp_path / name)[1].toarray()
     assert dense["fp32"].shape == dense["bf16"].shape
     np.testing.assert_allclose(dense["bf16"], dense["fp32"], rtol=0, atol=0.05 * dense["fp32"].max())
+
+
+# -- training: the `bf16` default of every trainer's arguments ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bf16, fp16, on_cpu, native, expected",
+    [
+        (None, False, True, True, True),  # unset on a bf16 CPU: on
+        (None, False, True, False, False),  # unset on a CPU without native bf16: off
+        (None, False, False, True, False),  # unset on a GPU: the recipe decides, off
+        (None, True, True, True, False),  # fp16 asked for: never both
+        (False, False, True, True, False),  # explicit opt-out wins
+        (True, False, True, False, True),  # explicit on wins
+    ],
+)
+def test_training_bf16_resolution(monkeypatch, bf16, fp16, on_cpu, native, expected):
+    monkeypatch.setenv(prec.CPU_BF16_ENV, "1" if native else "0")
+    assert prec.training_bf16(bf16, fp16, on_cpu) is expected
+
+
+def test_trains_on_cpu(monkeypatch):
+    assert prec.trains_on_cpu(True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert not prec.trains_on_cpu(False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    if hasattr(torch, "xpu"):
+        monkeypatch.setattr(torch.xpu, "is_available", lambda: False)
+    assert prec.trains_on_cpu(False)
+
+
+@pytest.mark.parametrize(
+    "native, flags, expected",
+    [("1", [], True), ("0", [], False), ("1", ["--bf16", "false"], False), ("0", ["--bf16"], True)],
+)
+def test_training_arguments_resolve_bf16_once_and_record_it(monkeypatch, tmp_path, native, flags, expected):
+    """Unset `bf16` becomes True/False when the arguments are parsed (CPU rule), flags win, and led_args.json
+    holds the resolved boolean (so a rerun from it trains the same way on any machine)."""
+    from led_hf.arguments import DataArguments, ModelArguments, SpladeTrainingArguments
+    from led_hf.config import parse_arguments, save_resolved_arguments
+
+    monkeypatch.setenv(prec.CPU_BF16_ENV, native)
+    monkeypatch.setattr(prec, "trains_on_cpu", lambda use_cpu: True)
+    argv = ["--model_name_or_path", "m", "--data", "d", "--output_dir", str(tmp_path), "--report_to", "none"]
+    model, data, training = parse_arguments(
+        (ModelArguments, DataArguments, SpladeTrainingArguments), argv + flags
+    )
+    assert training.bf16 is expected
+    assert training.mixed_precision == ("bf16" if expected else "no")
+    assert training.use_cpu is expected  # transformers needs use_cpu for bf16 on a CPU-only machine
+    saved = json.loads(save_resolved_arguments(tmp_path, model, data, training).read_text())
+    assert saved["bf16"] is expected
+    monkeypatch.setenv(prec.CPU_BF16_ENV, "0" if expected else "1")  # another machine: the file still rules
+    _, _, again = parse_arguments(
+        (ModelArguments, DataArguments, SpladeTrainingArguments), [str(tmp_path / "led_args.json")]
+    )
+    assert again.bf16 is expected

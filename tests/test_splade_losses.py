@@ -75,6 +75,30 @@ def test_max_first_equals_textbook_value_and_gradient(seed):
     torch.testing.assert_close(first.grad, second.grad)
 
 
+def test_gradient_goes_to_one_arg_max_position_on_ties():
+    """The pooled max keeps its index: on a tie the whole gradient goes to the first position, as numpy's
+    argmax picks it (amax would split it, and save and rescan the whole [N, L, V] logits to do so)."""
+    logits = torch.tensor([[[2.0, 1.0], [2.0, 3.0], [0.5, 3.0]]], requires_grad=True)
+    splade_pool(logits, torch.tensor([[1, 1, 1]])).sum().backward()
+    expected = np.zeros((1, 3, 2))
+    for v in range(2):
+        column = logits.detach().numpy()[0, :, v].astype(np.float64)
+        expected[0, column.argmax(), v] = 1.0 / (1.0 + column.max())  # d log1p(relu(z)) / dz at the max
+    np.testing.assert_allclose(logits.grad.numpy(), expected, rtol=1e-6)
+
+
+def test_masked_positions_get_no_gradient_even_in_an_all_masked_row():
+    logits = (torch.randn(2, 4, 5, generator=torch.Generator().manual_seed(1)) + 5).requires_grad_(True)
+    mask = torch.tensor([[0, 0, 0, 0], [1, 1, 0, 0]])
+    pooled = splade_pool(logits, mask)
+    assert torch.equal(pooled[0], torch.zeros(5))
+    (pooled * torch.arange(1.0, 6.0)).sum().backward()
+    assert torch.equal(logits.grad[0], torch.zeros(4, 5)) and torch.equal(
+        logits.grad[1, 2:], torch.zeros(2, 5)
+    )
+    assert (logits.grad[1, :2] != 0).sum() == 5  # one kept position per term
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_flops_matches_numpy(seed):
     generator = torch.Generator().manual_seed(seed)
@@ -150,3 +174,11 @@ def test_quadratic_warmup():
         [0, 5e-5, 2e-4, 8e-4, 8e-4]
     )
     assert quadratic_warmup(6e-4, 0, 0) == 6e-4
+
+
+def test_encoding_without_grad_gives_the_training_values():
+    logits, mask = _random_batch(4)
+    with torch.no_grad():
+        encoded = splade_pool(logits.float(), mask)
+    trained = splade_pool(logits.float().requires_grad_(True), mask)
+    torch.testing.assert_close(encoded, trained.detach())

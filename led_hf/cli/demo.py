@@ -21,10 +21,16 @@ def main(argv: list[str] | None = None) -> int:
         "--output", default="runs/demo-scifact", help="output folder (default runs/demo-scifact)"
     )
     parser.add_argument("--force", action="store_true", help="rerun every stage")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="recompute the zero-shot baselines instead of reusing an earlier run's on this machine",
+    )
     args = parser.parse_args(argv)
     if not DEMO_CONFIG.exists():
         raise LedError(
             f"{DEMO_CONFIG} not found: run `led demo` (or `make demo`) from the led-hf repository root"
         )
     forwarded = [str(DEMO_CONFIG), "--output", args.output] + (["--force"] if args.force else [])
+    forwarded += ["--no-cache"] if args.no_cache else []
     return pipeline.main(forwarded)

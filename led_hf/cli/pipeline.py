@@ -27,6 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print every stage's commands, inputs, outputs and resources and check that each input exists "
         "or is produced by an earlier stage; run nothing",
     )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help='recompute stages marked "cache" (zero-shot baselines) instead of reusing their result from an '
+        "earlier run on this machine, and refresh the cache ($LED_HF_CACHE, else ~/.cache/led-hf)",
+    )
     return parser
 
 
@@ -39,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(dry_run(pipeline))
         return 0
-    records = pipeline.run(only=only, force=args.force)
+    records = pipeline.run(only=only, force=args.force, use_cache=not args.no_cache)
     paths = write_report(records, pipeline.output, title=f"led-hf pipeline: {args.config}")
     print("\n" + paths["md"].read_text(encoding="utf-8"))
     print(f"report: {paths['json']}  {paths['md']}  {paths['png']}")

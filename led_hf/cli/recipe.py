@@ -117,9 +117,10 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 
 def tensor_core_padding(training_args) -> int | None:
-    """`pad_to_multiple_of` for a collator: 8 in half precision (bf16 / fp16), where multiples of 8 tile
-    tensor cores; None otherwise (on CPU or in fp32 they would only add padding)."""
-    return 8 if training_args.bf16 or training_args.fp16 else None
+    """`pad_to_multiple_of` for a collator: 8 in half precision (bf16 / fp16) on a GPU, where multiples of 8
+    tile tensor cores; None otherwise (on CPU, bf16 included, or in fp32 they would only add padding)."""
+    half = training_args.bf16 or training_args.fp16
+    return 8 if half and training_args.device.type == "cuda" else None
 
 
 def train_groups_from_args(data_args, training_args, groups_class=None, **extra):

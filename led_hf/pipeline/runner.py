@@ -14,7 +14,8 @@ BM25, say; led_hf/pipeline/compare.py) and `"seeds": [0, 1, 2]` (the stage runs 
 `<name>-seed<S>`, `{seed}` filled in its strings, which must use it; the report shows mean ± std). A
 completed stage
 leaves `OUTPUT/stages/<name>.json` (wall time, metrics); a rerun skips it, so an interrupted pipeline
-resumes at the first unfinished stage.
+resumes at the first unfinished stage. A stage with `"cache": {"inputs": [paths]}` is computed once per
+machine and its record reused by any later run, whatever its output folder (led_hf/pipeline/cache.py).
 
 Every command runs in its own process, `python -m led_hf ARGS` (or the stage's `launcher` prefix, e.g.
 `["accelerate", "launch", "--config_file", "configs/accelerate/multi_gpu_bf16.yaml", "-m", "led_hf"]`),
@@ -41,6 +42,7 @@ from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
+from led_hf.pipeline import cache
 from led_hf.secrets import mask_command, shown_command
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class Stage:
     seed: int | None = None
     launcher: list[str] | None = None  # argv prefix replacing `python -m led_hf`
     resources: str = ""  # what the stage needs, for --dry-run (e.g. "8 GPUs, ~6 h")
+    cache_inputs: list[str] | None = None  # content-hash cached when set (led_hf.pipeline.cache)
+    template: dict = field(default_factory=dict)  # the config entry as written (the cache key's part)
 
 
 @dataclass
@@ -106,10 +110,13 @@ class Pipeline:
                         seed=seed,
                         launcher=_launcher(entry.get("launcher"), filled, path, number),
                         resources=entry.get("resources", ""),
+                        cache_inputs=_cache_inputs(entry, filled, path),
+                        template=entry,
                     )
                 )
         if len({stage.name for stage in stages}) != len(stages):
             raise LedError(f"{path}: stage names must be unique")
+        _check_cached_outputs_unused(stages, path)
         return cls(output=Path(out), stages=stages)
 
     def run(
@@ -117,9 +124,11 @@ class Pipeline:
         run_command: Callable[[list[str], list[str] | None], int] | None = None,
         only: list[str] | None = None,
         force: bool = False,
+        use_cache: bool = True,
     ) -> list[dict]:
         """Run every stage not yet completed (or those in `only`), each command through
-        `run_command(argv, launcher) -> exit status` (default `run_subprocess`); one record per stage."""
+        `run_command(argv, launcher) -> exit status` (default `run_subprocess`); one record per stage.
+        `use_cache=False` recomputes cached stages (and refreshes their cache entries)."""
         run_command = run_command or run_subprocess
         records = []
         for stage in self.stages:
@@ -133,6 +142,25 @@ class Pipeline:
                 continue
             print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
             start = time.perf_counter()
+            key = (
+                cache.stage_key(stage.template, stage.cache_inputs)
+                if stage.cache_inputs is not None
+                else None
+            )
+            cached = cache.load(key) if key and use_cache and not force else None
+            if cached is not None:
+                record = {
+                    **cached,
+                    "name": stage.name,
+                    "cached": True,
+                    "computed_wall_time_s": cached.get("computed_wall_time_s", cached.get("wall_time_s")),
+                    "wall_time_s": round(time.perf_counter() - start, 1),
+                }
+                print(f"    cached result (key {key[:12]}): " + json.dumps(record.get("metrics")), flush=True)
+                with atomic_file(done) as handle:
+                    json.dump(record, handle, indent=2)
+                records.append(record)
+                continue
             for command in stage.commands:
                 print("    $ " + " ".join(mask_command(command_line(command, stage.launcher))), flush=True)
                 status = run_command(command, stage.launcher)
@@ -152,6 +180,8 @@ class Pipeline:
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
             with atomic_file(done) as handle:
                 json.dump(record, handle, indent=2)
+            if key:
+                cache.store(key, record)
             records.append(record)
         return records
 
@@ -159,6 +189,37 @@ class Pipeline:
 def command_line(argv: list[str], launcher: list[str] | None) -> list[str]:
     """What a stage command runs: `led ARGS` when no launcher is given, else LAUNCHER ARGS."""
     return [*(launcher or ["led"]), *argv]
+
+
+def _cache_inputs(entry: dict, values: dict[str, str], path: Path) -> list[str] | None:
+    spec = entry.get("cache")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or not isinstance(spec.get("inputs"), list) or not spec["inputs"]:
+        raise LedError(
+            f'{path}: stage {entry["name"]!r}: "cache" must be {{"inputs": [paths the result depends on]}}'
+        )
+    return [_fill(str(item), values, path) for item in spec["inputs"]]
+
+
+def _check_cached_outputs_unused(stages: list[Stage], path: Path) -> None:
+    """A cache hit brings back the record, not the files: no later stage may read a cached stage's --output."""
+    for index, stage in enumerate(stages):
+        if stage.cache_inputs is None:
+            continue
+        outputs = [
+            Path(command[i + 1])
+            for command in stage.commands
+            for i, arg in enumerate(command[:-1])
+            if arg == "--output"
+        ]
+        for later in stages[index + 1 :]:
+            for arg in (arg for command in later.commands for arg in command):
+                if any(Path(arg) == out or out in Path(arg).parents for out in outputs):
+                    raise LedError(
+                        f"{path}: stage {later.name!r} reads {arg}, an output of cached stage {stage.name!r} "
+                        '(a cache hit does not recreate files): drop its "cache" or read something else'
+                    )
 
 
 def run_subprocess(argv: list[str], launcher: list[str] | None = None) -> int:

@@ -14,9 +14,9 @@ t may be SPLADE, or precomputed BM25 / fused scores from `led score-teacher --te
 
 The teachers are trainer attributes (`self.teacher`, `self.cross_encoder`), not part of `self.model`:
 the optimizer, DDP and the checkpoints see the student only. They are put on the training device in
-eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16
-they run in the Trainer's autocast (`accelerator.autocast()`: Accelerate puts only the student's own
-forward under it), their scores are computed in fp32.
+eval mode (no dropout) with `requires_grad_(False)` and run under `torch.no_grad()`; under bf16/fp16 they
+run in the same autocast as the student (`accelerator.autocast()`: Accelerate wraps only the student's
+forward, the teachers are called beside it), their scores are computed in fp32.
 
 Online, the teachers score with their own `score_candidates` (`teacher_batch_size` texts or pairs per
 forward pass). The SPLADE teacher reads the student's token ids (`inputs["query"]`, `inputs["passage"]`) unless
@@ -130,7 +130,7 @@ class LEDTrainer(DenseTrainer):
             )
         query = inputs.get("teacher_query", inputs["query"])
         passage = inputs.get("teacher_passage", inputs["passage"])
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():
             return self.teacher.score_candidates(
                 query, passage, group_size=group_size, chunk_size=self.args.teacher_batch_size
             )
@@ -144,7 +144,7 @@ class LEDTrainer(DenseTrainer):
                 "kl_weight > 0 needs a cross-encoder teacher (cross_encoder_name_or_path, with "
                 "LEDCollator's cross_encoder_pairs) or precomputed cross_encoder_scores"
             )
-        with torch.no_grad():
+        with torch.no_grad(), self.accelerator.autocast():
             return self.cross_encoder.score_candidates(
                 inputs["cross_encoder_pairs"], group_size=group_size, chunk_size=self.args.teacher_batch_size
             )

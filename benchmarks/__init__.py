@@ -1,0 +1,1 @@
+"""Side-by-side performance harnesses (not tests): `python -m benchmarks --help`."""
