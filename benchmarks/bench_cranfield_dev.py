@@ -112,7 +112,6 @@ def dev_metrics(data: Path, model: str, folder: Path, sparse: bool = False) -> d
 
 def per_query_ndcg(run_path: Path, data: Path, split: str) -> dict[str, float]:
     from led_hf.data.runs import read_run
-
     from led_hf.data.store import PreparedData
     from led_hf.evaluation.metrics import evaluate_per_query
 

@@ -327,17 +327,14 @@ class DenseTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        super().__post_init__()
-        if self.gc_chunk_size < 1:
-            raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
-
-    def __post_init__(self):
         # before TrainingArguments' own checks, which read bf16 (mixed precision, device checks)
         on_cpu = precision.trains_on_cpu(self.use_cpu)
         self.bf16 = precision.training_bf16(self.bf16, self.fp16, on_cpu)
         if self.bf16 and on_cpu:
             self.use_cpu = True  # TrainingArguments refuses bf16 on a CPU-only machine unless told so
         super().__post_init__()
+        if self.gc_chunk_size < 1:
+            raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
 
 
 @dataclass
