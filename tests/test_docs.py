@@ -321,6 +321,8 @@ def test_python_example_trains_encodes_searches_and_evaluates(
             'SOURCE = "data/scifact"': f"SOURCE = {str(beir_dir)!r}",
             'MODEL = resolve_model_path("bundled:all-minilm-l6-v2")': f"MODEL = {str(tiny_bert_dir)!r}",
             "max_steps=20": "max_steps=3",
+            # the fixture has 3 training queries: a batch of 2 (one per epoch, the last dropped)
+            "per_device_train_batch_size=4": "per_device_train_batch_size=2",
         },
     )
     monkeypatch.chdir(tmp_path)

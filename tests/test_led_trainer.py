@@ -241,7 +241,7 @@ def test_false_negatives_leave_the_contrastive_and_rank_terms(
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, batch)
         out = trainer.model(query=batch["query"], passage=batch["passage"])
-    parts = {name: values[-1] for name, values in trainer._metrics["eval"].items()}
+    parts = {name: float(values[-1]) for name, values in trainer._metrics["eval"].items()}
     mask = false_negative_mask(batch["positive_rows"], batch["passage_rows"], GROUP)
     assert mask[0, 1] and parts["masked_false_negatives"] == pytest.approx(mask.sum().item() / 3)
     temperature = trainer.model.temperature
