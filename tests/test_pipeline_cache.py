@@ -67,7 +67,7 @@ def counted_commands(monkeypatch, tmp_path):
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     ran = []
 
-    def counting(argv):
+    def counting(argv, launcher=None):  # Pipeline.run's run_command(argv, launcher), in this process
         ran.append(argv[0])
         return cli_main.main(argv)
 

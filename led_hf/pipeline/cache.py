@@ -40,7 +40,7 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from led_hf import __version__
+    from led_hf.version import __version__
     from led_hf.precision import resolve_precision
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
