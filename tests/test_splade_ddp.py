@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -64,6 +66,10 @@ def _worker(rank: int, world: int, folder: str) -> None:
                 results[f"{tag}_{name}"] = value.detach().numpy()
             results[f"{tag}_weight_grad"] = model.module.weight.grad.numpy()
             results[f"{tag}_bias_grad"] = model.module.bias.grad.numpy()
+            # DDP's reducer must go before its process group: destroyed after it, at interpreter exit,
+            # it sometimes aborted the process ("terminate called without an active exception")
+            del model, parts
+            gc.collect()
         np.savez(f"{folder}/rank{rank}.npz", **results)
     finally:
         dist.destroy_process_group()
