@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(staging, overwrite=True)  # the (empty) staging folder exists
             carved = carve_dev_split(staging, args.dev_from_train, args.seed)
         summary.output = Path(args.output)
+        for split, rows in carved["rows"].items():  # the table shows the qrels as they are now
+            summary.counts[f"qrels/{split}"] = rows
         summary.notes.update({f"queries moved to qrels/dev (seed {args.seed})": carved["queries"]["dev"]})
     if not args.quiet:
         print(summary.render())

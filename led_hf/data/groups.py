@@ -351,9 +351,9 @@ class TrainGroups(torch.utils.data.Dataset):
         drawn = drawn[~np.isin(drawn, own)]
         return drawn[np.arange(self.num_negatives) % len(drawn)]
 
-    def extra_columns(self, query: int, candidate_rows: np.ndarray) -> dict:
+    def extra_columns(self, query: int, candidate_pids: list[str]) -> dict:
         """Hook for per-candidate columns aligned with ``pids`` (e.g. teacher scores) of query number
-        ``query``; none by default.
+        ``query``, given the candidates' pids as read for the item; none by default.
 
         A subclass returns e.g. ``{"teacher_scores": [float] * G}``; collators pass such keys through.
         """
@@ -377,7 +377,7 @@ class TrainGroups(torch.utils.data.Dataset):
             "candidate_rows": rows.tolist(),
             "positive_rows": self.positive_rows(query).tolist(),
         }
-        item.update(self.extra_columns(query, rows))
+        item.update(self.extra_columns(query, item["pids"]))
         return item
 
     def _corpus_reader(self) -> RowReader:

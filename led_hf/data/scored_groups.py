@@ -108,10 +108,12 @@ class ScoredTrainGroups(TrainGroups):
         state.pop("_opened", None)
         return state
 
-    def extra_columns(self, query: int, candidate_rows: np.ndarray) -> dict:
+    def extra_columns(self, query: int, candidate_pids: list[str]) -> dict:
         if not self.score_tables:
             return {}
-        candidate_pids = self.data.corpus.data.column("pid").take(pa.array(candidate_rows))
+        # the pids the item read chunk by chunk; `corpus.column("pid").take(rows)` concatenated the
+        # column's chunks on every call (165 ms per item at 8.8M passages)
+        candidate_pids = pa.array(candidate_pids, type=pa.string())
         return {key: self._lookup(key, query, candidate_pids) for key in self.score_tables}
 
     def _lookup(self, key: str, query: int, candidate_pids: pa.Array) -> list[float]:

@@ -40,8 +40,8 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from led_hf.version import __version__
     from led_hf.precision import resolve_precision
+    from led_hf.version import __version__
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return {
