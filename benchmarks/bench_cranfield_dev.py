@@ -53,6 +53,12 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
         ["--query_flops_weight", "6e-5", "--passage_flops_weight", "8e-5"],
     ),
     "lex-lr2e-5": ("lr 2e-5", ["--learning_rate", "2e-5"]),
+    "lex-lr1e-5": ("lr 1e-5", ["--learning_rate", "1e-5"]),
+    "lex-lr1e-5-flops-low": (
+        "lr 1e-5, FLOPS weights / 10",
+        ["--learning_rate", "1e-5", "--query_flops_weight", "6e-5", "--passage_flops_weight", "8e-5"],
+    ),
+    "lex-neg3": ("3 BM25 negatives per query (group of 4)", ["--num_negatives", "3"]),
 }
 
 # name -> (what it is, flags over den_cranfield.json)

@@ -153,3 +153,15 @@ def test_demo_config_names_each_trained_stages_references():
     references = {stage.name: stage.compare_to for stage in pipeline.stages}
     assert references["led"] == ["den-warmup", "bm25"]
     assert references["bm25"] == []
+
+
+def test_a_rerun_reports_the_comparisons_the_config_names_now(tmp_path):
+    """compare_to added to the config after the stages ran: the rerun runs nothing and tests them."""
+    _data(tmp_path / "data")
+    config = _config(tmp_path, compare_to=[])
+    assert not Pipeline.from_file(config).run(_fake_led)[1]["compare_to"]
+    ran = []
+    records = Pipeline.from_file(_config(tmp_path)).run(lambda argv, launcher=None: ran.append(argv) or 1)
+    assert not ran and records[1]["compare_to"] == ["bm25"]
+    report = json.loads(write_report(records, tmp_path / "out")["json"].read_text())
+    assert any(row["stage"] == "trained" and row["reference"] == "bm25" for row in report["comparisons"])

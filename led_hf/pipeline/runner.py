@@ -136,7 +136,9 @@ class Pipeline:
             selected = only is None or stage.name in only
             if done.exists() and not (force and selected):
                 logger.info("stage %s: already complete, skipped", stage.name)
-                records.append(json.loads(done.read_text(encoding="utf-8")))
+                record = json.loads(done.read_text(encoding="utf-8"))
+                record["compare_to"] = stage.compare_to  # the report follows the config as it is now
+                records.append(record)
                 continue
             if not selected:
                 continue
