@@ -165,3 +165,19 @@ def test_a_rerun_reports_the_comparisons_the_config_names_now(tmp_path):
     assert not ran and records[1]["compare_to"] == ["bm25"]
     report = json.loads(write_report(records, tmp_path / "out")["json"].read_text())
     assert any(row["stage"] == "trained" and row["reference"] == "bm25" for row in report["comparisons"])
+
+
+def test_a_forced_rerun_lets_training_replace_its_model(tmp_path):
+    """`--force` on a completed stage: its `led train` commands get --overwrite_output_dir (train refuses
+    to overwrite a trained model otherwise); a first run or an interrupted stage resumes as before."""
+    _data(tmp_path / "data")
+    first = []
+    pipeline = Pipeline.from_file(_config(tmp_path))
+    pipeline.run(lambda argv, launcher=None: first.append(argv) or _fake_led(argv))
+    forced = []
+    pipeline.run(
+        lambda argv, launcher=None: forced.append(argv) or _fake_led(argv), only=["trained-seed1"], force=True
+    )
+    assert all("--overwrite_output_dir" not in argv for argv in first)
+    assert forced[0] == ["train", str(tmp_path / "out" / "model-1"), "--overwrite_output_dir", "true"]
+    assert forced[1][0] == "write" and "--overwrite_output_dir" not in forced[1]

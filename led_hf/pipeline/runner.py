@@ -164,6 +164,8 @@ class Pipeline:
                 records.append(record)
                 continue
             for command in stage.commands:
+                if force and done.exists():
+                    command = replacing(command)
                 print("    $ " + " ".join(mask_command(command_line(command, stage.launcher))), flush=True)
                 status = run_command(command, stage.launcher)
                 if status != 0:
@@ -186,6 +188,14 @@ class Pipeline:
                 cache.store(key, record)
             records.append(record)
         return records
+
+
+def replacing(argv: list[str]) -> list[str]:
+    """A forced rerun of a completed stage replaces what it trained: `led train` refuses an output_dir
+    that holds a trained model unless told `--overwrite_output_dir`."""
+    if argv[:1] == ["train"] and "--overwrite_output_dir" not in argv:
+        return [*argv, "--overwrite_output_dir", "true"]
+    return argv
 
 
 def command_line(argv: list[str], launcher: list[str] | None) -> list[str]:
