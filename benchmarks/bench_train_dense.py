@@ -21,7 +21,6 @@ over the GEMM rate measured in the same rounds.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -39,6 +38,8 @@ from training import (  # noqa: E402
     batches,
     bert_linear_shapes,
     bert_training_flops,
+    bf16_against_fp32,
+    step_benchmark_main,
     training_arguments,
 )
 
@@ -233,30 +234,12 @@ def run(
             )
         )
     if {"fp32", "bf16"} <= set(precisions):
-        rows.append(
-            Row(
-                entry="train-dense",
-                name="dense step, led bf16 autocast vs led fp32",
-                ours=median(seconds["led bf16"]),
-                baseline=median(seconds["led fp32"]),
-                unit="s/step",
-                note="the CPU training default (bf16 where the CPU has it) against fp32, same rounds",
-            )
-        )
+        rows.append(bf16_against_fp32("train-dense", "dense step", seconds))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness import format_table
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--precision", action="append", choices=["fp32", "bf16"], help="repeatable; default auto"
-    )
-    parser.add_argument("--repetitions", type=int, default=5)
-    args = parser.parse_args(argv)
-    print(format_table(run(quick=True, precisions=args.precision, repetitions=args.repetitions)))
-    return 0
+    return step_benchmark_main(run, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

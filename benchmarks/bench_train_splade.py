@@ -14,7 +14,6 @@ passages, lr 2e-5, clipping 1.0, fused AdamW, `--precision`. Each side is one op
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -24,7 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Row, alternate, median  # noqa: E402
 from scifact import scifact_groups  # noqa: E402
-from training import TrainerStep, as_columns, batches, training_arguments  # noqa: E402
+from training import (  # noqa: E402
+    TrainerStep,
+    as_columns,
+    batches,
+    bf16_against_fp32,
+    step_benchmark_main,
+    training_arguments,
+)
 
 MODEL = "bundled:splade-tiny"
 QUERY_LENGTH, PASSAGE_LENGTH, BATCH, GROUP = 32, 128, 8, 8
@@ -119,30 +125,12 @@ def run(
         for precision in precisions
     ]
     if {"fp32", "bf16"} <= set(precisions):
-        rows.append(
-            Row(
-                entry="train-splade",
-                name="SPLADE step, led bf16 autocast vs led fp32",
-                ours=median(seconds["led bf16"]),
-                baseline=median(seconds["led fp32"]),
-                unit="s/step",
-                note="the CPU training default (bf16 where the CPU has it) against fp32, same rounds",
-            )
-        )
+        rows.append(bf16_against_fp32("train-splade", "SPLADE step", seconds))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness import format_table
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--precision", action="append", choices=["fp32", "bf16"], help="repeatable; default auto"
-    )
-    parser.add_argument("--repetitions", type=int, default=5)
-    args = parser.parse_args(argv)
-    print(format_table(run(quick=True, precisions=args.precision, repetitions=args.repetitions)))
-    return 0
+    return step_benchmark_main(run, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -157,3 +157,33 @@ def bert_training_flops(config, batch_shapes: list[tuple[int, int]], mlm_head: b
         if mlm_head:
             forward += tokens * 2 * (hidden * hidden + hidden * config.vocab_size)
     return 3 * forward
+
+
+def bf16_against_fp32(entry: str, what: str, seconds: dict[str, list[float]]):
+    """The row of led's bf16-autocast step against its fp32 step, timed in the same rounds."""
+    from harness import Row, median
+
+    return Row(
+        entry=entry,
+        name=f"{what}, led bf16 autocast vs led fp32",
+        ours=median(seconds["led bf16"]),
+        baseline=median(seconds["led fp32"]),
+        unit="s/step",
+        note="the CPU training default (bf16 where the CPU has it) against fp32, same rounds",
+    )
+
+
+def step_benchmark_main(run, description: str, argv: list[str] | None = None) -> int:
+    """`python benchmarks/bench_train_*.py [--precision P]... [--repetitions N]`: one entry's table."""
+    import argparse
+
+    from harness import format_table
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--precision", action="append", choices=["fp32", "bf16"], help="repeatable; default auto"
+    )
+    parser.add_argument("--repetitions", type=int, default=5)
+    args = parser.parse_args(argv)
+    print(format_table(run(quick=True, precisions=args.precision, repetitions=args.repetitions)))
+    return 0
