@@ -29,17 +29,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Row, alternate, median  # noqa: E402
-from scifact import scifact_groups  # noqa: E402
 from training import (  # noqa: E402
     MatmulPeak,
     TrainerStep,
     as_columns,
     autocast_context,
-    batches,
     bert_linear_shapes,
     bert_training_flops,
     bf16_against_fp32,
     step_benchmark_main,
+    step_inputs,
     training_arguments,
 )
 
@@ -155,20 +154,10 @@ def step_shapes(tokenizer, item_batch) -> list[tuple[int, int]]:
 def run(
     quick: bool = False, precisions: list[str] | None = None, repetitions: int | None = None
 ) -> list[Row]:
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.precision import resolve_precision
-
-    model_path = resolve_model_path(MODEL)
-    precisions = precisions or ([resolve_precision("auto", "cpu")] if quick else ["fp32", "bf16"])
-    repetitions = repetitions or (2 if quick else 7)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    item_batches = batches(
-        scifact_groups(
-            BATCH * 4, GROUP, query_fits=lambda text: len(tokenizer(text).input_ids) <= QUERY_LENGTH
-        ),
-        BATCH,
+    model_path, precisions, repetitions, tokenizer, item_batches = step_inputs(
+        MODEL, quick, precisions, repetitions, BATCH, GROUP, QUERY_LENGTH
     )
     config = AutoConfig.from_pretrained(model_path)
     shapes = [step_shapes(tokenizer, batch) for batch in item_batches]

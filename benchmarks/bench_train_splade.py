@@ -22,13 +22,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import Row, alternate, median  # noqa: E402
-from scifact import scifact_groups  # noqa: E402
 from training import (  # noqa: E402
     TrainerStep,
     as_columns,
-    batches,
     bf16_against_fp32,
     step_benchmark_main,
+    step_inputs,
     training_arguments,
 )
 
@@ -84,20 +83,8 @@ def sentence_transformers_side(model_path: str, item_batches, precision: str) ->
 def run(
     quick: bool = False, precisions: list[str] | None = None, repetitions: int | None = None
 ) -> list[Row]:
-    from transformers import AutoTokenizer
-
-    from led_hf.modeling.bundled import resolve_model_path
-    from led_hf.precision import resolve_precision
-
-    model_path = resolve_model_path(MODEL)
-    precisions = precisions or ([resolve_precision("auto", "cpu")] if quick else ["fp32", "bf16"])
-    repetitions = repetitions or (2 if quick else 7)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    item_batches = batches(
-        scifact_groups(
-            BATCH * 4, GROUP, query_fits=lambda text: len(tokenizer(text).input_ids) <= QUERY_LENGTH
-        ),
-        BATCH,
+    model_path, precisions, repetitions, tokenizer, item_batches = step_inputs(
+        MODEL, quick, precisions, repetitions, BATCH, GROUP, QUERY_LENGTH
     )
     sides, checks = {}, {}
     for precision in precisions:

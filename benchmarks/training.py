@@ -187,3 +187,22 @@ def step_benchmark_main(run, description: str, argv: list[str] | None = None) ->
     args = parser.parse_args(argv)
     print(format_table(run(quick=True, precisions=args.precision, repetitions=args.repetitions)))
     return 0
+
+
+def step_inputs(model: str, quick: bool, precisions, repetitions, batch: int, group: int, query_length: int):
+    """What a training-step entry starts from: (model folder, precisions, repetitions, tokenizer, batches
+    of SciFact training groups whose queries fit `query_length` tokens, 4 batches of `batch` groups)."""
+    from scifact import scifact_groups
+    from transformers import AutoTokenizer
+
+    from led_hf.modeling.bundled import resolve_model_path
+    from led_hf.precision import resolve_precision
+
+    model_path = resolve_model_path(model)
+    precisions = precisions or ([resolve_precision("auto", "cpu")] if quick else ["fp32", "bf16"])
+    repetitions = repetitions or (2 if quick else 7)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    groups = scifact_groups(
+        batch * 4, group, query_fits=lambda text: len(tokenizer(text).input_ids) <= query_length
+    )
+    return model_path, precisions, repetitions, tokenizer, batches(groups, batch)
