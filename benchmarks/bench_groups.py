@@ -79,7 +79,7 @@ def measure(args) -> dict:
         rows=len(groups),
         group_size=groups.group_size,
         rss_after_build_mib=_rss_mib(),
-        pool_mib=groups._pool_rows.nbytes / 2**20,
+        pool_mib=groups._pools.rows.nbytes / 2**20,
     )
     # one epoch (every row once) unless --groups says how many
     count = args.groups or len(groups)

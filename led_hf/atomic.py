@@ -72,15 +72,17 @@ def check_replaceable(target: Path, markers: tuple[str, ...] | None = OUTPUT_MAR
 
 
 @contextlib.contextmanager
-def output_lock(target: str | os.PathLike) -> Iterator[None]:
-    """Hold `.NAME.lock` beside `target` for the block; a second writer fails at once with one line."""
+def output_lock(target: str | os.PathLike, wait: bool = False) -> Iterator[None]:
+    """Hold `.NAME.lock` beside `target` for the block; a second writer fails at once with one line, or
+    with `wait` blocks until the first is done (the lock file then stays: removing it would let a third
+    process lock a new file while the second holds the old one)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.with_name(f".{target.name}.lock")
     handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole block
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LedError(
                 f"another process is writing {target} (it holds {lock_path}); wait for it to finish"
@@ -88,8 +90,9 @@ def output_lock(target: str | os.PathLike) -> Iterator[None]:
         try:
             yield
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                lock_path.unlink()
+            if not wait:
+                with contextlib.suppress(FileNotFoundError):
+                    lock_path.unlink()
     finally:
         handle.close()
 

@@ -27,6 +27,8 @@ from led_hf.errors import LedError
 
 PLAN = "plan.json"
 CONTENT_RECORD = ".content-sha256.json"
+# Data derived from a folder's inputs and rebuilt from them (e.g. DATA/.led-cache/pools): not content.
+DERIVED_FOLDER = ".led-cache"
 
 
 def file_sha256(path: Path) -> str:
@@ -63,10 +65,12 @@ def _recorded(folder: Path, cache: dict) -> dict:
 
 def tree_sha256(path: str | Path) -> str:
     """sha256 over the sorted relative names and content hashes of every file under `path` (or of one
-    file), content hashes taken from the folders' records where they still match (see the docstring)."""
+    file), content hashes taken from the folders' records where they still match (see the docstring);
+    `DERIVED_FOLDER` folders are left out (a training run's pool cache does not change its data's hash)."""
     path = Path(path)
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    files = [f for f in files if DERIVED_FOLDER not in f.relative_to(path).parts] if path.is_dir() else files
     cache: dict = {}
     for file in files:
         if file.name == CONTENT_RECORD:

@@ -6,9 +6,10 @@ weighted by grade). ``group_by="pair"``: one row per (query, positive) qrels pai
 MS MARCO parity), where a query with 39 positives is trained 39 times per epoch.
 
 Everything is resolved to integer row numbers once, at build time: the query's row in ``queries``, the
-positive's row in ``corpus`` and each query's negative pool (a CSR pair of numpy arrays, int32 corpus
-rows; MS MARCO with three 200-deep sources is ~240M entries, ~1 GB). Text is fetched from the
-memory-mapped Arrow tables only when an item is read, so memory does not grow with the corpus.
+positive's row in ``corpus`` and each query's negative pool (a CSR pair of int32 corpus rows, ~300M
+entries at MS MARCO with three 200-deep sources: memory-mapped files cached under the data folder,
+data/pool_store.py). Text is fetched from the memory-mapped Arrow tables only when an item is read, so
+memory does not grow with the corpus.
 
 >>> groups = TrainGroups("data/msmarco", negs_sources="bm25", num_negatives=3)  # doctest: +SKIP
 >>> groups.set_epoch(0); groups[0]                                              # doctest: +SKIP
@@ -25,14 +26,13 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import torch
-from tqdm.auto import tqdm
 
+from led_hf.data.pool_store import NegativePools, PoolSpec, load_pools
 from led_hf.data.row_reader import RowReader
-from led_hf.data.sampling import draw_positions, negative_pools_csr
-from led_hf.data.store import PreparedData
+from led_hf.data.sampling import draw_positions
+from led_hf.data.store import PreparedData, resolve_ids
 from led_hf.errors import LedError
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 EMPTY_POOL_POLICIES = ("skip", "in_batch")
 GROUP_BY = ("query", "pair")
 POSITIVE_SAMPLING = ("uniform", "grade")
-_QUERIES_PER_BUILD_BATCH = 20_000  # bounds the temporary arrays while pools are built
 
 
 def parse_sources(negs_sources: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -144,13 +143,13 @@ class TrainGroups(torch.utils.data.Dataset):
             pc.index_in(row_qids, value_set=self._qids).to_numpy(zero_copy_only=False).astype(np.int64)
         )
 
-        self._query_rows = _resolve_ids(
+        self._query_rows = resolve_ids(
             self._qids, data.queries.data.column("qid"), data.qid_index.is_identity
         )
         _fail_on_unknown(
             self._query_rows, self._qids, f"{qrels_path}: qid {{!r}} is not in {data.root}/queries"
         )
-        row_positive = _resolve_ids(
+        row_positive = resolve_ids(
             qrels.column("pid").combine_chunks(), corpus_ids, data.pid_index.is_identity
         )
         _fail_on_unknown(
@@ -162,12 +161,16 @@ class TrainGroups(torch.utils.data.Dataset):
         self._positive_keys = np.unique(row_query * np.int64(self._num_corpus) + row_positive)
         row_dtype = np.int32 if self._num_corpus < 2**31 else np.int64
         if self.num_negatives > 0:
-            self._pool_offsets, self._pool_rows = self._build_pools(num_queries, corpus_ids, row_dtype)
+            spec = PoolSpec(
+                data, self.split, tuple(self.negs_sources), self.num_negs_per_system, self.dedupe_negatives
+            )
+            self._pools = load_pools(
+                spec, self._qids, self._positive_keys, self._num_corpus, row_dtype, self._show_progress
+            )
         else:
-            self._pool_offsets = np.zeros(num_queries + 1, dtype=np.int64)
-            self._pool_rows = np.zeros(0, dtype=row_dtype)
+            self._pools = NegativePools.empty(num_queries, row_dtype)
 
-        pool_sizes = np.diff(self._pool_offsets)
+        pool_sizes = np.diff(self._pools.offsets)
         empty = pool_sizes == 0 if self.num_negatives > 0 else np.zeros(num_queries, dtype=bool)
         self.num_empty_pools = int(empty.sum())
         self._fallback_rows = np.unique(row_positive).astype(row_dtype)  # training positives of all queries
@@ -221,60 +224,6 @@ class TrainGroups(torch.utils.data.Dataset):
                 "positive_min_score or use empty_pool='in_batch')"
             )
 
-    def _build_pools(self, num_queries: int, corpus_ids, row_dtype) -> tuple[np.ndarray, np.ndarray]:
-        identity = self.data.pid_index.is_identity
-        corpus_lookup = corpus_ids if identity else corpus_ids.combine_chunks()
-        sources = []
-        for source in self.negs_sources:
-            table = self.data.negatives(source).data.table
-            # Row of each training query in this source (null when the source does not list it).
-            where = pc.index_in(self._qids, value_set=table.column("qid").combine_chunks())
-            sources.append((source, table.column("pids"), where.fill_null(-1).to_numpy(zero_copy_only=False)))
-        offsets_parts, rows_parts = [np.zeros(1, dtype=np.int64)], []
-        starts = range(0, num_queries, _QUERIES_PER_BUILD_BATCH)
-        for start in tqdm(
-            starts, desc="negative pools", unit="batch", disable=not self._show_progress or len(starts) < 2
-        ):
-            stop = min(start + _QUERIES_PER_BUILD_BATCH, num_queries)
-            query_parts, row_parts = [], []
-            for source, pid_lists, where in sources:
-                local = np.flatnonzero(where[start:stop] >= 0)
-                if len(local) == 0:
-                    continue
-                lists = pid_lists.take(pa.array(where[start:stop][local])).combine_chunks()
-                lists = pc.list_slice(lists, 0, self.num_negs_per_system)
-                flat = pc.list_flatten(lists)
-                parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-                rows = _resolve_ids(flat, corpus_lookup, identity)
-                bad = np.flatnonzero(rows < 0)
-                if len(bad):
-                    qid = self._qids[start + int(local[parents[bad[0]]])].as_py()
-                    raise LedError(
-                        f"{self.data.root}/negatives/{source}: qid {qid!r} lists pid "
-                        f"{flat[int(bad[0])].as_py()!r}, which is not in the corpus"
-                    )
-                query_parts.append(local[parents])
-                row_parts.append(rows)
-            query_index = np.concatenate(query_parts) if query_parts else np.zeros(0, np.int64)
-            candidates = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-            positive_keys = self._positive_keys[
-                (self._positive_keys >= start * self._num_corpus)
-                & (self._positive_keys < stop * self._num_corpus)
-            ]
-            offsets, rows = negative_pools_csr(
-                query_index,
-                candidates,
-                stop - start,
-                positive_keys - start * self._num_corpus,
-                self._num_corpus,
-                dedupe=self.dedupe_negatives,
-            )
-            offsets_parts.append(offsets[1:] + offsets_parts[-1][-1])
-            rows_parts.append(rows.astype(row_dtype))
-        return np.concatenate(offsets_parts), (
-            np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype=row_dtype)
-        )
-
     # ------------------------------------------------------------------ per-epoch draw
     @property
     def group_size(self) -> int:
@@ -289,7 +238,7 @@ class TrainGroups(torch.utils.data.Dataset):
 
     def pool(self, query: int) -> np.ndarray:
         """Corpus rows of the pool of query number ``query`` (order of the split's first appearance)."""
-        return self._pool_rows[self._pool_offsets[query] : self._pool_offsets[query + 1]]
+        return self._pools.pool(query)
 
     def query_number(self, index: int) -> int:
         """Number of item ``index``'s query (its position among the split's queries, first appearance)."""
@@ -391,30 +340,12 @@ class TrainGroups(torch.utils.data.Dataset):
         return self._queries
 
     def __getstate__(self):
-        # DataLoader workers started by spawn re-open the memory-mapped tables instead of copying them.
+        # DataLoader workers started by spawn re-open the memory-mapped tables instead of copying them
+        # (the pools too: `NegativePools` pickles as its folder).
         state = dict(self.__dict__)
         state.pop("_corpus", None)
         state.pop("_queries", None)
         return state
-
-
-def _resolve_ids(values, ids, identity: bool) -> np.ndarray:
-    """Row of each string in ``values`` within the id column ``ids`` (-1 when absent), vectorised."""
-    if len(values) == 0:
-        return np.zeros(0, dtype=np.int64)
-    if identity:  # ids are "0", "1", ... in row order: parse instead of hashing millions of strings
-        try:
-            as_int = pc.cast(values, pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            as_int = None
-        if as_int is not None:
-            canonical = pc.equal(pc.cast(as_int, pa.string()), values).fill_null(False)
-            rows = as_int.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-            ok = canonical.to_numpy(zero_copy_only=False) & (rows >= 0) & (rows < len(ids))
-            return np.where(ok, rows, -1)
-    if isinstance(ids, pa.ChunkedArray):
-        ids = ids.combine_chunks()
-    return pc.index_in(values, value_set=ids).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _fail_on_unknown(rows: np.ndarray, values, template: str) -> None:

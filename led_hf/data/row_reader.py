@@ -43,3 +43,30 @@ class RowReader:
         for name in self.columns:
             out.setdefault(name, [""] * len(rows))
         return out
+
+
+def take_rows(column: pa.ChunkedArray, rows: np.ndarray) -> pa.Array:
+    """``column.take(rows)`` without concatenating the column: each chunk is taken from on its own.
+
+    `ChunkedArray.take` concatenates every chunk first (pyarrow 26), a transient copy of the whole
+    column per call (~1.1 GB for one 200-deep negatives source at MS MARCO size).
+
+    >>> take_rows(pa.chunked_array([["a", "b"], ["c"]]), np.array([2, 0, 2])).to_pylist()
+    ['c', 'a', 'c']
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = np.cumsum([0] + [len(chunk) for chunk in column.chunks])
+    if len(rows) == 0:
+        return pa.array([], type=column.type)
+    if rows.min() < 0 or rows.max() >= starts[-1]:
+        raise IndexError(f"row out of range for a column of {starts[-1]} rows")
+    chunk_of = np.searchsorted(starts, rows, side="right") - 1
+    order = np.argsort(chunk_of, kind="stable")
+    pieces = [
+        column.chunk(int(chunk_of[picked[0]])).take(pa.array(rows[picked] - starts[chunk_of[picked[0]]]))
+        for picked in np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1)
+    ]
+    taken = pa.concat_arrays(pieces)
+    if np.any(order[1:] < order[:-1]):  # rows were not in chunk order: put them back
+        taken = taken.take(pa.array(np.argsort(order, kind="stable")))
+    return taken

@@ -85,6 +85,25 @@ def _is_identity(ids) -> bool:
     return bool(pc.all(pc.equal(as_int, pa.array(np.arange(n, dtype=np.int64)))).as_py())
 
 
+def resolve_ids(values, ids, identity: bool) -> np.ndarray:
+    """Row of each string in ``values`` within the id column ``ids`` (-1 when absent), vectorised."""
+    if len(values) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if identity:  # ids are "0", "1", ... in row order: parse instead of hashing millions of strings
+        try:
+            as_int = pc.cast(values, pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            as_int = None
+        if as_int is not None:
+            canonical = pc.equal(pc.cast(as_int, pa.string()), values).fill_null(False)
+            rows = as_int.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            ok = canonical.to_numpy(zero_copy_only=False) & (rows >= 0) & (rows < len(ids))
+            return np.where(ok, rows, -1)
+    if isinstance(ids, pa.ChunkedArray):
+        ids = ids.combine_chunks()
+    return pc.index_in(values, value_set=ids).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 class PreparedData:
     """A prepared dataset folder (the output of `led prepare`)."""
 
