@@ -334,7 +334,7 @@ def stage_sparse_vectors(args, paths) -> dict:
 
 
 def stage_sparse_index(args, paths) -> dict:
-    from led_hf.retrieval.inverted_index import build_inverted_index
+    from led_hf.retrieval.inverted_build import build_inverted_index
 
     stats = build_inverted_index(paths["sparse"], paths["index"], overwrite=True, progress=False)
     return {"postings": stats["num_postings"], "index_mib": _size(paths["index"]) / 2**20}

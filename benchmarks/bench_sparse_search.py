@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import Row, alternate, median  # noqa: E402
 from scifact import prepared_scifact  # noqa: E402
 
-from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index  # noqa: E402
+from led_hf.retrieval.inverted_build import build_inverted_index  # noqa: E402
+from led_hf.retrieval.inverted_index import InvertedIndex  # noqa: E402
 from led_hf.retrieval.sparse_vectors import load_sparse_vectors  # noqa: E402
 
 WORK = Path.home() / ".cache" / "led-hf" / "bench_sparse"

@@ -11,7 +11,8 @@ import pytest
 
 from led_hf.errors import InputError, LedError
 from led_hf.retrieval.impact import quantize
-from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index, search_sparse
+from led_hf.retrieval.inverted_build import build_inverted_index
+from led_hf.retrieval.inverted_index import InvertedIndex, search_sparse
 
 
 def random_sparse(rng, rows: int, vocab_size: int, mean_nnz: int, few_values: bool = False):
@@ -145,6 +146,58 @@ def test_exact_top_k_matches_brute_force(tmp_path, corpus, quantized):
                 else:  # float32 sums: same scores to rounding; rows equal wherever scores are well apart
                     np.testing.assert_allclose(scores[q, :k], want_scores, rtol=1e-5)
                     assert set(rows[q, :k]) == set(want_rows) or np.isclose(want_scores[-1], scores[q, k - 1])
+
+
+@pytest.mark.parametrize("quantized", [True, False])
+def test_memory_budget_changes_blocks_not_results(tmp_path, corpus, quantized):
+    (indptr, indices, values), queries, ids = corpus
+    vectors = write_sparse_folder(tmp_path / "enc", indptr, indices, values, ids, VOCAB_SIZE)
+    build_inverted_index(vectors, tmp_path / "idx", quantized=quantized, progress=False)
+    with InvertedIndex(tmp_path / "idx") as index:
+        query_csr = index.queries(*queries)
+        want_scores, want_rows = index.search(query_csr, depth=25)  # one block of 37 queries
+        for budget, workers in ((1, 1), (1, 2), (30_000, 1), (30_000, 2), (10**12, 2)):
+            scores, rows = index.search(query_csr, depth=25, workers=workers, memory_budget=budget)
+            assert scores.dtype == want_scores.dtype
+            np.testing.assert_array_equal(scores, want_scores)  # bit-identical, floats included
+            np.testing.assert_array_equal(rows, want_rows)
+
+
+def test_query_blocks_follow_the_budget(tmp_path, corpus, monkeypatch):
+    (indptr, indices, values), queries, ids = corpus
+    vectors = write_sparse_folder(tmp_path / "enc", indptr, indices, values, ids, VOCAB_SIZE)
+    build_inverted_index(vectors, tmp_path / "idx", progress=False)
+    with InvertedIndex(tmp_path / "idx") as index:
+        query_csr = index.queries(*queries)
+        num_queries = query_csr.shape[0]
+        # a query's share: min(N, postings of its terms) entries of 12 bytes
+        df = np.diff(index.postings.indptr)
+        cost = [
+            min(index.num_docs, int(df[query_csr.indices[a:b]].sum())) * 12
+            for a, b in zip(query_csr.indptr[:-1], query_csr.indptr[1:])
+        ]
+        assert index.query_blocks(query_csr, memory_budget=1) == [(q, q + 1) for q in range(num_queries)]
+        assert len(index.query_blocks(query_csr, block_size=8, memory_budget=10**12)) == 5  # 37 by 8
+        budget = 3 * max(cost)
+        blocks = index.query_blocks(query_csr, memory_budget=budget)
+        assert blocks[0][0] == 0 and blocks[-1][1] == num_queries
+        assert all(a[1] == b[0] for a, b in zip(blocks[:-1], blocks[1:]))
+        for (start, stop), following in zip(blocks, blocks[1:] + [None]):
+            assert sum(cost[start:stop]) <= budget
+            if following is not None:  # greedy: the next query would not have fitted
+                assert sum(cost[start : stop + 1]) > budget
+            # the bound holds: the block's score matrix has at most that many entries
+            assert (query_csr[start:stop] @ index.postings).nnz * 12 <= sum(cost[start:stop])
+        assert 2 < len(blocks) < num_queries
+        seen = []
+        search_block = InvertedIndex._search_block
+        monkeypatch.setattr(
+            InvertedIndex,
+            "_search_block",
+            lambda self, block, depth: seen.append(block.shape[0]) or search_block(self, block, depth),
+        )
+        index.search(query_csr, depth=5, memory_budget=budget)
+        assert seen == [stop - start for start, stop in blocks]
 
 
 def test_ties_keep_smaller_rows_and_depth_larger_than_matches(tmp_path):

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend == "inverted":
         if args.data:
             raise LedError("--data (BM25) needs --backend lucene; the inverted backend indexes --vectors")
-        from led_hf.retrieval.inverted_index import build_inverted_index
+        from led_hf.retrieval.inverted_build import build_inverted_index
 
         stats = build_inverted_index(
             args.vectors,

@@ -65,7 +65,8 @@ def search_sparse_matrix(
     """Exact impact search of `query_weights` over `passage_weights` through an inverted index built in a
     temporary folder (removed afterwards). Scores are the index's ×100 integer impacts."""
     from led_hf.retrieval.encoding_files import IDS, MANIFEST, shard_dirname
-    from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index
+    from led_hf.retrieval.inverted_build import build_inverted_index
+    from led_hf.retrieval.inverted_index import InvertedIndex
 
     if query_weights.shape[1] != passage_weights.shape[1]:
         raise LedError(f"queries have {query_weights.shape[1]} term ids, passages {passage_weights.shape[1]}")

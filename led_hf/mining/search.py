@@ -31,7 +31,8 @@ from led_hf.retrieval.encode import corpus_source, encode_to_folder, query_sourc
 from led_hf.retrieval.encoding_files import read_ids, shard_folders
 from led_hf.retrieval.faiss_search import GPU_MAX_K, EmbeddingShard, gpu_count, open_embeddings
 from led_hf.retrieval.impact import SCALE, quantize
-from led_hf.retrieval.inverted_index import InvertedIndex, build_inverted_index
+from led_hf.retrieval.inverted_build import build_inverted_index
+from led_hf.retrieval.inverted_index import InvertedIndex
 from led_hf.retrieval.lucene import LuceneImpactIndex, build_bm25_index, build_impact_index, search_bm25
 from led_hf.retrieval.sparse_encode import encode_sparse_to_folder, vocabulary_strings
 from led_hf.retrieval.sparse_vectors import load_sparse_shard, read_sparse_manifest
