@@ -169,7 +169,7 @@ def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 1
 
 
 def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) -> dict:
-    from led_hf.pipeline.runner import placeholders
+    from led_hf.pipeline.variables import placeholders
 
     folder = work / f"{name}-seed{seed}"
     done = folder / "result.json"
