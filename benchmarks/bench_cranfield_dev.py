@@ -42,6 +42,32 @@ LED_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "led-rank0.2": ("rank weight 0.2", ["--rank_weight", "0.2"]),
     "led-rank0": ("rank weight 0: the same training without the teacher", ["--rank_weight", "0"]),
     "led-lr5e-6": ("lr 5e-6 (the paper's LED rate)", ["--learning_rate", "5e-6"]),
+    # the sources below are mined into the pipeline's data first (`led mine ... --skip-top 10`, `led
+    # score-teacher --name sp-stg2-skip10`; the commands are in docs/quality.md)
+    "led-skip10": (
+        "negatives mined with --skip-top 10 (ranks 1-10 dropped: unjudged positives sit there)",
+        [
+            "--negs_sources",
+            "co-stg1-skip10,sp-stg1-skip10,sp-stg2-skip10",
+            "--teacher_scores_name",
+            "sp-stg2-skip10",
+        ],
+    ),
+    "led-skip10-rank0": (
+        "negatives mined with --skip-top 10, rank weight 0 (no teacher)",
+        [
+            "--negs_sources",
+            "co-stg1-skip10,sp-stg1-skip10,sp-stg2-skip10",
+            "--teacher_scores_name",
+            "sp-stg2-skip10",
+            "--rank_weight",
+            "0",
+        ],
+    ),
+    "led-bm25": (
+        "BM25 negatives only (those of the DEN warm-up), sp-stg2 teacher",
+        ["--negs_sources", "bm25", "--teacher_scores_name", "sp-stg2-bm25"],
+    ),
 }
 
 # LEX warm-up (SPLADE-tiny) variants: name -> (what it is, flags over lex_cranfield.json; its 4 epochs)
@@ -143,7 +169,7 @@ def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 1
 
 
 def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) -> dict:
-    from led_hf.pipeline.runner import placeholders
+    from led_hf.pipeline.variables import placeholders
 
     folder = work / f"{name}-seed{seed}"
     done = folder / "result.json"

@@ -25,41 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import weakref
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class SavedActivations:
-    """Bytes of the non-parameter tensors autograd keeps for backward: current and peak."""
-
-    def __init__(self):
-        self.current = self.peak = 0
-
-    def pack(self, tensor):
-        import torch
-
-        if isinstance(tensor, torch.nn.Parameter) or (tensor.is_leaf and tensor.requires_grad):
-            return tensor
-        holder = _Held(tensor)
-        size = tensor.numel() * tensor.element_size()
-        self.current += size
-        self.peak = max(self.peak, self.current)
-        weakref.finalize(holder, self._release, size)
-        return holder
-
-    def _release(self, size):
-        self.current -= size
-
-    @staticmethod
-    def unpack(packed):
-        return packed.tensor if isinstance(packed, _Held) else packed
-
-
-class _Held:
-    def __init__(self, tensor):
-        self.tensor = tensor
 
 
 def worker(options: dict) -> dict:
@@ -68,6 +36,7 @@ def worker(options: dict) -> dict:
 
     sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
     sys.path.insert(0, str(ROOT))
+    from activation_memory import SavedActivations
     from bench_gpu import SyntheticBatches, SyntheticCollator, bert_config
 
     from led_hf.arguments import DenseTrainingArguments

@@ -111,7 +111,7 @@ def measure(args) -> dict:
 
 
 def prepared_folder(args) -> Path:
-    from synthetic import generate_msmarco
+    from synthetic import generate_from_options
 
     from led_hf.cli.main import main as led
 
@@ -122,7 +122,7 @@ def prepared_folder(args) -> Path:
     source = CACHE / name / "tsv"
     started = time.perf_counter()
     if not (source / "collection.tsv").exists():
-        generate_msmarco(source, args.passages, args.queries, args.negatives, args.seed)
+        generate_from_options(source, args)
     if (
         led(
             [
@@ -195,13 +195,12 @@ def run(quick: bool = False, passages: int | None = None, queries: int | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from synthetic import add_size_options
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--passages", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=100_000)
-    parser.add_argument("--negatives", type=int, default=30, help="pids per train.negatives.tsv line")
-    parser.add_argument("--seed", type=int, default=0)
+    add_size_options(parser)
     parser.add_argument(
         "--groups", type=int, default=None, help="training groups to iterate (default: one epoch)"
     )

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import generate_msmarco  # noqa: E402
+from synthetic import add_size_options, generate_from_options, generate_msmarco  # noqa: E402
 
 
 def _child(args: list[str]) -> tuple[float, float]:
@@ -123,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--passages", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=100_000)
-    parser.add_argument("--negatives", type=int, default=30, help="pids per train.negatives.tsv line")
-    parser.add_argument("--seed", type=int, default=0)
+    add_size_options(parser)
     parser.add_argument(
         "--workdir", help="keep the generated folder and output here (default: a temp folder)"
     )
@@ -138,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = time.perf_counter()
         if not (source / "collection.tsv").exists():
-            generate_msmarco(source, args.passages, args.queries, args.negatives, args.seed)
+            generate_from_options(source, args)
         size = sum(p.stat().st_size for p in source.iterdir())
         print(
             f"generated {args.passages:,} passages, {args.queries:,} train queries, {args.negatives} "

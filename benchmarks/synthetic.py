@@ -32,6 +32,20 @@ def _texts(rng: np.random.Generator, vocabulary: np.ndarray, count: int, low: in
     return [" ".join(row[:n]) for row, n in zip(words, lengths)]
 
 
+def add_size_options(parser) -> None:
+    """`--passages`, `--queries`, `--negatives`, `--seed`: the arguments of `generate_msmarco`, for a
+    benchmark's command line (read back by `generate_from_options`)."""
+    parser.add_argument("--passages", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=100_000)
+    parser.add_argument("--negatives", type=int, default=30, help="pids per train.negatives.tsv line")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def generate_from_options(folder, args) -> Path:
+    """`generate_msmarco` with the sizes parsed from `add_size_options`."""
+    return generate_msmarco(folder, args.passages, args.queries, args.negatives, args.seed)
+
+
 def generate_msmarco(
     folder, num_passages: int, num_queries: int, negatives_per_query: int, seed: int = 0
 ) -> Path:

@@ -60,23 +60,29 @@ def _write_tokenizer(directory: Path):
     return tokenizer
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 32-wide BertModel with a tokenizer built from the fixture text."""
-    import torch
-    from transformers import BertConfig, BertModel
+def _tiny_bert_config(vocab_size: int):
+    from transformers import BertConfig
 
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = _write_tokenizer(directory)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
+    return BertConfig(
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=256,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BertModel with a tokenizer built from the fixture text."""
+    import torch
+    from transformers import BertModel
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = _write_tokenizer(directory)
+    torch.manual_seed(0)
+    config = _tiny_bert_config(len(tokenizer))
     BertModel(config).save_pretrained(directory)
     return directory
 
@@ -99,19 +105,12 @@ def no_dropout_bert_dir(tmp_path_factory, tiny_bert_dir) -> Path:
 def tiny_bert_mlm_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BertForMaskedLM (SPLADE-style backbone) with the fixture tokenizer."""
     import torch
-    from transformers import BertConfig, BertForMaskedLM
+    from transformers import BertForMaskedLM
 
     directory = tmp_path_factory.mktemp("tiny-bert-mlm")
     tokenizer = _write_tokenizer(directory)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
+    config = _tiny_bert_config(len(tokenizer))
     BertForMaskedLM(config).save_pretrained(directory)
     return directory
 
@@ -129,6 +128,24 @@ def tiny_distilbert_mlm_dir(tmp_path_factory) -> Path:
         vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=256
     )
     DistilBertForMaskedLM(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def cross_encoder_dir(tmp_path_factory, tiny_bert_dir) -> Path:
+    """A cross-encoder checkpoint (a 1-logit head on the tiny BERT, saved, so it loads as trained)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from led_hf.modeling.cross_encoder import CrossEncoder
+
+    directory = tmp_path_factory.mktemp("tiny-cross-encoder")
+    torch.manual_seed(1)
+    # built directly: CrossEncoder.from_pretrained(tiny_bert_dir) warns once per path, which a test checks
+    model = CrossEncoder(
+        AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1), max_length=64
+    )
+    model.save_pretrained(directory, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir))
     return directory
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, TrainerCallback
+from trainer_helpers import FirstStepGradients, fixture_groups, run_settings
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
 from led_hf.arguments import DenseTrainingArguments, LEDTrainingArguments, SpladeTrainingArguments
 from led_hf.collators.led import LEDCollator
 from led_hf.collators.train import TrainCollator
-from led_hf.data.groups import TrainGroups
 from led_hf.data.scored_groups import ScoredTrainGroups
 from led_hf.modeling import DenseEncoder
 from led_hf.modeling.splade import SpladeEncoder
@@ -19,35 +19,9 @@ from led_hf.trainers.led import LEDTrainer
 from led_hf.trainers.splade import SpladeTrainer
 
 
-class FirstStepGradients(TrainerCallback):
-    """The accumulated gradients just before the first optimizer step."""
-
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {
-                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
-            }
-
-
 def _settings(output_dir, **overrides) -> dict:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=1,
-        max_grad_norm=0.0,
-        learning_rate=1e-3,
-        report_to="none",
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-        train_sampling_strategy="sequential",
-    )
-    settings.update(overrides)
-    return settings
+    one_step = dict(max_steps=1, max_grad_norm=0.0, train_sampling_strategy="sequential")
+    return run_settings(output_dir, **{**one_step, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +40,7 @@ def _dense(model_dir, data, output_dir, callback, **overrides):
     return DenseTrainer(
         model=DenseEncoder.from_pretrained(model_dir, separate_encoders=True),
         args=DenseTrainingArguments(**_settings(output_dir, **overrides)),
-        train_dataset=TrainGroups(data, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False),
+        train_dataset=fixture_groups(data),
         data_collator=TrainCollator(tokenizer, 16, 32),
         processing_class=tokenizer,
         callbacks=[callback],
@@ -78,7 +52,7 @@ def _splade(model_dir, data, output_dir, callback, **overrides):
     return SpladeTrainer(
         model=SpladeEncoder.from_pretrained(model_dir),
         args=SpladeTrainingArguments(**_settings(output_dir, **overrides)),
-        train_dataset=TrainGroups(data, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False),
+        train_dataset=fixture_groups(data),
         data_collator=TrainCollator(tokenizer, 16, 32),
         processing_class=tokenizer,
         callbacks=[callback],
@@ -87,7 +61,7 @@ def _splade(model_dir, data, output_dir, callback, **overrides):
 
 def _led(model_dir, data, output_dir, callback, teacher_dir=None, **overrides):
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = ScoredTrainGroups(data, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
+    groups = fixture_groups(data, ScoredTrainGroups)
     return LEDTrainer(
         model=DenseEncoder.from_pretrained(model_dir),
         args=LEDTrainingArguments(

@@ -8,16 +8,12 @@ import logging
 import numpy as np
 import pytest
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    TrainerCallback,
-)
+from trainer_helpers import FirstStepGradients, fixture_groups, run_settings
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from led_hf.arguments import CrossEncoderTrainingArguments
 from led_hf.cli.main import main as led_main
 from led_hf.collators.cross_encoder import CrossEncoderCollator
-from led_hf.data.groups import TrainGroups
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -164,24 +160,12 @@ def test_forward_groups_autocast_and_state_dict_save(tiny_ce_dir, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- trainer
 def _trainer(model_dir, data_dir, output_dir, callbacks=(), **overrides) -> CrossEncoderTrainer:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-    )
-    settings.update(overrides)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = TrainGroups(data_dir, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
+    groups = fixture_groups(data_dir)
     torch.manual_seed(0)  # the fresh head
     return CrossEncoderTrainer(
         model=CrossEncoder.from_pretrained(model_dir),
-        args=CrossEncoderTrainingArguments(**settings),
+        args=CrossEncoderTrainingArguments(**run_settings(output_dir, **overrides)),
         train_dataset=groups,
         data_collator=CrossEncoderCollator(tokenizer, 48),
         processing_class=tokenizer,
@@ -220,21 +204,10 @@ def test_trainer_steps_log_parts_lower_the_loss_and_save(tiny_bert_dir, prepared
     assert not (saved / "training_args.bin").exists()
 
 
-class _GradientRecorder(TrainerCallback):
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {
-                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
-            }
-
-
 def test_gradient_accumulation_equals_the_large_batch(no_dropout_bert_dir, prepared_msmarco, tmp_path):
     grads = []
     for name, batch, accumulation in (("a", 4, 1), ("b", 2, 2)):
-        recorder = _GradientRecorder()
+        recorder = FirstStepGradients()
         _trainer(
             no_dropout_bert_dir,
             prepared_msmarco,

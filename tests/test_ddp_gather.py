@@ -142,17 +142,10 @@ def _trainer_worker(rank: int, port: int, model_dir: str, data_dir: str, out_dir
     from safetensors.torch import save_file
 
     sys.path.insert(0, os.path.dirname(__file__))
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        HF_HUB_OFFLINE="1",
-    )
-    torch.set_num_threads(1)
     from test_dense_trainer import _first_step_grads
+    from trainer_helpers import join_gloo_ranks
 
+    join_gloo_ranks(rank, port, WORLD)
     grads, trainer = _first_step_grads(
         model_dir, data_dir, os.path.join(out_dir, f"rank{rank}"), 2, 1, in_batch=True
     )
@@ -167,14 +160,11 @@ def _trainer_worker(rank: int, port: int, model_dir: str, data_dir: str, out_dir
 @pytest.mark.slow
 def test_dense_trainer_under_ddp_matches_one_process(tmp_path, no_dropout_bert_dir, prepared_msmarco):
     """The whole DenseTrainer path (Accelerate DDP, sharded batches, gather, loss): 2 x 2 == 1 x 4."""
-    import socket
-
     from safetensors.torch import load_file
     from test_dense_trainer import _first_step_grads
+    from trainer_helpers import free_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     model_dir = no_dropout_bert_dir
     torch.multiprocessing.spawn(
         _trainer_worker,

@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer, TrainerCallback
+from trainer_helpers import FirstStepGradients, fixture_groups, run_settings, train_logs
+from transformers import AutoModel, AutoTokenizer
 
 from led_hf.arguments import DenseTrainingArguments
 from led_hf.cli.train import main as train_main
 from led_hf.collators.train import TrainCollator
-from led_hf.data.groups import TrainGroups
 from led_hf.losses import contrastive_loss
 from led_hf.modeling import DenseEncoder
 from led_hf.trainers.dense import DenseTrainer
@@ -20,35 +20,16 @@ from led_hf.trainers.dense import DenseTrainer
 def _trainer(
     model_dir, data_dir, output_dir, callbacks=(), num_negatives=2, model_settings=None, **overrides
 ) -> DenseTrainer:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-    )
-    settings.update(overrides)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = TrainGroups(
-        data_dir, negs_sources="bm25", num_negatives=num_negatives, seed=0, show_progress=False
-    )
     model = DenseEncoder.from_pretrained(model_dir, **(model_settings or {}))
     return DenseTrainer(
         model=model,
-        args=DenseTrainingArguments(**settings),
-        train_dataset=groups,
+        args=DenseTrainingArguments(**run_settings(output_dir, **overrides)),
+        train_dataset=fixture_groups(data_dir, num_negatives=num_negatives),
         data_collator=TrainCollator(tokenizer, 16, 32),
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-
-
-def _train_logs(trainer) -> list[dict]:
-    return [entry for entry in trainer.state.log_history if "loss" in entry]
 
 
 def _fixed_batch_loss(model, trainer) -> float:
@@ -68,7 +49,7 @@ def test_training_lowers_the_loss_logs_parts_and_saves(tiny_bert_dir, prepared_m
     )
     before = _fixed_batch_loss(DenseEncoder.from_pretrained(tiny_bert_dir, pooling="mean"), trainer)
     trainer.train()
-    logs = _train_logs(trainer)
+    logs = train_logs(trainer)
     assert len(logs) == 12
     for entry in logs:
         assert torch.isfinite(torch.tensor(entry["loss"]))
@@ -87,21 +68,8 @@ def test_training_lowers_the_loss_logs_parts_and_saves(tiny_bert_dir, prepared_m
     assert not (saved / "training_args.bin").exists()  # no pickle in checkpoints
 
 
-class _GradientRecorder(TrainerCallback):
-    """Copies the accumulated gradients just before the (first) optimizer step."""
-
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {
-                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
-            }
-
-
 def _first_step_grads(model_dir, data_dir, output_dir, batch, accumulation, in_batch):
-    recorder = _GradientRecorder()
+    recorder = FirstStepGradients()
     trainer = _trainer(
         model_dir,
         data_dir,
@@ -158,9 +126,9 @@ def test_resume_from_checkpoint_continues_identically(tiny_bert_dir, prepared_ms
 
     resumed = _trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "resumed", **common)
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    tail = [entry for entry in _train_logs(resumed) if entry["step"] > 2]
+    tail = [entry for entry in train_logs(resumed) if entry["step"] > 2]
     assert [entry["step"] for entry in tail] == [3, 4]
-    assert [e["loss"] for e in tail] == pytest.approx([e["loss"] for e in _train_logs(full)[2:]], rel=1e-4)
+    assert [e["loss"] for e in tail] == pytest.approx([e["loss"] for e in train_logs(full)[2:]], rel=1e-4)
     for name, value in full.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value, atol=1e-6, rtol=1e-4)
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from trainer_helpers import free_port, join_gloo_ranks
 
 from led_hf.errors import LedError
 from led_hf.retrieval import encode as enc
@@ -297,19 +297,9 @@ def test_cli_errors(data, tiny_bert_dir, tmp_path, capsys):
 def _encode_rank(rank, port, model, data_root, out):
     # a fresh (spawned) process per rank, as `accelerate launch` / torchrun would start them; spawning (not
     # accelerate's notebook_launcher) keeps this independent of Accelerator state left by earlier tests
-    import torch
-
     from led_hf.cli.encode import main
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        HF_HUB_OFFLINE="1",
-    )
-    torch.set_num_threads(1)
+    join_gloo_ranks(rank, port)
     code = main(
         [
             "--model",
@@ -332,13 +322,9 @@ def _encode_rank(rank, port, model, data_root, out):
 
 @pytest.mark.slow
 def test_two_processes_split_shards(data, tiny_bert_dir, tmp_path):
-    import socket
-
     import torch
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     torch.multiprocessing.spawn(
         _encode_rank,
         args=(port, str(tiny_bert_dir), str(data.root), str(tmp_path / "ddp")),

@@ -5,19 +5,17 @@ accumulation and under 2 gloo processes; activation memory falls with the chunk 
 from __future__ import annotations
 
 import os
-import socket
-import weakref
 
 import pytest
 import torch
+from trainer_helpers import FirstStepGradients, fixture_groups, free_port, join_gloo_ranks, run_settings
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     BertConfig,
     BertForMaskedLM,
-    TrainerCallback,
 )
 
+from benchmarks.activation_memory import SavedActivations
 from led_hf.arguments import DenseTrainingArguments, LEDTrainingArguments, SpladeTrainingArguments
 from led_hf.collators.cross_encoder import CrossEncoderCollator
 from led_hf.collators.led import LEDCollator
@@ -36,19 +34,8 @@ from led_hf.trainers.splade import SpladeTrainer
 WORLD = 2
 
 
-class FirstStepGradients(TrainerCallback):
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {
-                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
-            }
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, no_dropout_bert_dir, tiny_bert_mlm_dir, tiny_bert_dir):
+def models(tmp_path_factory, no_dropout_bert_dir, tiny_bert_mlm_dir, cross_encoder_dir):
     """No-dropout student and SPLADE (chunked forwards draw other dropout masks than one whole-batch
     forward), a SPLADE teacher and a cross-encoder teacher."""
     splade = tmp_path_factory.mktemp("gc-splade")
@@ -57,35 +44,18 @@ def models(tmp_path_factory, no_dropout_bert_dir, tiny_bert_mlm_dir, tiny_bert_d
     )
     BertForMaskedLM.from_pretrained(tiny_bert_mlm_dir, config=config).save_pretrained(splade)
     AutoTokenizer.from_pretrained(tiny_bert_mlm_dir).save_pretrained(splade)
-    cross_encoder = tmp_path_factory.mktemp("gc-cross-encoder")
-    torch.manual_seed(1)
-    CrossEncoder(
-        AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1), max_length=64
-    ).save_pretrained(cross_encoder, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir))
-    return {"student": no_dropout_bert_dir, "splade": splade, "cross_encoder": cross_encoder}
+    return {"student": no_dropout_bert_dir, "splade": splade, "cross_encoder": cross_encoder_dir}
 
 
 def _settings(output_dir, **overrides) -> dict:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=4,
-        max_steps=1,
-        max_grad_norm=0.0,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-        train_sampling_strategy="sequential",
+    one_step = dict(
+        per_device_train_batch_size=4, max_steps=1, max_grad_norm=0.0, train_sampling_strategy="sequential"
     )
-    settings.update(overrides)
-    return settings
+    return run_settings(output_dir, **{**one_step, **overrides})
 
 
 def _groups(data, cls=TrainGroups):
-    return cls(data, negs_sources="bm25,dense", num_negatives=2, seed=0, show_progress=False)
+    return fixture_groups(data, cls, negs_sources="bm25,dense")
 
 
 def make_trainer(kind, models, data, output_dir, callbacks=(), **overrides):
@@ -201,35 +171,6 @@ def test_bad_settings(models, prepared_msmarco, tmp_path):
         DenseTrainingArguments(output_dir=str(tmp_path), gradient_cache=True, gc_chunk_size=0)
 
 
-class SavedActivations:
-    """Bytes of the non-parameter tensors autograd keeps for backward: the current and the peak total."""
-
-    def __init__(self):
-        self.current = self.peak = 0
-
-    def pack(self, tensor):
-        if isinstance(tensor, torch.nn.Parameter) or (tensor.is_leaf and tensor.requires_grad):
-            return tensor
-        holder = _Held(tensor)
-        size = tensor.numel() * tensor.element_size()
-        self.current += size
-        self.peak = max(self.peak, self.current)
-        weakref.finalize(holder, self._release, size)
-        return holder
-
-    def _release(self, size):
-        self.current -= size
-
-    @staticmethod
-    def unpack(packed):
-        return packed.tensor if isinstance(packed, _Held) else packed
-
-
-class _Held:
-    def __init__(self, tensor):
-        self.tensor = tensor
-
-
 def test_activation_memory_falls_with_the_chunk_size(models, prepared_msmarco, tmp_path):
     trainer = make_trainer("dense", models, prepared_msmarco, tmp_path, per_device_train_batch_size=4)
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in range(4)]))
@@ -248,15 +189,7 @@ def test_activation_memory_falls_with_the_chunk_size(models, prepared_msmarco, t
 def _ddp_worker(rank: int, port: int, models: dict, data: str, out_dir: str) -> None:
     from safetensors.torch import save_file
 
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        HF_HUB_OFFLINE="1",
-    )
-    torch.set_num_threads(1)
+    join_gloo_ranks(rank, port, WORLD)
     for kind in ("dense", "splade", "led"):
         for cached in (False, True):
             grads, trainer = first_step_grads(
@@ -281,9 +214,7 @@ def test_two_gloo_processes_with_cache_equal_them_without(models, prepared_msmar
     gradients of the cached step equal the uncached DDP step's, on both ranks."""
     from safetensors.torch import load_file
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     models = {name: str(path) for name, path in models.items()}
     torch.multiprocessing.spawn(
         _ddp_worker, args=(port, models, str(prepared_msmarco), str(tmp_path)), nprocs=WORLD, join=True

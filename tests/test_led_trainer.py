@@ -9,12 +9,18 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file
+from trainer_helpers import (
+    FirstStepGradients,
+    fixture_groups,
+    free_port,
+    join_gloo_ranks,
+    run_settings,
+    train_logs,
+)
 from transformers import (
     AutoModel,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     BertTokenizerFast,
-    TrainerCallback,
 )
 
 from led_hf.arguments import LEDTrainingArguments
@@ -48,19 +54,6 @@ def teacher_dir(tmp_path_factory, tiny_bert_mlm_dir):
     return directory
 
 
-@pytest.fixture(scope="module")
-def cross_encoder_dir(tmp_path_factory, tiny_bert_dir):
-    """A cross-encoder checkpoint (a 1-logit head on the tiny BERT, saved, so it loads as trained)."""
-    directory = tmp_path_factory.mktemp("led-cross-encoder")
-    torch.manual_seed(1)
-    # built directly: CrossEncoder.from_pretrained warns once per path, which another test checks for this path
-    model = CrossEncoder(
-        AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=1), max_length=64
-    )
-    model.save_pretrained(directory, tokenizer=AutoTokenizer.from_pretrained(tiny_bert_dir))
-    return directory
-
-
 @pytest.fixture()
 def scored_data(tmp_path, prepared_msmarco):
     """A writable copy of the prepared fixture (score-teacher writes DATA/teacher_scores/<name>)."""
@@ -68,22 +61,11 @@ def scored_data(tmp_path, prepared_msmarco):
 
 
 def _args(output_dir, **overrides) -> LEDTrainingArguments:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=0,
-        dataloader_num_workers=0,
+    names = dict(
         teacher_model_name_or_path="given-to-the-trainer",
         cross_encoder_name_or_path="given-to-the-trainer",
     )
-    settings.update(overrides)
-    return LEDTrainingArguments(**settings)
+    return LEDTrainingArguments(**run_settings(output_dir, **{**names, **overrides}))
 
 
 def _trainer(
@@ -98,14 +80,7 @@ def _trainer(
     **overrides,
 ) -> LEDTrainer:
     tokenizer = AutoTokenizer.from_pretrained(student)
-    groups = ScoredTrainGroups(
-        data,
-        negs_sources="bm25",
-        num_negatives=GROUP - 1,
-        seed=0,
-        show_progress=False,
-        score_tables=score_tables,
-    )
+    groups = fixture_groups(data, ScoredTrainGroups, num_negatives=GROUP - 1, score_tables=score_tables)
     ce_collator = None
     if cross_encoder is not None:
         ce_collator = CrossEncoderCollator(AutoTokenizer.from_pretrained(cross_encoder), max_length=64)
@@ -128,10 +103,6 @@ def _trainer(
         cross_encoder=cross_encoder,
         callbacks=list(callbacks),
     )
-
-
-def _train_logs(trainer) -> list[dict]:
-    return [entry for entry in trainer.state.log_history if "loss" in entry]
 
 
 def _batch(trainer, rows=(0, 1, 2)):
@@ -159,7 +130,7 @@ def test_teacher_is_frozen_and_checkpoints_hold_only_the_student(
     assert optimised <= {id(p) for p in trainer.model.parameters()}
     assert any(not torch.equal(v, student_before[k]) for k, v in trainer.model.state_dict().items())
 
-    logs = _train_logs(trainer)
+    logs = train_logs(trainer)
     assert len(logs) == 4
     for entry in logs:
         for name in (
@@ -345,7 +316,7 @@ def test_precomputed_scores_equal_online_scores(student_dir, teacher_dir, scored
             atol=1e-5,
         )
     precomputed.train()  # no teacher model at all
-    assert precomputed.teacher is None and "rank_loss" in _train_logs(precomputed)[0]
+    assert precomputed.teacher is None and "rank_loss" in train_logs(precomputed)[0]
 
     # rewriting needs --overwrite; a table that does not cover the training setup is refused
     assert (
@@ -489,7 +460,7 @@ def test_cross_encoder_kl_path(student_dir, teacher_dir, cross_encoder_dir, scor
         assert torch.equal(value, cross_before[name]), name
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     assert not optimised & {id(p) for p in trainer.cross_encoder.parameters()}
-    for entry in _train_logs(trainer):
+    for entry in train_logs(trainer):
         assert entry["kl_weight"] == 1.5 and entry["rank_weight"] == 1.2
         assert 0.0 <= entry["cross_encoder_agreement"] <= 1.0
         expected_total = entry["contrastive_loss"] + 1.2 * entry["rank_loss"] + 1.5 * entry["kl_loss"]
@@ -674,21 +645,8 @@ def test_cli_recipe_online_precomputed_and_errors(student_dir, teacher_dir, scor
     assert "--min_teacher_gap" in capsys.readouterr().out
 
 
-class _FirstStepGradients(TrainerCallback):
-    """Copies the (all-reduced) gradients just before the first optimizer step."""
-
-    def __init__(self):
-        self.grads = None
-
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if self.grads is None:
-            self.grads = {
-                n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None
-            }
-
-
 def _first_step(student, teacher, data, output_dir, batch_size):
-    recorder = _FirstStepGradients()
+    recorder = FirstStepGradients()
     trainer = _trainer(
         student,
         data,
@@ -711,16 +669,9 @@ def _ddp_worker(rank: int, port: int, student: str, teacher: str, data: str, out
     from safetensors.torch import save_file
 
     sys.path.insert(0, os.path.dirname(__file__))
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        HF_HUB_OFFLINE="1",
-    )
-    torch.set_num_threads(1)
     from test_led_trainer import _first_step
+
+    join_gloo_ranks(rank, port)
 
     grads, trainer = _first_step(student, teacher, data, os.path.join(out, f"rank{rank}"), 2)
     assert trainer.accelerator.num_processes == 2
@@ -740,11 +691,7 @@ def test_two_gloo_processes_equal_one_process(student_dir, teacher_dir, prepared
     queries' pairs (the same count on every rank: 3 per query), which DDP's averaging turns into the mean
     over all pairs.
     """
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     torch.multiprocessing.spawn(
         _ddp_worker,
         args=(port, str(student_dir), str(teacher_dir), str(prepared_msmarco), str(tmp_path)),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from trainer_helpers import free_port, join_gloo_ranks
 from transformers import AutoTokenizer
 
 from led_hf.cli.main import main
@@ -522,15 +523,7 @@ def _mine_rank(rank: int, port: int, data: str, model: str, kind: str) -> None:
     # a fresh (spawned) process per rank, as `accelerate launch` / torchrun would start them
     if kind == "dense-sharded":  # each process searches its half of the corpus, top-k merged
         os.environ["LED_TEST_SHARDED_SEARCH"] = "1"
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE="2",
-        HF_HUB_OFFLINE="1",
-    )
-    torch.set_num_threads(1)
+    join_gloo_ranks(rank, port)
     code = main(
         [
             "mine",
@@ -558,11 +551,7 @@ def _mine_rank(rank: int, port: int, data: str, model: str, kind: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["dense", "splade", "dense-sharded"])
 def test_two_gloo_processes_equal_one_process(data, dense_model, splade_model, kind):
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     model = str(splade_model if kind == "splade" else dense_model)
     torch.multiprocessing.spawn(_mine_rank, args=(port, str(data), model, kind), nprocs=2, join=True)
     assert (

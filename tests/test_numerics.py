@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from trainer_helpers import fixture_groups, run_settings
 from transformers import AutoTokenizer
 
 from led_hf.arguments import DenseTrainingArguments
 from led_hf.collators.train import TrainCollator
-from led_hf.data.groups import TrainGroups
 from led_hf.errors import LedError
 from led_hf.modeling import DenseEncoder
 from led_hf.trainers.dense import DenseTrainer
@@ -18,26 +18,12 @@ from led_hf.trainers.numerics import NonFiniteGuard
 
 
 def _trainer(model_dir, data_dir, output_dir, temperature, **overrides) -> DenseTrainer:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        dataloader_num_workers=0,
-        report_to=[],
-    )
-    settings.update(overrides)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = TrainGroups(data_dir, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
     model = DenseEncoder.from_pretrained(model_dir, temperature=temperature)
     return DenseTrainer(
         model=model,
-        args=DenseTrainingArguments(**settings),
-        train_dataset=groups,
+        args=DenseTrainingArguments(**run_settings(output_dir, **overrides)),
+        train_dataset=fixture_groups(data_dir),
         data_collator=TrainCollator(tokenizer, 16, 32),
         processing_class=tokenizer,
     )

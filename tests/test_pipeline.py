@@ -82,6 +82,32 @@ def test_a_launcher_prefixes_every_command(tmp_path):
         Pipeline.from_file(_config(tmp_path, [{**stage, "launcher": "accelerate launch"}]))
 
 
+def test_config_variables_take_their_default_or_the_set_value(tmp_path):
+    stage = {
+        "name": "tagged",
+        "commands": [["bm25", "--output", "{output}/{tag}.trec", "--data", "{source}"]],
+    }
+    config = tmp_path / "pipeline.json"
+    variables = {"tag": "v1", "source": {"default": "data/x", "folder": True, "help": "a BEIR folder"}}
+    config.write_text(json.dumps({"output": "out", "variables": variables, "stages": [stage]}))
+    assert Pipeline.from_file(config).stages[0].commands[0][2:5] == ["out/v1.trec", "--data", "data/x"]
+    pipeline = Pipeline.from_file(config, settings={"tag": "v2", "source": str(tmp_path)})
+    assert pipeline.stages[0].commands[0][2:5] == ["out/v2.trec", "--data", str(tmp_path)]
+    assert pipeline.stages[0].variables == ["tag", "source"]
+    pipeline.check_inputs(pipeline.stages[0])  # an existing folder passes
+    with pytest.raises(
+        LedError, match=r"stage tagged reads \{source\} = data/x, .* --set source=PATH .*BEIR"
+    ):
+        Pipeline.from_file(config).check_inputs(pipeline.stages[0])
+    with pytest.raises(LedError, match="declares no such variable"):
+        Pipeline.from_file(config, settings={"tga": "v3"})
+    for bad in ({"output": "x"}, {"tag": 3}, {"tag": {"default": "x", "folders": True}}, []):
+        config.write_text(json.dumps({"output": "out", "variables": bad, "stages": [stage]}))
+        with pytest.raises(LedError, match="variable"):
+            Pipeline.from_file(config)
+    assert led(["pipeline", str(config), "--set", "tag"]) == 1  # not NAME=VALUE
+
+
 def test_dry_run_lists_and_checks_inputs(msmarco_dir, tmp_path, capsys):
     config = _config(tmp_path, [_prepare_stage(msmarco_dir), _bm25_stage()])
     assert led(["pipeline", str(config), "--dry-run"]) == 0

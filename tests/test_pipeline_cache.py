@@ -32,6 +32,7 @@ def _config(tmp_path, source, later_reads_cached_output=False) -> dict:
         },
         {
             "name": "baseline",
+            "model": "{output}/bm25",  # the report names this run's folder, also for a cached result
             "cache": {"inputs": [str(source)]},
             "commands": [
                 ["bm25", "--data", "{output}/data", "--split", "test", "--output", "{output}/bm25/test.trec"]
@@ -88,6 +89,7 @@ def test_cached_stage_runs_once_per_content(tmp_path, beir_dir, counted_commands
     assert ran == ["prepare", "bm25", "prepare"]
     assert second[1]["cached"] is True and second[1]["metrics"] == first[1]["metrics"]
     assert second[1]["computed_wall_time_s"] == first[1]["wall_time_s"]
+    assert second[1]["model"] == str(tmp_path / "run2" / "bm25")
     assert json.loads((tmp_path / "run2" / "stages" / "baseline.json").read_text())["cached"] is True
     assert not (tmp_path / "run2" / "bm25").exists()  # nothing ran
     from led_hf.pipeline.report import render_markdown

@@ -12,6 +12,7 @@ from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_per_query
 from led_hf.evaluation.significance import compare_paired
+from led_hf.modeling.bundled import resolve_model_path
 from led_hf.pipeline.compare import entries
 from led_hf.pipeline.plot import loss_curve
 from led_hf.pipeline.report import write_report
@@ -181,3 +182,52 @@ def test_a_forced_rerun_lets_training_replace_its_model(tmp_path):
     assert all("--overwrite_output_dir" not in argv for argv in first)
     assert forced[0] == ["train", str(tmp_path / "out" / "model-1"), "--overwrite_output_dir", "true"]
     assert forced[1][0] == "write" and "--overwrite_output_dir" not in forced[1]
+
+
+def test_the_model_column_shows_bundled_names_and_the_output_as_given(tmp_path, monkeypatch):
+    """`{minilm}` gives commands the folder its package installed, but the report (md, json, and each
+    stage's record) names the model as the user did: bundled:all-minilm-l6-v2, and `{output}/model` under
+    the output folder as given, not a site-packages path. Records an older run wrote are shown the same way."""
+    try:
+        folder = resolve_model_path("bundled:all-minilm-l6-v2")
+    except LedError:
+        pytest.skip("the demo extra (bundled all-MiniLM-L6-v2) is not installed")
+    monkeypatch.chdir(tmp_path)
+    _data(tmp_path / "data")
+    evaluate = {"data": str(tmp_path / "data"), "split": "test"}
+    config = {
+        "output": "out",
+        "stages": [
+            {
+                "name": "zero-shot",
+                "model": "{minilm}",
+                "commands": [["write", "{output}/z.trec", "0", "{minilm}"]],
+                "evaluate": {**evaluate, "run": "{output}/z.trec"},
+            },
+            {
+                "name": "trained",
+                "model": "{output}/model",
+                "commands": [["train", "{output}/model"], ["write", "{output}/t.trec", "1"]],
+                "evaluate": {**evaluate, "run": "{output}/t.trec"},
+            },
+        ],
+    }
+    Path("pipeline.json").write_text(json.dumps(config))
+    ran = []
+    records = Pipeline.from_file("pipeline.json").run(
+        lambda argv, launcher=None: ran.append(argv) or _fake_led(argv)
+    )
+    assert ran[0][-1] == folder  # the command still gets the folder
+    paths = write_report(records, Path("out"))
+    markdown = paths["md"].read_text()
+    assert "| bundled:all-minilm-l6-v2 |" in markdown and "| out/model |" in markdown
+    assert folder not in markdown and "site-packages" not in markdown
+    shown = [stage["model"] for stage in json.loads(paths["json"].read_text())["stages"]]
+    assert shown == ["bundled:all-minilm-l6-v2", "out/model"]
+    assert json.loads(Path("out/stages/zero-shot.json").read_text())["model"] == "bundled:all-minilm-l6-v2"
+
+    # a stage record written before (holding the installed folder): the rerun reports the config's name
+    done = Path("out/stages/zero-shot.json")
+    done.write_text(json.dumps({**json.loads(done.read_text()), "model": folder}))
+    records = Pipeline.from_file("pipeline.json").run(lambda argv, launcher=None: 1)
+    assert records[0]["model"] == "bundled:all-minilm-l6-v2"

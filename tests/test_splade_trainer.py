@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
+from trainer_helpers import fixture_groups, run_settings, train_logs
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from led_hf.arguments import SpladeTrainingArguments
 from led_hf.cli.train_splade import main
 from led_hf.collators.train import TrainCollator
-from led_hf.data.groups import TrainGroups
 from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.splade import SpladeEncoder
@@ -30,24 +30,10 @@ LOGGED = (
 
 
 def _trainer(model_dir, data_dir, output_dir, **overrides) -> SpladeTrainer:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=1e-3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=0,
-        dataloader_num_workers=0,
-        query_flops_weight=0.1,
-        passage_flops_weight=0.2,
-    )
-    settings.update(overrides)
-    args = SpladeTrainingArguments(**settings)
+    flops = dict(query_flops_weight=0.1, passage_flops_weight=0.2)
+    args = SpladeTrainingArguments(**run_settings(output_dir, **{**flops, **overrides}))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = TrainGroups(data_dir, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
+    groups = fixture_groups(data_dir)
     return SpladeTrainer(
         model=SpladeEncoder.from_pretrained(model_dir),
         args=args,
@@ -57,17 +43,13 @@ def _trainer(model_dir, data_dir, output_dir, **overrides) -> SpladeTrainer:
     )
 
 
-def _train_logs(trainer) -> list[dict]:
-    return [entry for entry in trainer.state.log_history if "loss" in entry]
-
-
 @pytest.mark.parametrize("fixture", ["tiny_bert_mlm_dir", "tiny_distilbert_mlm_dir"])
 def test_few_steps_train_log_and_save(fixture, request, prepared_msmarco, tmp_path):
     model_dir = request.getfixturevalue(fixture)
     trainer = _trainer(model_dir, prepared_msmarco, tmp_path / "out")
     before = {k: v.clone() for k, v in trainer.model.model.state_dict().items()}
     trainer.train()
-    logs = _train_logs(trainer)
+    logs = train_logs(trainer)
     assert len(logs) == 3
     for entry in logs:
         assert all(name in entry for name in LOGGED), entry
@@ -100,16 +82,16 @@ def test_flops_warmup_is_keyed_on_the_global_step_across_resume(
     full.train()
     # a log line at step s reports the λ used for that step, computed at global step s-1
     expected = [0.1 * min(1.0, s / 4) ** 2 for s in range(4)]
-    assert [e["query_flops_weight"] for e in _train_logs(full)] == pytest.approx(expected)
-    assert [e["passage_flops_weight"] for e in _train_logs(full)] == pytest.approx([2 * w for w in expected])
+    assert [e["query_flops_weight"] for e in train_logs(full)] == pytest.approx(expected)
+    assert [e["passage_flops_weight"] for e in train_logs(full)] == pytest.approx([2 * w for w in expected])
 
     resumed = _trainer(tiny_bert_mlm_dir, prepared_msmarco, tmp_path / "resumed", **common)
     resumed.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
-    tail = [e for e in _train_logs(resumed) if e["step"] > 2]
+    tail = [e for e in train_logs(resumed) if e["step"] > 2]
     assert [e["step"] for e in tail] == [3, 4]
     assert [e["query_flops_weight"] for e in tail] == pytest.approx(expected[2:])
     # same weights, data order and λ after the resume: the same losses as the uninterrupted run
-    assert [e["loss"] for e in tail] == pytest.approx([e["loss"] for e in _train_logs(full)[2:]], rel=1e-4)
+    assert [e["loss"] for e in tail] == pytest.approx([e["loss"] for e in train_logs(full)[2:]], rel=1e-4)
 
 
 def test_recipe_main_trains_distilbert_and_saves_arguments(

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import numpy as np
 import pytest
 import torch
+from trainer_helpers import fixture_groups, free_port, join_gloo_ranks, run_settings
 from transformers import AutoTokenizer
 
 from led_hf.arguments import DenseTrainingArguments, LEDTrainingArguments, SpladeTrainingArguments
 from led_hf.collators.encode import encode_passages, encode_texts
 from led_hf.collators.led import LEDCollator
 from led_hf.collators.train import TrainCollator
-from led_hf.data.groups import TrainGroups
 from led_hf.data.scored_groups import ScoredTrainGroups
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -42,20 +41,9 @@ SELECTION = dict(
 
 
 def _settings(output_dir, **overrides) -> dict:
-    settings = dict(
-        output_dir=str(output_dir),
-        use_cpu=True,
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=5e-3,
-        logging_steps=1,
-        report_to="none",
-        seed=0,
-        dataloader_num_workers=0,
-        per_device_eval_batch_size=4,
-    )
-    settings.update(overrides)
-    return settings
+    # checkpoints on the Trainer's default schedule: the selection tests keep the best one
+    own = dict(learning_rate=5e-3, per_device_eval_batch_size=4, save_strategy="steps")
+    return run_settings(output_dir, **{**own, **overrides})
 
 
 def _evaluator(data, **overrides) -> RetrievalEvaluator:
@@ -64,7 +52,7 @@ def _evaluator(data, **overrides) -> RetrievalEvaluator:
 
 def _dense_trainer(model_dir, data, output_dir, evaluator=None, **overrides) -> DenseTrainer:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    groups = TrainGroups(data, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False)
+    groups = fixture_groups(data)
     return DenseTrainer(
         model=DenseEncoder.from_pretrained(model_dir),
         args=DenseTrainingArguments(**_settings(output_dir, **overrides)),
@@ -115,9 +103,7 @@ def test_splade_evaluates_through_the_inverted_index(tiny_bert_mlm_dir, prepared
         args=SpladeTrainingArguments(
             **_settings(tmp_path / "out", eval_strategy="epoch", max_steps=2, save_strategy="no")
         ),
-        train_dataset=TrainGroups(
-            prepared_msmarco, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False
-        ),
+        train_dataset=fixture_groups(prepared_msmarco),
         data_collator=TrainCollator(tokenizer, 16, 32),
         processing_class=tokenizer,
         retrieval_evaluator=_evaluator(prepared_msmarco, depth=100),
@@ -146,9 +132,7 @@ def test_splade_evaluates_through_the_inverted_index(tiny_bert_mlm_dir, prepared
 def test_led_trainer_evaluates_each_epoch(student_teacher, prepared_msmarco, tmp_path):
     student, teacher = student_teacher
     tokenizer = AutoTokenizer.from_pretrained(student)
-    groups = ScoredTrainGroups(
-        prepared_msmarco, negs_sources="bm25", num_negatives=2, seed=0, show_progress=False
-    )
+    groups = fixture_groups(prepared_msmarco, ScoredTrainGroups)
     trainer = LEDTrainer(
         model=DenseEncoder.from_pretrained(student),
         args=LEDTrainingArguments(
@@ -231,12 +215,6 @@ def _evaluation_worker(rank: int, port: int, model_dirs: dict, data: str, out_di
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_gloo_processes_give_the_one_process_metrics(
     tiny_bert_dir, tiny_bert_mlm_dir, prepared_msmarco, tmp_path
@@ -244,7 +222,7 @@ def test_two_gloo_processes_give_the_one_process_metrics(
     model_dirs = {"dense": str(tiny_bert_dir), "sparse": str(tiny_bert_mlm_dir)}
     torch.multiprocessing.spawn(
         _evaluation_worker,
-        args=(_free_port(), model_dirs, str(prepared_msmarco), str(tmp_path)),
+        args=(free_port(), model_dirs, str(prepared_msmarco), str(tmp_path)),
         nprocs=WORLD,
         join=True,
     )
@@ -257,15 +235,7 @@ def test_two_gloo_processes_give_the_one_process_metrics(
 
 
 def _ddp_trainer_worker(rank: int, port: int, model_dir: str, data: str, out_dir: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        LOCAL_RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        HF_HUB_OFFLINE="1",
-    )
-    torch.set_num_threads(1)
+    join_gloo_ranks(rank, port, WORLD)
     trainer = _dense_trainer(model_dir, data, os.path.join(out_dir, "out"), _evaluator(data), **SELECTION)
     assert trainer.accelerator.num_processes == WORLD
     trainer.train()
@@ -279,7 +249,7 @@ def _ddp_trainer_worker(rank: int, port: int, model_dir: str, data: str, out_dir
 def test_ddp_training_evaluates_and_selects_on_every_rank(tiny_bert_dir, prepared_msmarco, tmp_path):
     torch.multiprocessing.spawn(
         _ddp_trainer_worker,
-        args=(_free_port(), str(tiny_bert_dir), str(prepared_msmarco), str(tmp_path)),
+        args=(free_port(), str(tiny_bert_dir), str(prepared_msmarco), str(tmp_path)),
         nprocs=WORLD,
         join=True,
     )

@@ -6,6 +6,7 @@ import argparse
 
 from led_hf.pipeline.report import write_report
 from led_hf.pipeline.runner import Pipeline
+from led_hf.pipeline.variables import parse_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("config", help="pipeline config (JSON), e.g. configs/demo/pipeline_scifact.json")
     parser.add_argument("--output", help="output folder (overrides the config's 'output')")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help='set a variable the config declares under "variables" (repeatable), e.g. '
+        "--set cranfield=/data/cranfield for configs/demo/pipeline_cranfield.json",
+    )
     parser.add_argument(
         "--stages", help="comma-separated stage names to (re)run; others must be complete or are skipped"
     )
@@ -38,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    pipeline = Pipeline.from_file(args.config, output=args.output)
+    pipeline = Pipeline.from_file(args.config, output=args.output, settings=parse_settings(args.set))
     only = [name.strip() for name in args.stages.split(",")] if args.stages else None
     if args.dry_run:
         from led_hf.pipeline.plan import dry_run

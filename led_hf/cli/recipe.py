@@ -21,6 +21,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from led_hf.atomic import remove_stale_staging
+from led_hf.collators.train import TrainCollator
 from led_hf.config import ARGS_FILE_NAME, parse_arguments, save_resolved_arguments
 from led_hf.data.groups import TrainGroups
 from led_hf.errors import LedError
@@ -121,6 +122,16 @@ def tensor_core_padding(training_args) -> int | None:
     tile tensor cores; None otherwise (on CPU, bf16 included, or in fp32 they would only add padding)."""
     half = training_args.bf16 or training_args.fp16
     return 8 if half and training_args.device.type == "cuda" else None
+
+
+def train_collator(tokenizer, data_args, training_args) -> TrainCollator:
+    """The dense and SPLADE recipes' collator: query and passage lengths from `DataArguments`."""
+    return TrainCollator(
+        tokenizer,
+        query_max_length=data_args.query_max_length,
+        passage_max_length=data_args.passage_max_length,
+        pad_to_multiple_of=tensor_core_padding(training_args),
+    )
 
 
 def train_groups_from_args(data_args, training_args, groups_class=None, **extra):

@@ -13,7 +13,6 @@ import logging
 
 from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
 from led_hf.cli import recipe
-from led_hf.collators.train import TrainCollator
 from led_hf.trainers.dense import DenseTrainer
 
 logger = logging.getLogger(__name__)
@@ -37,12 +36,7 @@ def train_dense(model_args: ModelArguments, data_args: DataArguments, training_a
     model, tokenizer = recipe.dense_model_from_args(model_args, data_args)
 
     train_groups = recipe.train_groups_from_args(data_args, training_args)
-    collator = TrainCollator(
-        tokenizer,
-        query_max_length=data_args.query_max_length,
-        passage_max_length=data_args.passage_max_length,
-        pad_to_multiple_of=recipe.tensor_core_padding(training_args),
-    )
+    collator = recipe.train_collator(tokenizer, data_args, training_args)
     logger.info(
         "%d training groups of %d passages; pooling %s, normalize %s, temperature %g",
         len(train_groups),

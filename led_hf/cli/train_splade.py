@@ -14,7 +14,6 @@ from transformers import AutoTokenizer
 
 from led_hf.arguments import DataArguments, SpladeModelArguments, SpladeTrainingArguments
 from led_hf.cli import recipe
-from led_hf.collators.train import TrainCollator
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.splade import SpladeEncoder
 from led_hf.trainers.splade import SpladeTrainer
@@ -50,12 +49,7 @@ def train_splade(
     model.max_seq_length = data_args.passage_max_length  # what sentence-transformers truncates to
 
     train_groups = recipe.train_groups_from_args(data_args, training_args)
-    collator = TrainCollator(
-        tokenizer,
-        query_max_length=data_args.query_max_length,
-        passage_max_length=data_args.passage_max_length,
-        pad_to_multiple_of=recipe.tensor_core_padding(training_args),
-    )
+    collator = recipe.train_collator(tokenizer, data_args, training_args)
     logger.info(
         "%d training groups of %d passages; vocabulary %d; λ_q %g, λ_d %g (warm-up %d steps)",
         len(train_groups),

