@@ -125,7 +125,8 @@ def load_pools(
 ) -> NegativePools:
     """The pools of the training queries `qids` (qrels order), from the cache or built into it.
 
-    ``positive_keys`` holds ``query * num_corpus + row`` of every qrels positive (removed from the pools).
+    ``positive_keys`` holds ``query * num_corpus + row`` of every qrels positive, sorted (they are removed
+    from the pools).
     """
     if not spec.sources:
         return NegativePools.empty(len(qids), row_dtype)
@@ -237,11 +238,10 @@ def _write_pools(
     num_rows = int(offsets[-1])
     offsets.flush()
     del offsets
-    return {"format": FORMAT_VERSION, "num_queries": num_queries, "num_rows": num_rows, **_describe(spec)}
-
-
-def _describe(spec: PoolSpec) -> dict:
     return {
+        "format": FORMAT_VERSION,
+        "num_queries": num_queries,
+        "num_rows": num_rows,
         "split": spec.split,
         "sources": list(spec.sources),
         "num_negs_per_system": spec.num_negs_per_system,

@@ -18,8 +18,9 @@ d = {7: 50, 8: 10} -> 6000. Search is Q @ Dᵀ with scipy in query blocks, then 
 and matched document: 4.5 GB for 64 queries at 8.8M documents, where common terms match nearly every
 document. So a block takes as many queries as fit `memory_budget` (256 MiB per process by default,
 counted at 12 bytes an entry: 64 queries at SciFact size, 2 at 8.8M documents); smaller blocks are no
-slower (docs/scaling.md). scipy's sparse product holds the GIL, so blocks go to worker processes that memory-map the same files (the OS shares the pages). The
-index is built by `inverted_build.build_inverted_index`.
+slower (docs/scaling.md). scipy's sparse product holds the GIL, so blocks go to worker processes that
+memory-map the same files (the OS shares the pages). The index is built by
+`inverted_build.build_inverted_index`.
 """
 
 from __future__ import annotations
@@ -36,10 +37,7 @@ from led_hf.errors import LedError
 from led_hf.retrieval.impact import available_cores, quantize
 from led_hf.retrieval.lucene import LuceneImpactIndex
 from led_hf.retrieval.pairing import check_pair
-from led_hf.retrieval.sparse_vectors import (
-    VOCAB,
-    load_sparse_vectors,
-)
+from led_hf.retrieval.sparse_vectors import VOCAB, load_sparse_vectors
 
 _INT32_MAX = np.iinfo(np.int32).max
 MEMORY_BUDGET = 256 * 2**20  # bytes of score matrix per process and query block (see the module doc)
