@@ -32,6 +32,7 @@ from datasets import Features, Value
 
 from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
 from led_hf.data.readers import is_gzip, read_fields
+from led_hf.data.row_reader import take_rows
 
 SOURCE = "triples"
 PAIRS_PER_PARTITION = 4_000_000
@@ -169,7 +170,7 @@ class _TextResolver:
         passage_rows, passage_counts = self.passages.lookup(hashes[:, 1:].ravel())
         passage_rows, passage_counts = passage_rows.reshape(-1, 2), passage_counts.reshape(-1, 2)
         found = passage_rows[passage_rows >= 0]
-        pid_of = dict(zip(found.tolist(), self.corpus_pids.take(pa.array(found)).to_pylist()))
+        pid_of = dict(zip(found.tolist(), take_rows(self.corpus_pids, found).to_pylist()))
         for i, (number, fields) in enumerate(batch):
             missing = next(
                 (k for k in range(3) if (query_counts[i] if k == 0 else passage_counts[i, k - 1]) == 0), None
@@ -196,7 +197,7 @@ class _TextResolver:
         self.conv.note(f"negatives/{SOURCE}: query or positive texts shared by several ids", 1)
         qids = [self.qids[row] for row in self.queries.all_rows(int(hashes[0]))]
         rows = self.passages.all_rows(int(hashes[1]))
-        pids = self.corpus_pids.take(pa.array(rows)).to_pylist()
+        pids = take_rows(self.corpus_pids, np.asarray(rows)).to_pylist()
         judged = next(((q, p) for q in qids for p in pids if f"{q}\t{p}" in self.conv.positives), None)
         return judged or (qid, positive)
 
