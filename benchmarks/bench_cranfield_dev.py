@@ -86,6 +86,10 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
         ["--learning_rate", "1e-5", "--query_flops_weight", "6e-5", "--passage_flops_weight", "8e-5"],
     ),
     "lex-neg3": ("3 BM25 negatives per query (group of 4)", ["--num_negatives", "3"]),
+    "lex-bm25-skip10": (
+        "BM25 negatives without their top 10 ranks (`led bm25 --skip-top 10`)",
+        ["--negs_sources", "bm25-skip10"],
+    ),
 }
 
 # name -> (what it is, flags over den_cranfield.json)
@@ -123,6 +127,9 @@ def prepare(work: Path) -> Path:
             "--dev-from-train", "0.2", "--seed", "13", "--quiet")  # fmt: skip
         led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25", "--keep", "200",
             "--overwrite")  # fmt: skip
+    if not (data / "negatives" / "bm25-skip10").is_dir():
+        led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25-skip10", "--keep", "200",
+            "--skip-top", "10", "--overwrite")  # fmt: skip
     return data
 
 
