@@ -1,9 +1,11 @@
 """Negative pools in memory-mapped files cached under the data folder (led_hf/data/pool_store.py): the
 same pools and draws as the in-RAM reference, whatever the build chunk; reuse by later processes, DataLoader
-workers and concurrent builders; never a stale pool; a fallback when the data folder cannot be written."""
+workers and concurrent builders (threads and two real processes); never a stale pool; a fallback when the data folder cannot be written."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import pickle
 import shutil
 import threading
@@ -171,6 +173,44 @@ def test_concurrent_builders_build_once(tmp_path, monkeypatch):
     assert np.array_equal(results[0]._pools.rows, results[1]._pools.rows)
     leftovers = [p.name for p in (root / DERIVED_FOLDER / "pools").iterdir() if ".tmp-" in p.name]
     assert leftovers == []
+
+
+def _build_in_a_process(root: Path, marks: Path, out: Path) -> None:
+    """One of two DDP-like ranks: build (or wait for) the pools, record which process wrote them."""
+    write_pools = pool_store._write_pools
+
+    def slow_write(*args, **kwargs):
+        (marks / str(os.getpid())).touch()
+        time.sleep(0.5)  # the other process reaches the lock before this one is done
+        return write_pools(*args, **kwargs)
+
+    pool_store._write_pools = slow_write
+    groups = make_groups(root)
+    np.save(out, np.asarray(groups._pools.rows))
+    out.with_suffix(".folder").write_text(str(groups._pools.folder))
+
+
+def test_two_processes_build_once(tmp_path):
+    """The lock is a file lock: two real processes (as two DDP ranks) build the pools once and map the same."""
+    root = write_prepared(tmp_path / "data")
+    marks = tmp_path / "builds"
+    marks.mkdir()
+    context = multiprocessing.get_context("fork")
+    ranks = [
+        context.Process(target=_build_in_a_process, args=(root, marks, tmp_path / f"rank{rank}.npy"))
+        for rank in (0, 1)
+    ]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(60)
+    assert [process.exitcode for process in ranks] == [0, 0]
+    assert len(list(marks.iterdir())) == 1
+    folders = {(tmp_path / f"rank{rank}.folder").read_text() for rank in (0, 1)}
+    assert len(folders) == 1
+    assert np.array_equal(np.load(tmp_path / "rank0.npy"), np.load(tmp_path / "rank1.npy"))
+    reference = make_groups(root)
+    assert np.array_equal(np.load(tmp_path / "rank0.npy"), np.asarray(reference._pools.rows))
 
 
 def test_take_rows_matches_chunked_take():
