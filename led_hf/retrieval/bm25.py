@@ -167,7 +167,9 @@ def negatives_from_results(
     columns: dict[str, list] = {"qid": [], "pids": [], "scores": []}
     for qid, ranked in results.items():
         positives = {pid for pid, grade in qrels.get(qid, {}).items() if grade > 0}
-        kept = [(pid, float(score)) for pid, score in ranked if pid not in positives][skip_top : skip_top + keep]
+        kept = [(pid, float(score)) for pid, score in ranked if pid not in positives][
+            skip_top : skip_top + keep
+        ]
         if not kept:
             continue
         columns["qid"].append(qid)
