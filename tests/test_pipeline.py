@@ -139,7 +139,10 @@ def test_msmarco_recipe_config_plans(tmp_path, monkeypatch, capsys):
     root = _recipe_workspace(tmp_path)
     monkeypatch.chdir(root)
     assert led(["pipeline", "configs/msmarco/pipeline.json", "--dry-run"]) == 1
-    assert "stage prepare reads {msmarco} = data/msmarco-passage, which is not a folder" in capsys.readouterr().err
+    assert (
+        "stage prepare reads {msmarco} = data/msmarco-passage, which is not a folder"
+        in capsys.readouterr().err
+    )
     (root / "elsewhere").mkdir()
     assert led(["pipeline", "configs/msmarco/pipeline.json", "--set", "msmarco=elsewhere", "--dry-run"]) == 0
     assert "led prepare --format msmarco --input elsewhere " in capsys.readouterr().out
