@@ -4,7 +4,7 @@ batches, positive_min_score and grade-weighted positives, at one budget of optim
     .venv/bin/python benchmarks/bench_cranfield_dev.py                        # every variant
     .venv/bin/python benchmarks/bench_cranfield_dev.py --only query pair-today --max-steps 20
 
-Data: Cranfield (../shared/data/cranfield: 1,400 abstracts, graded qrels 1-4), prepared with
+Data: Cranfield in BEIR layout (`--cranfield PATH`: 1,400 abstracts, graded qrels 1-4), prepared with
 `led prepare --dev-from-train 0.2 --seed 13` (120 training queries, 30 dev queries; test untouched) and
 BM25 top-200 negatives of the training queries (`led bm25 --negatives bm25`). Each variant trains the
 bundled all-MiniLM-L6-v2 with configs/demo/den_cranfield.json plus its flags for `--max-steps` steps of 16
@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
+# the data folder beside the repository, where the project's checkouts keep the collections
+DEFAULT_CRANFIELD = ROOT.parent / "shared" / "data" / "cranfield"
 CONFIG = ROOT / "configs" / "demo" / "den_cranfield.json"
 LEX_CONFIG = ROOT / "configs" / "demo" / "lex_cranfield.json"
 
@@ -118,12 +119,12 @@ def led(*argv: str) -> None:
         sys.exit(f"`led {' '.join(argv)}` failed")
 
 
-def prepare(work: Path) -> Path:
+def prepare(work: Path, cranfield: Path) -> Path:
     data = work / "data"
     if not (data / "negatives" / "bm25").is_dir():
-        if not CRANFIELD.is_dir():
-            sys.exit(f"Cranfield not found at {CRANFIELD}")
-        led("prepare", "--format", "beir", "--input", str(CRANFIELD), "--output", str(data), "--overwrite",
+        if not cranfield.is_dir():
+            sys.exit(f"Cranfield not found at {cranfield} (pass --cranfield PATH)")
+        led("prepare", "--format", "beir", "--input", str(cranfield), "--output", str(data), "--overwrite",
             "--dev-from-train", "0.2", "--seed", "13", "--quiet")  # fmt: skip
         led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25", "--keep", "200",
             "--overwrite")  # fmt: skip
@@ -245,6 +246,11 @@ def main() -> None:
     )
     parser.add_argument("--work", default=str(ROOT / "runs" / "cranfield-dev"), help="work folder")
     parser.add_argument(
+        "--cranfield",
+        default=str(DEFAULT_CRANFIELD),
+        help="Cranfield in BEIR layout (corpus, queries, qrels)",
+    )
+    parser.add_argument(
         "--only",
         nargs="*",
         choices=[*VARIANTS, *LEX_VARIANTS, *LED_VARIANTS],
@@ -263,7 +269,7 @@ def main() -> None:
     if args.pipeline:
         return report_pipeline(Path(args.pipeline))
     work = Path(args.work)
-    data = prepare(work)
+    data = prepare(work, Path(args.cranfield))
     if args.pipeline_data:
         data = Path(args.pipeline_data).resolve() / "data"
     results = []
