@@ -36,6 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from led_hf.data.row_reader import take_rows
 from led_hf.data.runs import rank_passages, read_run, results_from_arrays
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -276,7 +277,7 @@ class RetrievalEvaluator:
         pid_column = self.data.corpus.data.column("pid")
         rows = np.arange(passages.shape[0]) if self.passage_rows is None else self.passage_rows
         hit_rows = np.unique(indices[indices >= 0])
-        pid_of = dict(zip(hit_rows.tolist(), pid_column.take(rows[hit_rows]).to_pylist()))
+        pid_of = dict(zip(hit_rows.tolist(), take_rows(pid_column, rows[hit_rows]).to_pylist()))
         return results_from_arrays(self.qids, scores, indices, pid_of)
 
     def _rerank(self, query_embeddings, passages, unique_pids: list[str]) -> dict[str, list]:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from led_hf.atomic import atomic_directory, atomic_file
+from led_hf.data.row_reader import take_rows
 from led_hf.errors import LedError
 from led_hf.retrieval.encoding_files import (
     EMBEDDINGS,
@@ -309,7 +310,10 @@ def encode_shard(
 def _ids(source: TextSource, rows: range) -> list[str]:
     if source.rows is None:
         return source.table.data.column(source.id_column).slice(rows.start, len(rows)).to_pylist()
-    return source.table.data.column(source.id_column).take(source.rows[rows.start : rows.stop]).to_pylist()
+    # chunk by chunk: `ChunkedArray.take` would concatenate the whole id column for every encoded chunk
+    return take_rows(
+        source.table.data.column(source.id_column), source.rows[rows.start : rows.stop]
+    ).to_pylist()
 
 
 # ----------------------------------------------------------------------------- manifest

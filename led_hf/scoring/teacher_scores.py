@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from led_hf.atomic import atomic_directory
 from led_hf.data.arrow_tables import NEGATIVES_FEATURES, TableWriter
+from led_hf.data.row_reader import take_rows
 from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_scores_path
 from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
@@ -263,8 +264,12 @@ def _score_part(
         chunk = range(start, min(start + queries_per_chunk, queries.stop))
         candidates = [groups.scoring_candidates(q) for q in chunk]
         scores = scorer.score(groups.data, query_rows[list(chunk)], candidates)
-        for query, rows, values in zip(chunk, candidates, scores):
-            writer.add(qids[query], corpus_pids.take(rows).to_pylist(), values.tolist())
+        # one chunk-by-chunk take for the whole query chunk: `ChunkedArray.take` would concatenate the
+        # corpus pid column at every call (tens of ms a query at MS MARCO size)
+        pids = take_rows(corpus_pids, np.concatenate(candidates)).to_pylist()
+        bounds = np.cumsum([0] + [len(rows) for rows in candidates]).tolist()
+        for query, start_of, end_of, values in zip(chunk, bounds, bounds[1:], scores):
+            writer.add(qids[query], pids[start_of:end_of], values.tolist())
         bar.update(len(chunk))
     writer.finish().rename(_part_path(work, index))
 
