@@ -88,7 +88,7 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "lex-neg3": ("3 BM25 negatives per query (group of 4)", ["--num_negatives", "3"]),
     "lex-bm25-skip10": (
-        "BM25 negatives without their top 10 ranks (`led bm25 --skip-top 10`)",
+        "BM25 negatives without their top 10 ranks (`led mine --bm25 --skip-top 10`)",
         ["--negs_sources", "bm25-skip10"],
     ),
 }
@@ -129,7 +129,7 @@ def prepare(work: Path, cranfield: Path) -> Path:
         led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25", "--keep", "200",
             "--overwrite")  # fmt: skip
     if not (data / "negatives" / "bm25-skip10").is_dir():
-        led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25-skip10", "--keep", "200",
+        led("mine", "--data", str(data), "--split", "train", "--name", "bm25-skip10", "--bm25", "--keep", "200",
             "--skip-top", "10", "--overwrite")  # fmt: skip
     return data
 

@@ -6,7 +6,6 @@
 The queries searched are those with qrels in `--split` (or every query with `--all-queries`). With
 `--negatives NAME` the ranked lists, minus each query's qrels positives of `--split`, cut to `--keep`, are
 saved as DATA/negatives/NAME {qid, pids, scores}: the negatives source for collections that ship none.
-`--skip-top R` drops their first R ranks (where unjudged relevant passages sit, as `led mine --skip-top`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import argparse
 import sys
 import time
 
-from led_hf.config import non_negative_float, non_negative_int, positive_int
+from led_hf.config import non_negative_float, positive_int
 from led_hf.data.runs import write_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
@@ -69,12 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep", type=positive_int, default=200, help="negatives kept per query, in rank order (default 200)"
     )
-    parser.add_argument(
-        "--skip-top",
-        type=non_negative_int,
-        default=0,
-        help="drop negative ranks 1..R before keeping --keep (as `led mine --skip-top`; default 0)",
-    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing DATA/negatives/NAME")
     parser.add_argument(
         "--batch-size", type=positive_int, default=1000, help="queries per search batch (default 1000)"
@@ -121,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = write_run(args.output, results, tag=args.tag)
         print(f"wrote {lines} lines for {len(qids)} queries to {args.output}", file=sys.stderr)
     if args.negatives:
-        columns = negatives_from_results(results, qrels, keep=args.keep, skip_top=args.skip_top)
+        columns = negatives_from_results(results, qrels, keep=args.keep)
         count = write_negatives(data.root / "negatives" / args.negatives, columns, overwrite=args.overwrite)
         print(
             f"wrote negatives for {count} queries to {data.root / 'negatives' / args.negatives}",

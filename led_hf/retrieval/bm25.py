@@ -155,11 +155,9 @@ def negatives_from_results(
     results: Mapping[str, Sequence[tuple[str, float]]],
     qrels: Mapping[str, Mapping[str, int]],
     keep: int = 200,
-    skip_top: int = 0,
 ) -> dict[str, list]:
     """Columns {qid, pids, scores} of a negatives table: each query's ranked passages with its qrels
-    passages removed (any judged grade > 0), negative ranks 1..`skip_top` dropped (as `led mine
-    --skip-top`: ranks counted once the positives are gone), the next `keep` kept in rank order.
+    passages removed (any judged grade > 0), the first `keep` kept in rank order.
 
     Judged-non-relevant passages (grade 0) stay: they are true negatives. Queries left with no negative
     are dropped.
@@ -167,9 +165,7 @@ def negatives_from_results(
     columns: dict[str, list] = {"qid": [], "pids": [], "scores": []}
     for qid, ranked in results.items():
         positives = {pid for pid, grade in qrels.get(qid, {}).items() if grade > 0}
-        kept = [(pid, float(score)) for pid, score in ranked if pid not in positives][
-            skip_top : skip_top + keep
-        ]
+        kept = [(pid, float(score)) for pid, score in ranked if pid not in positives][:keep]
         if not kept:
             continue
         columns["qid"].append(qid)
