@@ -214,9 +214,9 @@ def stage_teacher_table(args, paths) -> dict:
     rng = np.random.default_rng(args.seed + 2)
     pairs = 0
     # `scoring_candidates` of every query (its positives and pool, sorted, unique), 20k queries at a time
+    pool_offsets, pool_rows = groups._pools.offsets, groups._pools.rows
     for start in range(0, groups.num_queries, 20_000):
         stop = min(start + 20_000, groups.num_queries)
-        pool_offsets, pool_rows = groups._pools.offsets, groups._pools.rows
         lo, hi = pool_offsets[start], pool_offsets[stop]
         pool_queries = np.repeat(np.arange(start, stop), np.diff(pool_offsets[start : stop + 1]))
         own = keys[(keys >= start * num_corpus) & (keys < stop * num_corpus)]
