@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 SCALE = 100
+INT32_MAX = int(np.iinfo(np.int32).max)  # the largest posting count and quantised score sum int32 holds
 
 
 def quantize(values: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from led_hf.atomic import atomic_directory
 from led_hf.errors import InputError, LedError
-from led_hf.retrieval.impact import SCALE, quantize
+from led_hf.retrieval.impact import INT32_MAX, SCALE, quantize
 from led_hf.retrieval.pairing import check_side
 from led_hf.retrieval.sparse_vectors import (
     VOCAB,
@@ -25,7 +25,6 @@ from led_hf.retrieval.sparse_vectors import (
 )
 
 FORMAT_VERSION = 1
-_INT32_MAX = np.iinfo(np.int32).max
 
 
 def _source_stamp(folder: Path) -> list:
@@ -130,7 +129,7 @@ def _merge_parts(parts: list[Path], out: Path, vocab_size: int, quantized: bool)
     term_ptr = np.zeros(vocab_size + 1, dtype=np.int64)
     np.cumsum(totals, out=term_ptr[1:])
     num_postings = int(term_ptr[-1])
-    if num_postings > _INT32_MAX:
+    if num_postings > INT32_MAX:
         raise LedError(
             f"{num_postings} postings exceed one index's 2^31-1: split the corpus into several indexes"
         )

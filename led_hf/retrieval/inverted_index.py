@@ -34,12 +34,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from led_hf.errors import LedError
-from led_hf.retrieval.impact import available_cores, quantize
+from led_hf.retrieval.impact import INT32_MAX, available_cores, quantize
 from led_hf.retrieval.lucene import LuceneImpactIndex
 from led_hf.retrieval.pairing import check_pair
 from led_hf.retrieval.sparse_vectors import VOCAB, load_sparse_vectors
 
-_INT32_MAX = np.iinfo(np.int32).max
 MEMORY_BUDGET = 256 * 2**20  # bytes of score matrix per process and query block (see the module doc)
 # one score matrix entry: an int32/float32 score (int64 when int32 could overflow) + an int32 column,
 # or int32 score + int64 column past 2^31 entries
@@ -133,7 +132,7 @@ class InvertedIndex:
         if self.quantized:
             # int32 sums are exact unless Σ_t q_t·max_d d_t could pass 2^31-1; then pay for an int64 copy.
             bound = queries.astype(np.int64) @ self.term_max.astype(np.int64)
-            if bound.size and bound.max() > _INT32_MAX:
+            if bound.size and bound.max() > INT32_MAX:
                 postings = postings.astype(np.int64)
                 queries = queries.astype(np.int64)
         scores = (queries.astype(postings.dtype, copy=False) @ postings).tocsr()
