@@ -108,10 +108,22 @@ def test_a_changed_source_or_option_is_not_served_from_the_cache(tmp_path):
     new = make_groups(root)
     assert new._pools.folder != old._pools.folder
     assert pools_as_pids(new, "") == reference_pools(new, "", negatives=changed)
-    assert new.pool(0).tolist() != old.pool(0).tolist()
+    assert new.pool(0).tolist() != old.pool(0).tolist()  # the old maps still read after their files went
+    # the pools of the old content can never be reached again: the build removed them
+    assert cache_folders(root) == [new._pools.folder]
     deeper = make_groups(root, num_negs_per_system=2)
     assert deeper._pools.folder not in (old._pools.folder, new._pools.folder)
     assert pools_as_pids(deeper, "") == reference_pools(deeper, "", negatives=changed, depth=2)
+    # other options are other pools, not superseded ones
+    assert cache_folders(root) == sorted([new._pools.folder, deeper._pools.folder])
+
+
+def test_a_build_leaves_the_pools_of_other_data_folders_in_a_shared_cache(tmp_path, monkeypatch):
+    """The read-only fallback cache is shared by data folders: same split and options, other data, kept."""
+    monkeypatch.setattr(pool_store, "_writable_cache", lambda data_root: tmp_path / "shared-cache")
+    first = make_groups(write_prepared(tmp_path / "one"))._pools.folder
+    second = make_groups(write_prepared(tmp_path / "two", "d"))._pools.folder
+    assert first != second and first.is_dir() and second.is_dir()
 
 
 def test_damaged_cache_is_rebuilt(tmp_path):

@@ -17,6 +17,8 @@ The build resolves ``CANDIDATES_PER_CHUNK`` candidates at a time (their temporar
 corpus size), appends each chunk's rows to ``rows.npy`` (whose header, holding the length, is written
 last) in a staging folder that is renamed into place when complete. Processes that start together wait
 on a lock file and the first one builds; a read-only DATA falls back to ``$TMPDIR/led-hf-pools-<uid>``.
+A build removes the pools it supersedes: those of the same data folder, split, sources and options built
+from older content (a re-mined source, say), which no key can reach again (1.15 GiB each at MS MARCO).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -144,6 +147,7 @@ def load_pools(
         with atomic_directory(folder, overwrite=True, markers=None) as staging:
             info = _write_pools(staging, spec, qids, positive_keys, num_corpus, np.dtype(row_dtype), progress)
             (staging / INFO).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        _remove_superseded(folder, info)
     logger.info(
         "negative pools of %d queries (%d rows) built in %.1f s: %s",
         len(qids),
@@ -155,6 +159,22 @@ def load_pools(
     if pools is None:
         raise LedError(f"{folder}: the negative pools just written do not read back")
     return pools
+
+
+def _remove_superseded(folder: Path, info: dict) -> None:
+    """Delete the sibling pool folders that `folder` (just built) supersedes: same data folder, split, sources
+    and options, another key (older content). Processes that map them keep their pages until they exit."""
+    same = ("data", "split", "sources", "num_negs_per_system", "dedupe")
+    for other in folder.parent.iterdir():
+        if other == folder or not other.is_dir() or other.name.startswith("."):
+            continue
+        try:
+            old = json.loads((other / INFO).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # not a complete pool folder (or another process's staging): left alone
+        if all(old.get(field) == info[field] for field in same):
+            shutil.rmtree(other, ignore_errors=True)
+            logger.info("removed superseded negative pools %s", other)
 
 
 def _open_complete(folder: Path, num_queries: int, row_dtype: np.dtype) -> NegativePools | None:
@@ -240,6 +260,7 @@ def _write_pools(
     del offsets
     return {
         "format": FORMAT_VERSION,
+        "data": str(data.root.resolve()),
         "num_queries": num_queries,
         "num_rows": num_rows,
         "split": spec.split,
