@@ -326,6 +326,15 @@ class DenseTrainingArguments(TrainingArguments):
         },
     )
 
+    fallback_to_init: bool = field(
+        default=False,
+        metadata={
+            "help": "With eval_split: evaluate the initial model too, and save its weights instead of the trained "
+            "ones unless training beats it on metric_for_best_model (default eval_ndcg@10); "
+            "eval_results.json holds init_*, trained_*, eval_* (the saved model) and kept_init."
+        },
+    )
+
     def __post_init__(self):
         # before TrainingArguments' own checks, which read bf16 (mixed precision, device checks)
         on_cpu = precision.trains_on_cpu(self.use_cpu)

@@ -29,6 +29,7 @@ from led_hf.evaluation.evaluator import RetrievalEvaluator
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.checkpoint import LED_CONFIG_NAME
 from led_hf.modeling.dense import DenseEncoder
+from led_hf.trainers.init_fallback import InitFallback
 
 logger = logging.getLogger(__name__)
 
@@ -192,11 +193,18 @@ def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None, 
     retrieval when there is an evaluator, run `after_training()` when given (e.g. the cross-encoder's
     re-ranking evaluation), save. Evaluation comes before saving, so that the card shows the metrics."""
     checkpoint = resolve_checkpoint(training_args)  # its checks come before led_args.json marks the folder
+    if training_args.fallback_to_init and evaluator is None:
+        raise LedError(
+            "fallback_to_init compares the initial and the trained model by retrieval on eval_split: give "
+            "--eval_split (e.g. dev, from `led prepare --dev-from-train`; dense, SPLADE and LED recipes)"
+        )
     if trainer.is_world_process_zero():
         save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
+    fallback = InitFallback(trainer) if training_args.fallback_to_init else None  # evaluates the init
     trainer.train(resume_from_checkpoint=checkpoint)
     if evaluator is not None:
-        trainer.save_metrics("eval", trainer.evaluate())
+        metrics = trainer.evaluate()
+        trainer.save_metrics("eval", fallback.settle(trainer, metrics) if fallback else metrics)
     if after_training is not None:
         after_training()
     trainer.save_model()

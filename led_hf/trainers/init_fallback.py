@@ -1,0 +1,84 @@
+"""Keep the initial model when training does not beat it on the evaluation split (`fallback_to_init`).
+
+    before training:  m_0 = metric(initial model) on eval_split    (the evaluator's fixed query subset)
+                      W_0 = the initial weights, copied to the CPU
+    after training:   m_T = metric(trained model), same queries
+    saved model    =  the trained one if m_T beats m_0, else W_0
+
+The metric is `metric_for_best_model` (default `eval_ndcg@10`; a loss is better lower). A fine-tuning that
+hurts on the dev split (a collection unlike the ones the recipe was tuned on, too many graded positives,
+a learning rate too high) then leaves the model as it was instead of worse. The decision is logged, and the
+metrics written after it (`eval_results.json`, the model card) are those of the model saved:
+`init_*` for the initial model, `trained_*` for the trained one, `eval_*` for the saved one, and
+`kept_init` 1 or 0.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from led_hf.errors import LedError
+
+logger = logging.getLogger(__name__)
+
+
+def metric_name(args) -> tuple[str, bool]:
+    """(metric without its `eval_` prefix, greater is better) from `metric_for_best_model`."""
+    name = args.metric_for_best_model or "ndcg@10"
+    name = name[len("eval_") :] if name.startswith("eval_") else name
+    greater = args.greater_is_better if args.greater_is_better is not None else not name.endswith("loss")
+    return name, greater
+
+
+class InitFallback:
+    """Evaluates and keeps the initial model at construction; `settle` picks the one to save after training."""
+
+    def __init__(self, trainer):
+        self.metric, self.greater = metric_name(trainer.args)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        self.weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+        self.init_metrics = trainer.evaluate(metric_key_prefix="init")
+        self.init = self._value(self.init_metrics, "init")
+
+    def _value(self, metrics: dict, prefix: str) -> float:
+        key = f"{prefix}_{self.metric}"
+        if key not in metrics:
+            raise LedError(
+                f"fallback_to_init compares {key!r}, which the evaluation does not report "
+                f"(it reports {', '.join(sorted(metrics))}): set metric_for_best_model to one of them"
+            )
+        return float(metrics[key])
+
+    def beaten_by(self, trained: float) -> bool:
+        return trained > self.init if self.greater else trained < self.init
+
+    def settle(self, trainer, metrics: dict) -> dict:
+        """The metrics of the model to save, given the trained model's `eval_*` metrics; reloads W_0 when
+        the trained model does not beat it."""
+        trained = self._value(metrics, "eval")
+        kept_init = not self.beaten_by(trained)
+        result = {
+            **self.init_metrics,
+            **{f"trained_{k[5:]}": v for k, v in metrics.items() if k.startswith("eval_")},
+        }
+        if kept_init:
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            with torch.no_grad():
+                model.load_state_dict(self.weights)
+            saved = {f"eval_{k[5:]}": v for k, v in self.init_metrics.items() if k.startswith("init_")}
+            logger.warning(
+                "fallback_to_init: the trained model's %s (%.4f) does not beat the initial model's (%.4f) "
+                "on the evaluation split; the initial weights are saved",
+                self.metric,
+                trained,
+                self.init,
+            )
+            trainer.log({**saved, "kept_init": 1.0})  # the card reads the latest eval_* entry
+        else:
+            saved = dict(metrics)
+            logger.info(
+                "fallback_to_init: trained %s %.4f beats the initial %.4f", self.metric, trained, self.init
+            )
+        return {**result, **saved, "kept_init": float(kept_init)}

@@ -1,0 +1,112 @@
+"""`fallback_to_init` (led_hf/trainers/init_fallback.py): the initial model is evaluated before training and
+saved instead of the trained one unless training beats it on the evaluation split; the metrics written
+afterwards are those of the saved model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_training_eval import _dense_trainer, _evaluator
+
+from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
+from led_hf.cli import recipe
+from led_hf.errors import LedError
+from led_hf.modeling import DenseEncoder
+from led_hf.trainers.init_fallback import InitFallback, metric_name
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {key: value.detach().clone() for key, value in model.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+
+
+@pytest.mark.parametrize("trained_beats_init", [False, True])
+def test_settle_saves_the_initial_weights_unless_training_beats_them(
+    tiny_bert_dir, prepared_msmarco, tmp_path, trained_beats_init
+):
+    trainer = _dense_trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "out", _evaluator(prepared_msmarco))
+    initial = _weights(trainer.model)
+    fallback = InitFallback(trainer)
+    assert fallback.init == pytest.approx(fallback.init_metrics["init_ndcg@10"])
+    assert fallback.init_metrics["init_num_queries"] == 5
+    trainer.train()  # lr 1e-3, 3 steps: the weights move
+    trained = _weights(trainer.model)
+    assert not _same(trained, initial)
+    metrics = trainer.evaluate()
+    # the outcome under test, whatever the tiny model reaches: the trained score just above or below the init
+    metrics["eval_ndcg@10"] = fallback.init + (0.01 if trained_beats_init else -0.01)
+
+    result = fallback.settle(trainer, metrics)
+
+    assert result["kept_init"] == float(not trained_beats_init)
+    assert result["init_ndcg@10"] == fallback.init and result["trained_ndcg@10"] == metrics["eval_ndcg@10"]
+    now = _weights(trainer.accelerator.unwrap_model(trainer.model))
+    if trained_beats_init:
+        assert _same(now, trained) and result["eval_ndcg@10"] == metrics["eval_ndcg@10"]
+    else:
+        assert _same(now, initial)
+        assert result["eval_ndcg@10"] == fallback.init
+        # evaluating the model as it now is gives the initial score back (same weights, same queries)
+        assert trainer.evaluate()["eval_ndcg@10"] == pytest.approx(fallback.init, abs=1e-6)
+
+
+def test_a_tie_keeps_the_initial_model(tiny_bert_dir, prepared_msmarco, tmp_path):
+    trainer = _dense_trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "out", _evaluator(prepared_msmarco))
+    fallback = InitFallback(trainer)
+    assert not fallback.beaten_by(fallback.init)
+    assert fallback.beaten_by(fallback.init + 1e-9)
+
+
+def test_fit_and_save_writes_the_saved_models_metrics(tiny_bert_dir, prepared_msmarco, tmp_path):
+    """End to end through the recipes' `fit_and_save`: eval_results.json, the saved folder and the card's
+    latest evaluation agree on which model was kept, whichever it is."""
+    out = tmp_path / "out"
+    trainer = _dense_trainer(
+        tiny_bert_dir,
+        prepared_msmarco,
+        out,
+        _evaluator(prepared_msmarco),
+        fallback_to_init=True,
+        learning_rate=5e-2,
+    )
+    initial = _weights(trainer.model)
+    model_args = ModelArguments(model_name_or_path=str(tiny_bert_dir))
+    data_args = DataArguments(data=str(prepared_msmarco), eval_split="train")
+    recipe.fit_and_save(trainer, model_args, data_args, trainer.args, evaluator=trainer.retrieval_evaluator)
+    results = json.loads((out / "eval_results.json").read_text())
+    kept = results["kept_init"] == 1.0
+    assert results["eval_ndcg@10"] == results["init_ndcg@10" if kept else "trained_ndcg@10"]
+    assert kept == (not results["trained_ndcg@10"] > results["init_ndcg@10"])
+    saved = _weights(DenseEncoder.from_pretrained(out))
+    assert _same(saved, initial) == kept
+    latest = [entry for entry in trainer.state.log_history if "eval_ndcg@10" in entry][-1]
+    assert latest["eval_ndcg@10"] == results["eval_ndcg@10"]
+
+
+def test_fallback_needs_an_evaluation_split(tiny_bert_dir, prepared_msmarco, tmp_path):
+    trainer = _dense_trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "out", None, fallback_to_init=True)
+    with pytest.raises(LedError, match="eval_split"):
+        recipe.fit_and_save(trainer, None, None, trainer.args, evaluator=None)
+    # refused before anything was written (the Trainer may have created the empty folder)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_metric_follows_metric_for_best_model(tiny_bert_dir, prepared_msmarco, tmp_path):
+    args = DenseTrainingArguments(output_dir=str(tmp_path), use_cpu=True, metric_for_best_model="eval_mrr@10")
+    assert metric_name(args) == ("mrr@10", True)
+    args = DenseTrainingArguments(output_dir=str(tmp_path), use_cpu=True, metric_for_best_model="loss")
+    assert metric_name(args) == ("loss", False)
+    trainer = _dense_trainer(
+        tiny_bert_dir,
+        prepared_msmarco,
+        tmp_path / "out",
+        _evaluator(prepared_msmarco),
+        metric_for_best_model="eval_recall@7",
+    )
+    with pytest.raises(LedError, match="recall@7"):
+        InitFallback(trainer)
