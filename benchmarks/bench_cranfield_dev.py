@@ -8,7 +8,8 @@ Data: Cranfield in BEIR layout (`--cranfield PATH`: 1,400 abstracts, graded qrel
 `led prepare --dev-from-train 0.2 --seed 13` (120 training queries, 30 dev queries; test untouched) and
 BM25 top-200 negatives of the training queries (`led bm25 --negatives bm25`). Each variant trains the
 bundled all-MiniLM-L6-v2 with configs/demo/den_cranfield.json plus its flags for `--max-steps` steps of 16
-queries, then is scored on dev exactly as the pipeline scores a stage: `led encode` (fp32) of the corpus
+queries (the configs' `fallback_to_init` off: a variant is measured as trained, on the split it would be
+judged on), then is scored on dev exactly as the pipeline scores a stage: `led encode` (fp32) of the corpus
 and the dev queries, `led search`, `led evaluate`. Results go to WORK/results.json and a markdown table
 on stdout; a finished variant is not rerun (delete its folder to redo it). Each trained variant is
 compared with `--baseline` (default: pair-today) query by query: mean nDCG@10 difference, paired t-test
@@ -195,7 +196,7 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
         model = str(folder / "model")
         argv = [str(LED_CONFIG), "--data", str(data), "--model_name_or_path", str(data.parent / "co-stg1"),
                 "--teacher_scores", "precomputed", "--teacher_scores_name", "sp-stg2", "--output_dir", model,
-                "--eval_split", "", "--seed", str(seed), *flags]  # fmt: skip
+                "--eval_split", "", "--fallback_to_init", "false", "--seed", str(seed), *flags]  # fmt: skip
         trainer = train_led(*parse_arguments((ModelArguments, DataArguments, LEDTrainingArguments), argv))
         steps = [entry for entry in trainer.state.log_history if "accuracy" in entry]
         log = {
@@ -209,7 +210,8 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
         from led_hf.config import parse_arguments
 
         model = str(folder / "model")
-        argv = [str(LEX_CONFIG), "--data", str(data), "--output_dir", model, "--seed", str(seed), *flags]
+        argv = [str(LEX_CONFIG), "--data", str(data), "--output_dir", model, "--eval_split", "",
+                "--fallback_to_init", "false", "--seed", str(seed), *flags]  # fmt: skip
         types = (SpladeModelArguments, DataArguments, SpladeTrainingArguments)
         trainer = train_splade(*parse_arguments(types, argv))
         steps = [entry for entry in trainer.state.log_history if "passage_nonzeros" in entry]
@@ -223,8 +225,8 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
         from led_hf.config import parse_arguments
 
         model = str(folder / "model")
-        argv = [str(CONFIG), "--data", str(data), "--output_dir", model, "--eval_split", "",
-                "--max_steps", str(max_steps), "--seed", str(seed), *flags]  # fmt: skip
+        argv = [str(CONFIG), "--data", str(data), "--output_dir", model, "--eval_split", "", "--fallback_to_init",
+                "false", "--max_steps", str(max_steps), "--seed", str(seed), *flags]  # fmt: skip
         trainer = train_dense(*parse_arguments((ModelArguments, DataArguments, DenseTrainingArguments), argv))
         steps = [entry for entry in trainer.state.log_history if "accuracy" in entry]
         log = {
