@@ -231,3 +231,35 @@ def test_the_model_column_shows_bundled_names_and_the_output_as_given(tmp_path, 
     done.write_text(json.dumps({**json.loads(done.read_text()), "model": folder}))
     records = Pipeline.from_file("pipeline.json").run(lambda argv, launcher=None: 1)
     assert records[0]["model"] == "bundled:all-minilm-l6-v2"
+
+
+def test_a_stage_that_kept_its_init_says_so(tmp_path):
+    """`fallback_to_init`: a seed whose training wrote kept_init 1 to its eval_results.json is marked in the
+    stage record, the model column and a note under the table; the other seed is not."""
+    _data(tmp_path / "data")
+
+    def led(argv, launcher=None):
+        status = _fake_led(argv)
+        if argv[0] == "train":
+            kept = argv[1].endswith("model-2")
+            results = {
+                "init_ndcg@10": 0.41,
+                "trained_ndcg@10": 0.4 if kept else 0.43,
+                "kept_init": float(kept),
+            }
+            (Path(argv[1]) / "eval_results.json").write_text(json.dumps(results))
+        return status
+
+    records = Pipeline.from_file(_config(tmp_path)).run(led)
+    by_name = {record["name"]: record for record in records}
+    assert "kept_init" not in by_name["trained-seed1"]
+    assert by_name["trained-seed2"]["kept_init"] == {"init_ndcg@10": 0.41, "trained_ndcg@10": 0.4}
+    markdown = write_report(records, tmp_path / "out")["md"].read_text()
+    assert (
+        f"{tmp_path / 'out' / 'model-1'} (init kept in 1 of 2 seeds) |" in markdown
+    )  # the seed group's model column
+    assert (
+        "trained-seed2: training did not beat the init on the evaluation split (nDCG@10 init 0.4100, "
+        "trained 0.4000); the init was kept" in markdown
+    )
+    assert "trained-seed1: training did not" not in markdown

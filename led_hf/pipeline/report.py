@@ -56,13 +56,27 @@ def render_markdown(
         first = entry["records"][0]
         walls = [_wall(r) for r in entry["records"]]
         name = f"{entry['name']} (seeds {', '.join(map(str, entry['seeds']))})" if seeded else entry["name"]
+        model = (first.get("model") or "") + _kept_mark(entry["records"])
         lines.append(
             f"| {name} | "
             + " | ".join(_cell(metrics, spread, c, seeded) for c in COLUMNS)
-            + f" | {metrics.get('num_queries', '')} | {' / '.join(walls)} | {first.get('model') or ''} |"
+            + f" | {metrics.get('num_queries', '')} | {' / '.join(walls)} | {model} |"
         )
     if any(len(e["records"]) > 1 for e in folded):
         lines += ["", "Seeded stages: mean ± std over seeds (population std)."]
+    for record in records:
+        kept = record.get("kept_init")
+        if kept:
+            scores = ", ".join(
+                f"{key.split('_', 1)[0]} {value:.4f}"
+                for key, value in kept.items()
+                if key.endswith("ndcg@10")
+            )
+            lines += [
+                "",
+                f"{record['name']}: training did not beat the init on the evaluation split (nDCG@10 {scores}); "
+                "the init was kept (`fallback_to_init`), so the stage scores as its init does.",
+            ]
     if tests:
         lines += [
             "",
@@ -87,6 +101,14 @@ def render_markdown(
                 f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {_p(row['p_randomization'])} | {_p(row['p_t'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _kept_mark(records: list[dict]) -> str:
+    """ " (init kept)" after the model when its training kept the init (`fallback_to_init`), per seed count."""
+    kept = sum(1 for record in records if record.get("kept_init"))
+    if not kept:
+        return ""
+    return " (init kept)" if len(records) == 1 else f" (init kept in {kept} of {len(records)} seeds)"
 
 
 def _p(value: float) -> str:

@@ -163,6 +163,9 @@ class Pipeline:
                 record = json.loads(done.read_text(encoding="utf-8"))
                 # the report follows the config as it is now
                 record["compare_to"], record["model"] = stage.compare_to, stage.model
+                record.pop("kept_init", None)
+                if fallback := kept_init(stage.model):
+                    record["kept_init"] = fallback
                 records.append(record)
                 continue
             if not selected:
@@ -206,6 +209,8 @@ class Pipeline:
                 "group": stage.group,
                 "seed": stage.seed,
             }
+            if fallback := kept_init(stage.model):
+                record["kept_init"] = fallback
             if stage.evaluate:
                 record["metrics"], record["per_query"] = _evaluate(stage.evaluate)
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
@@ -215,6 +220,19 @@ class Pipeline:
                 cache.store(key, record)
             records.append(record)
         return records
+
+
+def kept_init(model: str | None) -> dict | None:
+    """{"init_ndcg@10": .., "trained_ndcg@10": ..} when the stage's training kept its init (`fallback_to_init`:
+    the trained model did not beat it on the evaluation split), read from the model's eval_results.json."""
+    path = Path(model) / "eval_results.json" if model else None
+    try:
+        results = json.loads(path.read_text(encoding="utf-8")) if path else {}
+    except (OSError, ValueError):
+        return None
+    if results.get("kept_init") != 1.0:
+        return None
+    return {key: value for key, value in results.items() if key.startswith(("init_", "trained_"))}
 
 
 def replacing(argv: list[str]) -> list[str]:
