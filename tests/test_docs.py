@@ -275,8 +275,11 @@ def _pipeline_commands() -> list[tuple[str, list[str]]]:
     assert len(sources) >= 2
     for path, text in sources:
         for stage in json.loads(text)["stages"]:
+            seed = str(stage.get("seeds", [0])[0])  # a seeded stage's commands run with {seed} filled in
             for argv in stage["commands"]:
-                found.append((f"{_rel(path)} stage {stage['name']}", argv))
+                found.append(
+                    (f"{_rel(path)} stage {stage['name']}", [a.replace("{seed}", seed) for a in argv])
+                )
     return found
 
 

@@ -263,3 +263,23 @@ def test_a_stage_that_kept_its_init_says_so(tmp_path):
         "trained 0.4000); the init was kept" in markdown
     )
     assert "trained-seed1: training did not" not in markdown
+
+
+def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():
+    """configs/demo/pipeline_scifact_dev.json: the demo's stages (zero-shots aside) with the split carved
+    and scored on dev, then the LED stage over three seeds with each teacher and without one."""
+    demo = {s.name: s for s in Pipeline.from_file("configs/demo/pipeline_scifact.json", output="o").stages}
+    dev = Pipeline.from_file("configs/demo/pipeline_scifact_dev.json", output="o")
+    text = json.dumps([stage.commands for stage in dev.stages])
+    assert '"test"' not in text and "test.trec" not in text and "test-queries" not in text
+    assert all(stage.evaluate is None or stage.evaluate["split"] == "dev" for stage in dev.stages)
+    assert "--dev-from-train" in dev.stages[0].commands[0]
+    for stage in dev.stages:
+        if stage.name in demo and stage.name not in ("prepare", "led"):
+            shown = json.dumps(demo[stage.name].commands).replace('"test"', '"dev"')
+            assert json.dumps(stage.commands) == shown.replace("/test.trec", "/dev.trec").replace(
+                "/test-queries", "/dev-queries"
+            )
+    seeded = {stage.group for stage in dev.stages if stage.seed is not None}
+    assert seeded == {"led", "led-no-teacher", "led-bm25", "led-fused"}
+    assert sorted(stage.seed for stage in dev.stages if stage.group == "led") == [1, 2, 42]
