@@ -191,7 +191,9 @@ def retrieval_evaluator_from_args(data, data_args, training_args):
 def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None, after_training=None):
     """The end of every recipe: save the resolved arguments, train (resuming as asked), evaluate by
     retrieval when there is an evaluator, run `after_training()` when given (e.g. the cross-encoder's
-    re-ranking evaluation), save. Evaluation comes before saving, so that the card shows the metrics."""
+    re-ranking evaluation), save. Evaluation comes before saving, so that the card shows the metrics.
+    With `fallback_to_init` the initial model is evaluated before training and saved instead of the
+    trained one unless training beats it (led_hf/trainers/init_fallback.py)."""
     checkpoint = resolve_checkpoint(training_args)  # its checks come before led_args.json marks the folder
     if training_args.fallback_to_init and evaluator is None:
         raise LedError(
