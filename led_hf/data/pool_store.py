@@ -18,7 +18,9 @@ corpus size), appends each chunk's rows to ``rows.npy`` (whose header, holding t
 last) in a staging folder that is renamed into place when complete. Processes that start together wait
 on a lock file and the first one builds; a read-only DATA falls back to ``$TMPDIR/led-hf-pools-<uid>``.
 A build removes the pools it supersedes: those of the same data folder, split, sources and options built
-from older content (a re-mined source, say), which no key can reach again (1.15 GiB each at MS MARCO).
+from older content (a re-mined source, say), which no key can reach again (1.15 GiB each at MS MARCO). A run
+still training on them keeps its maps (unlinked files live until unmapped), though DataLoader workers it
+starts later would not find the folder: re-mining a source under a running training is unsafe anyway.
 """
 
 from __future__ import annotations
