@@ -51,6 +51,9 @@ def test_settle_saves_the_initial_weights_unless_training_beats_them(
     else:
         assert _same(now, initial)
         assert result["eval_ndcg@10"] == fallback.init
+        # the model card reads the latest logged evaluation: it must be the saved (initial) model's
+        latest = [entry for entry in trainer.state.log_history if "eval_ndcg@10" in entry][-1]
+        assert latest["eval_ndcg@10"] == fallback.init and latest["kept_init"] == 1.0
         # evaluating the model as it now is gives the initial score back (same weights, same queries)
         assert trainer.evaluate()["eval_ndcg@10"] == pytest.approx(fallback.init, abs=1e-6)
 
