@@ -806,6 +806,8 @@ def test_accelerate_launch_script_with_two_gloo_processes(
             "2",
             "--num_machines",
             "1",
+            "--main_process_port",  # not accelerate's fixed 29500, which an earlier run may still hold
+            str(free_port()),
             "--mixed_precision",
             "no",
             "--dynamo_backend",
