@@ -46,8 +46,21 @@ def run_recipe(argv: list[str] | None, dataclass_types: tuple, train, prog: str,
         parsed = parse_arguments(dataclass_types, argv, prog=prog, description=description)
     except SystemExit as done:  # --help, or argparse's own usage error (already printed)
         return int(done.code or 0)
-    train(*parsed)
+    try:
+        train(*parsed)
+    finally:
+        _leave_process_group()
     return 0
+
+
+def _leave_process_group() -> None:
+    """Destroy the torch.distributed group a launched run joined (DDP ranks), before the interpreter exits:
+    left to static destruction, gloo's threads can abort a finished rank ("terminate called without an
+    active exception", SIGABRT after the model was written)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def start_run(training_args) -> None:
