@@ -163,10 +163,7 @@ class Pipeline:
                 record = json.loads(done.read_text(encoding="utf-8"))
                 # the report follows the config as it is now
                 record["compare_to"], record["model"] = stage.compare_to, stage.model
-                record.pop("kept_init", None)
-                if fallback := kept_init(stage.model):
-                    record["kept_init"] = fallback
-                records.append(record)
+                records.append(_note_kept_init(record, stage.model))
                 continue
             if not selected:
                 continue
@@ -209,8 +206,7 @@ class Pipeline:
                 "group": stage.group,
                 "seed": stage.seed,
             }
-            if fallback := kept_init(stage.model):
-                record["kept_init"] = fallback
+            _note_kept_init(record, stage.model)
             if stage.evaluate:
                 record["metrics"], record["per_query"] = _evaluate(stage.evaluate)
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
@@ -225,14 +221,23 @@ class Pipeline:
 def kept_init(model: str | None) -> dict | None:
     """{"init_ndcg@10": .., "trained_ndcg@10": ..} when the stage's training kept its init (`fallback_to_init`:
     the trained model did not beat it on the evaluation split), read from the model's eval_results.json."""
-    path = Path(model) / "eval_results.json" if model else None
+    if not model:
+        return None
     try:
-        results = json.loads(path.read_text(encoding="utf-8")) if path else {}
+        results = json.loads((Path(model) / "eval_results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if results.get("kept_init") != 1.0:
         return None
     return {key: value for key, value in results.items() if key.startswith(("init_", "trained_"))}
+
+
+def _note_kept_init(record: dict, model: str | None) -> dict:
+    """`record` with "kept_init" as the model folder says now (a rerun's report follows the folder)."""
+    record.pop("kept_init", None)
+    if kept := kept_init(model):
+        record["kept_init"] = kept
+    return record
 
 
 def replacing(argv: list[str]) -> list[str]:
