@@ -120,13 +120,13 @@ def led(*argv: str) -> None:
         sys.exit(f"`led {' '.join(argv)}` failed")
 
 
-def prepare(work: Path, cranfield: Path) -> Path:
+def prepare(work: Path, cranfield: Path, fold: int = 0) -> Path:
     data = work / "data"
     if not (data / "negatives" / "bm25").is_dir():
         if not cranfield.is_dir():
             sys.exit(f"Cranfield not found at {cranfield} (pass --cranfield PATH)")
         led("prepare", "--format", "beir", "--input", str(cranfield), "--output", str(data), "--overwrite",
-            "--dev-from-train", "0.2", "--seed", "13", "--quiet")  # fmt: skip
+            "--dev-from-train", "0.2", "--seed", "13", "--dev-fold", str(fold), "--quiet")  # fmt: skip
         led("bm25", "--data", str(data), "--split", "train", "--negatives", "bm25", "--keep", "200",
             "--overwrite")  # fmt: skip
     if not (data / "negatives" / "bm25-skip10").is_dir():
@@ -174,7 +174,9 @@ def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 1
         ((np.abs((flips * diff).mean(axis=1)) >= observed - 1e-12).sum() + 1) / (trials + 1)
     )
     t_test = float(stats.ttest_rel([values[q] for q in qids], [baseline[q] for q in qids]).pvalue)
-    return {"diff": float(diff.mean()), "p_t": t_test, "p_rand": randomization, "queries": len(qids)}
+    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+    return {"diff": float(diff.mean()), "p_t": t_test, "p_rand": randomization, "queries": len(qids),
+            "interval": [float(diff.mean()) - half, float(diff.mean()) + half]}  # fmt: skip
 
 
 def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) -> dict:
@@ -267,13 +269,36 @@ def main() -> None:
         help="a finished Cranfield `led pipeline` output folder: train the LED variants on its data "
         "(mined negatives, sp-stg2 teacher scores) from its co-stg1",
     )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="dev folds to run on (`led prepare --dev-fold`; 0-4, default 0): each fold trains on the other "
+        "120 queries; with several, a pooled table compares the variants over all their dev queries",
+    )
     args = parser.parse_args()
     if args.pipeline:
         return report_pipeline(Path(args.pipeline))
-    work = Path(args.work)
-    data = prepare(work, Path(args.cranfield))
-    if args.pipeline_data:
-        data = Path(args.pipeline_data).resolve() / "data"
+    if args.pipeline_data and args.folds != [0]:
+        sys.exit("--pipeline-data trains on that pipeline's own carve: fold 0 only")
+    pooled: dict[tuple[str, int], dict[str, float]] = {}
+    for fold in args.folds:
+        work = Path(args.work) if fold == 0 else Path(f"{args.work}-fold{fold}")
+        data = prepare(work, Path(args.cranfield), fold)
+        if args.pipeline_data:
+            data = Path(args.pipeline_data).resolve() / "data"
+        if len(args.folds) > 1:
+            print(f"\n## fold {fold}: {work}")
+        per_query = run_fold(args, work, data)
+        for key, values in per_query.items():
+            pooled.setdefault(key, {}).update(values)  # the folds' dev queries are disjoint
+    if len(args.folds) > 1:
+        print_pooled(pooled, args.baseline, args.folds)
+
+
+def run_fold(args: argparse.Namespace, work: Path, data: Path) -> dict[tuple[str, int], dict[str, float]]:
+    """Every variant and seed on one dev fold; prints its table, returns per-query dev nDCG@10."""
     results = []
     for name in args.only or list(VARIANTS):
         for seed in [42] if name.endswith("zero-shot") else args.seeds:
@@ -286,7 +311,7 @@ def main() -> None:
         for r in results
     }
     for r in results:
-        baseline = {"lex": "lex-zero-shot", "led": "led"}.get(r["name"].split("-")[0], args.baseline)
+        baseline = baseline_of(r["name"], args.baseline)
         base = per_query.get((baseline, 42 if baseline.endswith("zero-shot") else r["seed"]))
         if base is not None and r["name"] != baseline:
             r["vs_baseline"] = paired(per_query[(r["name"], r["seed"])], base)
@@ -302,6 +327,32 @@ def main() -> None:
         versus = f"{versus['diff']:+.4f} ({versus['p_t']:.2f} / {versus['p_rand']:.2f})" if versus else "-"
         print(f"| {r['name']} | {r['seed']} | {r.get('epochs', '-')} | {r['dev']['ndcg@10']:.4f} | "
               f"{r['dev']['mrr@10']:.4f} | {accuracy} | {versus} |")  # fmt: skip
+    return per_query
+
+
+def baseline_of(name: str, default: str) -> str:
+    return {"lex": "lex-zero-shot", "led": "led"}.get(name.split("-")[0], default)
+
+
+def print_pooled(pooled: dict[tuple[str, int], dict[str, float]], default: str, folds: list[int]) -> None:
+    """Cross-validation: each variant over the dev queries of every fold (each trained without them)."""
+    print(f"\n## pooled over folds {', '.join(map(str, folds))}\n")
+    print(
+        "| variant | seed | dev queries | dev nDCG@10 | vs baseline: diff, 95% interval (p t-test / p randomization) |"
+    )
+    print("|---|---:|---:|---:|---|")
+    for (name, seed), values in pooled.items():
+        baseline = baseline_of(name, default)
+        base = pooled.get((baseline, 42 if baseline.endswith("zero-shot") else seed))
+        versus = "-"
+        if base is not None and name != baseline and set(base) == set(values):
+            found = paired(values, base)
+            low, high = found["interval"]
+            versus = (
+                f"{found['diff']:+.4f} [{low:+.4f}, {high:+.4f}] ({found['p_t']:.3f} / {found['p_rand']:.3f})"
+            )
+        mean = sum(values.values()) / len(values)
+        print(f"| {name} | {seed} | {len(values)} | {mean:.4f} | {versus} |")
 
 
 # stage -> (its init, the folder of its encodings: corpus + test.trec)

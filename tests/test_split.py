@@ -35,6 +35,7 @@ def test_prepare_with_a_dev_split_from_train(beir_dir, tmp_path, capsys):
             "target": "dev",
             "fraction": 0.4,
             "seed": 3,
+            "fold": 0,
             "queries": {"train": 3, "dev": 2},
             "rows": {"train": len(new_train), "dev": len(dev)},
         }
@@ -68,3 +69,41 @@ def test_bad_requests_fail_cleanly(beir_dir, tmp_path, capsys):
     assert "not a prepared dataset" in capsys.readouterr().err
     assert led_main(["split", "--data", str(out)]) == 2  # --fraction is required: a one-line usage error
     assert "--fraction" in capsys.readouterr().err
+
+
+def test_dev_folds_are_disjoint_and_cover_the_training_queries(beir_dir, tmp_path, capsys):
+    """--fold K takes the K-th block of the same seeded draw: fold 0 is the plain carve, the folds are
+    disjoint and together hold every training query once (cross-validation on a small collection)."""
+    args = ["prepare", "--format", "beir", "--input", str(beir_dir), "--quiet"]
+    plain = tmp_path / "plain"
+    assert led_main([*args, "--output", str(plain)]) == 0
+    train_queries = {q for q, _, _ in _qrels(plain, "train")}
+    folds = []
+    for fold in range(5):  # fraction 0.2 of 5 queries: 1 query a fold, 5 folds
+        out = tmp_path / f"fold{fold}"
+        flags = ["--output", str(out), "--dev-from-train", "0.2", "--seed", "3", "--dev-fold", str(fold)]
+        assert led_main([*args, *flags]) == 0
+        dev = {q for q, _, _ in _qrels(out, "dev")}
+        assert dev | {q for q, _, _ in _qrels(out, "train")} == train_queries
+        assert json.loads((out / "manifest.json").read_text())["dev_splits"][0]["fold"] == fold
+        folds.append(dev)
+    assert all(len(dev) == 1 for dev in folds)
+    assert set().union(*folds) == train_queries  # disjoint (5 of 1) and covering
+
+    # `led split --fold` draws the same fold; fold 0 is the plain carve
+    assert led_main(["split", "--data", str(plain), "--fraction", "0.2", "--seed", "3", "--fold", "2"]) == 0
+    assert {q for q, _, _ in _qrels(plain, "dev")} == folds[2]
+    plain0 = tmp_path / "plain0"
+    assert led_main([*args, "--output", str(plain0), "--dev-from-train", "0.2", "--seed", "3"]) == 0
+    assert {q for q, _, _ in _qrels(plain0, "dev")} == folds[0]
+
+    capsys.readouterr()
+    assert (
+        led_main([*args, "--output", str(tmp_path / "f5"), "--dev-from-train", "0.2", "--dev-fold", "5"]) == 1
+    )
+    assert "dev fold 5 does not exist: a fraction of 0.2 gives folds 0 to 4" in capsys.readouterr().err
+    assert not (tmp_path / "f5").exists()
+    assert led_main([*args, "--output", str(tmp_path / "nf"), "--dev-fold", "1"]) == 1
+    assert "--dev-fold needs --dev-from-train" in capsys.readouterr().err
+    assert led_main(["split", "--data", str(plain0), "--fraction", "0.3", "--to", "dev2", "--fold", "3"]) == 1
+    assert "dev fold 3 does not exist: a fraction of 0.3 gives folds 0 to 2" in capsys.readouterr().err

@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=42, help="draws the --dev-from-train queries (default: %(default)s)"
     )
+    parser.add_argument(
+        "--dev-fold",
+        type=int,
+        default=0,
+        metavar="K",
+        help="which of the floor(1/FRACTION) disjoint dev folds of that draw (default: %(default)s; as `led split --fold`)",
+    )
     return parser
 
 
@@ -138,18 +145,21 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     if args.dev_from_train is None:
+        if args.dev_fold:
+            raise LedError("--dev-fold needs --dev-from-train")
         summary = run(args.output, args.overwrite)
     else:
         from pathlib import Path
 
         from led_hf.atomic import atomic_directory
-        from led_hf.data.split import carve_dev_split, check_fraction
+        from led_hf.data.split import carve_dev_split, check_fold, check_fraction
 
         check_fraction(args.dev_from_train)  # before the conversion, not after it
+        check_fold(args.dev_from_train, args.dev_fold)
         # Prepare and carve in a staging folder: OUTPUT appears only with its dev split.
         with atomic_directory(args.output, overwrite=args.overwrite) as staging:
             summary = run(staging, overwrite=True)  # the (empty) staging folder exists
-            carved = carve_dev_split(staging, args.dev_from_train, args.seed)
+            carved = carve_dev_split(staging, args.dev_from_train, args.seed, fold=args.dev_fold)
         summary.output = Path(args.output)
         for split, rows in carved["rows"].items():  # the table shows the qrels as they are now
             summary.counts[f"qrels/{split}"] = rows

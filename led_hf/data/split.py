@@ -9,7 +9,11 @@ from ``qrels/<source>`` to ``qrels/<target>``:
                                         DATA/qrels/dev     30 queries (fraction 0.2, seed 13)
 
 The queries are drawn by ``numpy.random.default_rng(seed)`` from the source split's query ids in their
-order of appearance, so the same (data, fraction, seed) always gives the same dev queries. Negative
+order of appearance, so the same (data, fraction, seed) always gives the same dev queries. On a small
+collection one dev carve is too few queries to see a difference (Cranfield: 30), so the same permutation
+also gives disjoint folds: fold k holds its positions ``[k * m, (k + 1) * m)`` for ``m`` dev queries, fold 0
+is the plain carve, and running a choice on every fold scores it on every training query once
+(cross-validation, docs/quality.md). Negative
 tables are left alone: training reads only the rows of ``qrels/<source>`` queries. Both new qrels
 folders are written beside the old ones and renamed into place only when complete; ``manifest.json``
 records the carve (``dev_splits``).
@@ -37,14 +41,35 @@ def check_fraction(fraction: float) -> float:
     return fraction
 
 
+def num_folds(fraction: float) -> int:
+    """How many disjoint dev folds of ``fraction`` one permutation holds: ``floor(1 / fraction)``."""
+    return int(1.0 / check_fraction(fraction) + 1e-9)
+
+
+def check_fold(fraction: float, fold: int) -> int:
+    folds = num_folds(fraction)
+    if not 0 <= int(fold) < folds:
+        raise LedError(
+            f"dev fold {fold} does not exist: a fraction of {fraction:g} gives folds 0 to {folds - 1}"
+        )
+    return int(fold)
+
+
 def carve_dev_split(
-    data_root: str | Path, fraction: float, seed: int, source: str = "train", target: str = "dev"
+    data_root: str | Path,
+    fraction: float,
+    seed: int,
+    source: str = "train",
+    target: str = "dev",
+    fold: int = 0,
 ) -> dict:
-    """Move ``round(fraction * n)`` (at least 1, at most n - 1) of the n queries of ``qrels/<source>``, with
-    all their rows, into a new ``qrels/<target>``; returns what moved (also appended to manifest.json)."""
+    """Move ``m = round(fraction * n)`` (at least 1, at most n - 1) of the n queries of ``qrels/<source>``,
+    with all their rows, into a new ``qrels/<target>``: positions ``[fold * m, (fold + 1) * m)`` of the
+    seeded permutation. Returns what moved (also appended to manifest.json)."""
     from datasets import load_from_disk
 
     fraction = check_fraction(fraction)
+    fold = check_fold(fraction, fold)
     root = Path(data_root)
     qrels_root = root / "qrels"
     source_path, target_path = qrels_root / source, qrels_root / target
@@ -61,7 +86,11 @@ def carve_dev_split(
     if num_queries < 2:
         raise LedError(f"{source_path}: {num_queries} query, nothing to hold out")
     num_dev = min(num_queries - 1, max(1, round(fraction * num_queries)))
-    chosen = np.random.default_rng(int(seed)).permutation(num_queries)[:num_dev]
+    if (fold + 1) * num_dev > num_queries:
+        raise LedError(
+            f"{source_path}: {num_queries} queries hold {num_queries // num_dev} folds of {num_dev}, not fold {fold}"
+        )
+    chosen = np.random.default_rng(int(seed)).permutation(num_queries)[fold * num_dev : (fold + 1) * num_dev]
     dev_qids = qids.take(np.sort(chosen))
     in_dev = pc.is_in(qrels.data.column("qid"), value_set=dev_qids).to_numpy(zero_copy_only=False)
 
@@ -91,6 +120,7 @@ def carve_dev_split(
         "target": target,
         "fraction": fraction,
         "seed": int(seed),
+        "fold": fold,
         "queries": {source: num_queries - num_dev, target: num_dev},
         "rows": {source: int((~in_dev).sum()), target: int(in_dev.sum())},
     }
