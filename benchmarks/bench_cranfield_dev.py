@@ -166,6 +166,8 @@ def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 1
     import numpy as np
     from scipy import stats
 
+    from led_hf.evaluation.significance import t_interval
+
     qids = sorted(baseline)
     diff = np.array([values[q] - baseline[q] for q in qids])
     observed = abs(diff.mean())
@@ -174,9 +176,8 @@ def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 1
         ((np.abs((flips * diff).mean(axis=1)) >= observed - 1e-12).sum() + 1) / (trials + 1)
     )
     t_test = float(stats.ttest_rel([values[q] for q in qids], [baseline[q] for q in qids]).pvalue)
-    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
     return {"diff": float(diff.mean()), "p_t": t_test, "p_rand": randomization, "queries": len(qids),
-            "interval": [float(diff.mean()) - half, float(diff.mean()) + half]}  # fmt: skip
+            "interval": list(t_interval(diff))}  # fmt: skip
 
 
 def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) -> dict:
@@ -311,9 +312,9 @@ def run_fold(args: argparse.Namespace, work: Path, data: Path) -> dict[tuple[str
         for r in results
     }
     for r in results:
-        baseline = baseline_of(r["name"], args.baseline)
-        base = per_query.get((baseline, 42 if baseline.endswith("zero-shot") else r["seed"]))
-        if base is not None and r["name"] != baseline:
+        key = baseline_key(r["name"], r["seed"], args.baseline)
+        base = per_query.get(key)
+        if base is not None and r["name"] != key[0]:
             r["vs_baseline"] = paired(per_query[(r["name"], r["seed"])], base)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(f"\n| variant | seed | epochs | dev nDCG@10 | dev MRR@10 | in-batch accuracy (first -> last log) "
@@ -330,8 +331,11 @@ def run_fold(args: argparse.Namespace, work: Path, data: Path) -> dict[tuple[str
     return per_query
 
 
-def baseline_of(name: str, default: str) -> str:
-    return {"lex": "lex-zero-shot", "led": "led"}.get(name.split("-")[0], default)
+def baseline_key(name: str, seed: int, default: str) -> tuple[str, int]:
+    """(variant, seed) a variant is compared with: lex-* with lex-zero-shot, led-* with led, else `default`;
+    a zero-shot baseline exists for seed 42 only, a trained one for the variant's own seed."""
+    baseline = {"lex": "lex-zero-shot", "led": "led"}.get(name.split("-")[0], default)
+    return baseline, 42 if baseline.endswith("zero-shot") else seed
 
 
 def print_pooled(pooled: dict[tuple[str, int], dict[str, float]], default: str, folds: list[int]) -> None:
@@ -342,10 +346,10 @@ def print_pooled(pooled: dict[tuple[str, int], dict[str, float]], default: str, 
     )
     print("|---|---:|---:|---:|---|")
     for (name, seed), values in pooled.items():
-        baseline = baseline_of(name, default)
-        base = pooled.get((baseline, 42 if baseline.endswith("zero-shot") else seed))
+        key = baseline_key(name, seed, default)
+        base = pooled.get(key)
         versus = "-"
-        if base is not None and name != baseline and set(base) == set(values):
+        if base is not None and name != key[0] and set(base) == set(values):
             found = paired(values, base)
             low, high = found["interval"]
             versus = (

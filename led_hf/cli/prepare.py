@@ -152,10 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         from pathlib import Path
 
         from led_hf.atomic import atomic_directory
-        from led_hf.data.split import carve_dev_split, check_fold, check_fraction
+        from led_hf.data.split import carve_dev_split, check_fold
 
-        check_fraction(args.dev_from_train)  # before the conversion, not after it
-        check_fold(args.dev_from_train, args.dev_fold)
+        check_fold(args.dev_from_train, args.dev_fold)  # fraction and fold, before the conversion
         # Prepare and carve in a staging folder: OUTPUT appears only with its dev split.
         with atomic_directory(args.output, overwrite=args.overwrite) as staging:
             summary = run(staging, overwrite=True)  # the (empty) staging folder exists

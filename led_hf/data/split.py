@@ -47,6 +47,7 @@ def num_folds(fraction: float) -> int:
 
 
 def check_fold(fraction: float, fold: int) -> int:
+    """`fold` when it is one of ``num_folds(fraction)`` (which checks the fraction first)."""
     folds = num_folds(fraction)
     if not 0 <= int(fold) < folds:
         raise LedError(
