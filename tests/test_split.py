@@ -107,3 +107,32 @@ def test_dev_folds_are_disjoint_and_cover_the_training_queries(beir_dir, tmp_pat
     assert "--dev-fold needs --dev-from-train" in capsys.readouterr().err
     assert led_main(["split", "--data", str(plain0), "--fraction", "0.3", "--to", "dev2", "--fold", "3"]) == 1
     assert "dev fold 3 does not exist: a fraction of 0.3 gives folds 0 to 2" in capsys.readouterr().err
+
+
+def test_a_shipped_dev_split_is_kept(beir_dir, tmp_path, capsys):
+    """A collection with its own qrels/dev.tsv (many BEIR collections) keeps it under --dev-from-train:
+    a recipe written for collections without one runs unchanged on those with one."""
+    import shutil
+
+    source = tmp_path / "with-dev-split"
+    shutil.copytree(beir_dir, source)
+    lines = (beir_dir / "qrels" / "test.tsv").read_text(encoding="utf-8").splitlines()
+    (source / "qrels" / "dev.tsv").write_text("\n".join(lines[:2]) + "\n", encoding="utf-8")  # header + 1 row
+    out = tmp_path / "data"
+    args = ["prepare", "--format", "beir", "--input", str(source), "--output", str(out)]
+    assert led_main([*args, "--dev-from-train", "0.4", "--seed", "3"]) == 0
+    assert "queries in the collection's own qrels/dev, kept (nothing moved): 1" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    assert (
+        led_main(["prepare", "--format", "beir", "--input", str(source), "--output", str(plain), "--quiet"])
+        == 0
+    )
+    assert _qrels(out, "train") == _qrels(plain, "train")  # no training query moved
+    assert _qrels(out, "dev") == _qrels(plain, "dev")
+    assert "dev_splits" not in json.loads((out / "manifest.json").read_text())
+
+    fold = tmp_path / "fold"
+    flags = ["--output", str(fold), "--dev-from-train", "0.2", "--dev-fold", "1"]
+    assert led_main([*args[:-2], *flags]) == 1
+    assert "ships its own dev split (qrels/dev): --dev-fold 1" in capsys.readouterr().err
+    assert not fold.exists()

@@ -38,7 +38,9 @@ a loading script (Tevatron/msmarco-passage) cannot be read by datasets >= 4: dow
 (`hf download NAME --repo-type dataset --include '*.jsonl.gz' --local-dir DIR`) and pass --input DIR.
 
 --dev-from-train FRACTION moves a seeded share of the train split's queries (all their qrels rows) into
-OUTPUT/qrels/dev (see `led split`), before OUTPUT appears.
+OUTPUT/qrels/dev (see `led split`), before OUTPUT appears. A collection that ships its own dev split
+(qrels/dev.tsv, as many BEIR collections do) keeps it: nothing is moved, and the summary says so (with
+--dev-fold K > 0 that is an error, as folds are carved from train).
 
 Lines split on tabs (never CSV quoting). Ids may not be empty or hold whitespace. Positive judgments are
 removed from negatives. A qrels split without any judgment is an error. A UTF-8 BOM, CRLF line endings and
@@ -153,16 +155,33 @@ def main(argv: list[str] | None = None) -> int:
 
         from led_hf.atomic import atomic_directory
         from led_hf.data.split import carve_dev_split, check_fold
+        from led_hf.data.store import PreparedData
 
         check_fold(args.dev_from_train, args.dev_fold)  # fraction and fold, before the conversion
         # Prepare and carve in a staging folder: OUTPUT appears only with its dev split.
         with atomic_directory(args.output, overwrite=args.overwrite) as staging:
             summary = run(staging, overwrite=True)  # the (empty) staging folder exists
-            carved = carve_dev_split(staging, args.dev_from_train, args.seed, fold=args.dev_fold)
+            if (Path(staging) / "qrels" / "dev").is_dir():
+                # The collection's own dev split is the better one to choose on (its queries never were
+                # training queries); folds, though, are blocks of the train split.
+                if args.dev_fold:
+                    raise LedError(
+                        f"{args.input} ships its own dev split (qrels/dev): --dev-fold {args.dev_fold} "
+                        "carves folds of train only from a collection without one"
+                    )
+                carved = None
+                shipped_dev = len(set(PreparedData(staging).qrels("dev")["qid"]))
+            else:
+                carved = carve_dev_split(staging, args.dev_from_train, args.seed, fold=args.dev_fold)
         summary.output = Path(args.output)
-        for split, rows in carved["rows"].items():  # the table shows the qrels as they are now
-            summary.counts[f"qrels/{split}"] = rows
-        summary.notes.update({f"queries moved to qrels/dev (seed {args.seed})": carved["queries"]["dev"]})
+        if carved is None:
+            summary.notes.update(
+                {"queries in the collection's own qrels/dev, kept (nothing moved)": shipped_dev}
+            )
+        else:
+            for split, rows in carved["rows"].items():  # the table shows the qrels as they are now
+                summary.counts[f"qrels/{split}"] = rows
+            summary.notes.update({f"queries moved to qrels/dev (seed {args.seed})": carved["queries"]["dev"]})
     if not args.quiet:
         print(summary.render())
     return 0
