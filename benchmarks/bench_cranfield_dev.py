@@ -36,6 +36,7 @@ CONFIG = ROOT / "configs" / "demo" / "den_cranfield.json"
 LEX_CONFIG = ROOT / "configs" / "demo" / "lex_cranfield.json"
 
 LED_CONFIG = ROOT / "configs" / "demo" / "led_cranfield.json"
+DENSE_TEACHER = "den-warmup"  # DATA/teacher_scores/<name>: the fold's DEN warm-up as a teacher of SPLADE
 
 # LED variants, trained on a finished pipeline's data (`--pipeline-data OUT`: OUT/data with its mined
 # negatives and the sp-stg2 teacher scores, student init OUT/co-stg1): name -> (what it is, flags)
@@ -91,6 +92,17 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lex-bm25-skip10": (
         "BM25 negatives without their top 10 ranks (`led mine --bm25 --skip-top 10`)",
         ["--negs_sources", "bm25-skip10"],
+    ),
+    "lex-ep2": ("2 epochs instead of 4 (half the drift from SPLADE-tiny)", ["--num_train_epochs", "2"]),
+    "lex-fp32": ("trained in fp32 instead of bf16 autocast", ["--bf16", "false"]),
+    "lex-min2": ("positive_min_score 2 (grade-1 judgments are not positives)", ["--positive_min_score", "2"]),
+    "lex-distil": (
+        "+ KL (weight 1, T 1) to the fold's DEN warm-up (variant `query`, seed 42) scores of the same pool",
+        ["--kl_weight", "1", "--kl_temperature", "1", "--teacher_scores_name", DENSE_TEACHER],
+    ),
+    "lex-distil-w0.3": (
+        "+ KL (weight 0.3, T 1) to the fold's DEN warm-up scores",
+        ["--kl_weight", "0.3", "--kl_temperature", "1", "--teacher_scores_name", DENSE_TEACHER],
     ),
 }
 
@@ -213,6 +225,8 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
         from led_hf.config import parse_arguments
 
         model = str(folder / "model")
+        if DENSE_TEACHER in flags:
+            dense_teacher_scores(data, work, max_steps)
         argv = [str(LEX_CONFIG), "--data", str(data), "--output_dir", model, "--eval_split", "",
                 "--fallback_to_init", "false", "--seed", str(seed), *flags]  # fmt: skip
         types = (SpladeModelArguments, DataArguments, SpladeTrainingArguments)
@@ -243,6 +257,17 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
               "max_steps": max_steps, "train_s": round(train_s, 1), **log, "dev": metrics}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def dense_teacher_scores(data: Path, work: Path, max_steps: int) -> None:
+    """DATA/teacher_scores/den-warmup: the fold's DEN warm-up (variant `query`, seed 42, trained if
+    missing) scoring the LEX config's pool (BM25 top 200), as `led score-teacher --kind dense`."""
+    if (data / "teacher_scores" / DENSE_TEACHER).is_dir():
+        return
+    run_variant("query", data, work, max_steps, 42)
+    led("score-teacher", "--data", str(data), "--teacher", str(work / "query-seed42" / "model"), "--name",
+        DENSE_TEACHER, "--negs-sources", "bm25", "--num-negs-per-system", "200", "--query-max-length", "64",
+        "--passage-max-length", "256", "--precision", "fp32", "--no-progress")  # fmt: skip
 
 
 def main() -> None:

@@ -370,12 +370,16 @@ class SpladeModelArguments:
 
 @dataclass
 class SpladeTrainingArguments(DenseTrainingArguments):
-    """`DenseTrainingArguments` plus the FLOPS regulariser (docs/method.md §4):
+    """`DenseTrainingArguments` plus the FLOPS regulariser (docs/method.md §4) and an optional
+    distillation term towards precomputed teacher scores:
 
-        loss = contrastive + λ_q(step) · FLOPS(Q) + λ_d(step) · FLOPS(D),   λ(step) = λ · min(1, step / k)^2
+        loss = contrastive + λ_q(step) · FLOPS(Q) + λ_d(step) · FLOPS(D) [+ w_kl · KL(t ‖ s; T)]
+        λ(step) = λ · min(1, step / k)^2
 
     k = `flops_warmup_steps` optimizer steps (0: constant λ, the reference); the step is the Trainer's
-    global step, so the schedule continues correctly after `resume_from_checkpoint`.
+    global step, so the schedule continues correctly after `resume_from_checkpoint`. t: the scores
+    `led score-teacher` stored in DATA/teacher_scores/`teacher_scores_name` (a cross-encoder, a dense
+    bi-encoder, another SPLADE, BM25) of each query's own candidates; s: the SPLADE dot products.
     """
 
     query_flops_weight: float = field(default=6e-4, metadata={"help": "λ_q, FLOPS weight of the queries."})
@@ -392,11 +396,32 @@ class SpladeTrainingArguments(DenseTrainingArguments):
             "help": "Under DDP, average FLOPS over the gathered global batch instead of each device's own rows."
         },
     )
+    kl_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "w_kl, weight of a KL distillation term towards precomputed teacher scores of each query's "
+            "candidates (teacher_scores_name; 0, the reference, disables it)."
+        },
+    )
+    kl_temperature: float = field(
+        default=1.0, metadata={"help": "T of the KL term: softmax(t / T) against softmax(s / T)."}
+    )
+    teacher_scores_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "DATA/teacher_scores/<name> that the KL term distils from (`led score-teacher`: a "
+            "cross-encoder, dense, SPLADE or BM25 teacher)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.query_flops_weight < 0 or self.passage_flops_weight < 0 or self.flops_warmup_steps < 0:
             raise LedError("query_flops_weight, passage_flops_weight and flops_warmup_steps must be >= 0")
+        if self.kl_weight < 0 or not self.kl_temperature > 0:
+            raise LedError("kl_weight must be >= 0 and kl_temperature positive")
+        if self.kl_weight > 0 and not self.teacher_scores_name:
+            raise LedError(f"kl_weight is {self.kl_weight:g} but teacher_scores_name is not set")
 
 
 @dataclass

@@ -138,13 +138,15 @@ def tensor_core_padding(training_args) -> int | None:
     return 8 if half and training_args.device.type == "cuda" else None
 
 
-def train_collator(tokenizer, data_args, training_args) -> TrainCollator:
-    """The dense and SPLADE recipes' collator: query and passage lengths from `DataArguments`."""
+def train_collator(tokenizer, data_args, training_args, extra_keys: tuple[str, ...] = ()) -> TrainCollator:
+    """The dense and SPLADE recipes' collator: query and passage lengths from `DataArguments`;
+    `extra_keys`: per-candidate scores the groups carry (precomputed teacher scores)."""
     return TrainCollator(
         tokenizer,
         query_max_length=data_args.query_max_length,
         passage_max_length=data_args.passage_max_length,
         pad_to_multiple_of=tensor_core_padding(training_args),
+        extra_keys=extra_keys,
     )
 
 

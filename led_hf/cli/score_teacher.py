@@ -4,7 +4,9 @@
     led score-teacher --data DATA --teacher runs/ce --negs-sources co-stg1,sp-stg1,sp-stg2 --name ce
     led score-teacher --data DATA --teacher bm25 --negs-sources co-stg1,sp-stg1,sp-stg2 --name bm25
     led score-teacher --data DATA --teacher runs/sp-stg2 --kind fused --fusion-weight 0.5 --name fused
+    led score-teacher --data DATA --teacher runs/co-stg1 --negs-sources bm25 --name co-stg1   # dense teacher
     led train led configs/msmarco/led.json --teacher_scores precomputed --teacher_scores_name sp-stg2
+    led train splade configs/demo/lex_cranfield.json --kl_weight 1 --teacher_scores_name co-stg1
 
 Prints the written folder's metadata as one JSON object.
 """
@@ -28,26 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="led score-teacher",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Score each training query's positives and negative pool (the passages LED training can "
-        "draw for it) with a frozen SPLADE, cross-encoder, BM25 or fused (SPLADE + BM25) teacher, once, into "
+        "draw for it) with a frozen SPLADE, cross-encoder, dense, BM25 or fused (SPLADE + BM25) teacher, once, into "
         "DATA/teacher_scores/NAME (Arrow rows {qid, pids, scores}; written atomically). "
         "`led train led --teacher_scores precomputed --teacher_scores_name NAME` (or "
-        "--cross_encoder_scores_name NAME) then reads the scores instead of running the teacher.",
+        "--cross_encoder_scores_name NAME), or `led train splade --kl_weight W --teacher_scores_name NAME`, "
+        "then reads the scores instead of running the teacher.",
         epilog=__doc__.split("\n", 2)[2],
     )
     add_dataclass_options(parser, PoolArguments, POOL_FLAGS)
     parser.add_argument(
         "--teacher",
         required=True,
-        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny) or a trained cross-encoder; "
+        help="teacher checkpoint: a SPLADE folder (or bundled:splade-tiny), a trained cross-encoder or a "
+        "dense bi-encoder (a `led train dense` folder or a sentence-transformers model); "
         "`bm25` for the BM25 teacher (no model: BM25 scores from a bm25s index of the corpus)",
     )
     parser.add_argument("--name", required=True, help="output folder name under DATA/teacher_scores/")
     parser.add_argument(
         "--kind",
-        choices=("splade", "cross-encoder", "bm25", "fused"),
+        choices=("splade", "cross-encoder", "dense", "bm25", "fused"),
         default=None,
         help="teacher kind (default: the checkpoint's led_config.json; bm25 for --teacher bm25); fused: "
-        "the SPLADE --teacher plus BM25, each normalised per query, weighted by --fusion-weight",
+        "the SPLADE --teacher plus BM25, each normalised per query, weighted by --fusion-weight; dense: "
+        "<e_q, e_p> / temperature, the logits the bi-encoder's training saw",
     )
     parser.add_argument("--bm25-k1", type=float, default=0.9, help="BM25 / fused teacher: k1 (0.9)")
     parser.add_argument("--bm25-b", type=float, default=0.4, help="BM25 / fused teacher: b (0.4)")
@@ -64,10 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fused teacher: per-query normalisation of each teacher's candidate scores (zscore)",
     )
     parser.add_argument(
-        "--query-max-length", type=positive_int, default=32, help="SPLADE teacher: query tokens (32)"
+        "--query-max-length", type=positive_int, default=32, help="SPLADE or dense teacher: query tokens (32)"
     )
     parser.add_argument(
-        "--passage-max-length", type=positive_int, default=128, help="SPLADE teacher: passage tokens (128)"
+        "--passage-max-length",
+        type=positive_int,
+        default=128,
+        help="SPLADE or dense teacher: passage tokens (128)",
     )
     parser.add_argument(
         "--max-length",

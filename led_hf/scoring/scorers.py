@@ -5,6 +5,8 @@
   <w_q, w_p> (fp32). Every distinct passage of the chunk is encoded once (length-sorted batches) and
   scored against the chunk's queries on the device, so only a [queries, passages] score block leaves it;
   with precomputed corpus vectors (`passage_matrix`) the passages are looked up instead.
+- `DenseScorer`: a bi-encoder teacher, <e_q, e_p> / temperature (the logits of its own training loss;
+  cosine / 0.05 for a normalised MiniLM), each distinct passage of a chunk encoded once.
 - `CrossEncoderScorer`: (query, passage) pairs `[CLS] q [SEP] title [SEP] text [SEP]` in length-sorted
   batches -> their logits (fp32); `score` gives the same per candidate list.
 
@@ -124,6 +126,45 @@ class SpladeScorer:
                 self.device,
             ):
                 block[:, positions] = scores.numpy()
+        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+
+
+class DenseScorer:
+    """A frozen `DenseEncoder` scoring each query's candidate passages (see the module docstring)."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        query_max_length: int,
+        passage_max_length: int,
+        batch_size: int,
+        device: torch.device,
+        precision: str = "fp32",
+    ):
+        self.model = model.requires_grad_(False).eval().to(device)
+        self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
+        self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
+        self.batch_size, self.device, self.precision = batch_size, device, precision
+
+    def _embeddings(self, features: list[dict], collate, encode) -> torch.Tensor:
+        embeddings = None
+        for positions, outputs in encode_batches(features, collate, encode, self.batch_size, self.device):
+            if embeddings is None:
+                embeddings = torch.zeros((len(features), outputs.shape[1]), dtype=torch.float32)
+            embeddings[torch.as_tensor(positions)] = outputs.float()
+        return embeddings
+
+    def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+        """<e_q, e_p> / temperature (fp32) of each query's candidates (corpus rows)."""
+        unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
+        queries = TextSource(data.queries, "qid", "queries", rows=query_rows).features(0, len(query_rows))
+        passages = TextSource(data.corpus, "pid", "passages", rows=unique).features(0, len(unique))
+        with autocast(self.device, self.precision):
+            query_embeddings = self._embeddings(queries, self.queries, self.model.encode_query)
+            passage_embeddings = self._embeddings(passages, self.passages, self.model.encode_passage)
+        block = (query_embeddings @ passage_embeddings.T / self.model.temperature).numpy()  # [n, u]
+        offsets = np.cumsum([0] + [len(c) for c in candidates])
         return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
 
 

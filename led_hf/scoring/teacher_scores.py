@@ -12,6 +12,8 @@ A killed run resumes from its work folder DATA/teacher_scores/.work-<name>/ (par
 Teachers (`led_hf.scoring.scorers`, chunks of `queries_per_chunk` queries):
 - SPLADE (`led_config.json` kind "splade", or a plain masked-LM folder): score = <w_q, w_p> (fp32);
 - cross-encoder (kind "cross-encoder"): score = the logit of `[CLS] q [SEP] title [SEP] text [SEP]` (fp32);
+- dense (kind "dense": a `led train dense` folder or a sentence-transformers model): score = <e_q, e_p> /
+  temperature, the logits its contrastive loss saw (fp32);
 - BM25 (`teacher="bm25"`, kind "bm25"): the candidate's BM25 score from a bm25s index of the corpus
   (`led bm25`'s scoring, k1/b options); no model;
 - fused (kind "fused", `teacher` a SPLADE checkpoint): w * z(SPLADE) + (1 - w) * z(BM25), each teacher's
@@ -38,23 +40,27 @@ from led_hf.data.scored_groups import METADATA_FILE, ScoredTrainGroups, teacher_
 from led_hf.errors import LedError
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.modeling.checkpoint import detect_model_kind
+from led_hf.modeling.dense import DenseEncoder
 from led_hf.precision import resolve_precision
 from led_hf.retrieval.bm25 import DEFAULT_B, DEFAULT_K1, build_corpus_index
 from led_hf.retrieval.sparse_vectors import MappedSparseRows
 from led_hf.scoring.scorers import (
     BM25Scorer,
     CrossEncoderScorer,
+    DenseScorer,
     FusedScorer,
     SpladeScorer,
     load_cross_encoder_teacher,
     load_splade_teacher,
+    load_tokenizer,
 )
 from led_hf.work_folder import start_work_folder, tree_sha256
 
-TEACHER_KINDS = ("splade", "cross-encoder", "bm25", "fused")
+TEACHER_KINDS = ("splade", "cross-encoder", "dense", "bm25", "fused")
 SCORE_NAMES = {
     "splade": "SPLADE dot product",
     "cross-encoder": "cross-encoder logit",
+    "dense": "bi-encoder dot product / temperature",
     "bm25": "BM25 (bm25s, Lucene formula)",
     "fused": "weighted sum of per-query normalised SPLADE and BM25",
 }
@@ -152,6 +158,16 @@ def score_teacher(
         if kind == "fused":
             scorer = FusedScorer([scorer, bm25], [fusion_weight, 1 - fusion_weight], fusion_normalisation)
             lexical.update(fusion_weight=fusion_weight, fusion_normalisation=fusion_normalisation)
+    elif kind == "dense":
+        model = DenseEncoder.from_pretrained(path)
+        scorer = DenseScorer(
+            model, load_tokenizer(path), query_max_length, passage_max_length, batch_size, device, precision
+        )
+        lengths = {
+            "query_max_length": query_max_length,
+            "passage_max_length": passage_max_length,
+            "temperature": model.temperature,
+        }
     else:
         scorer = CrossEncoderScorer(
             *load_cross_encoder_teacher(path, max_length), batch_size, device, precision

@@ -2,13 +2,19 @@
 
     Q = encode_query(queries) [B, V]      P = encode_passage(groups) [B*G, V], positive first per group
     loss = contrastive(Q, P; M) + λ_q(t) · FLOPS(Q) + λ_d(t) · FLOPS(P)   λ(t) = λ · min(1, t / k)^2
+           [+ w_kl · kl_distillation(s, c; T, M_own)]                   with kl_weight > 0
 
-M: the false-negative mask (candidates that are qrels positives of the query), as in `DenseTrainer`.
+M: the false-negative mask (candidates that are qrels positives of the query), as in `DenseTrainer`;
+M_own its columns of each query's own G candidates. s[i, g] = <Q_i, P_{i*G+g}> [B, G], the SPLADE scores
+of each query's own candidates; c [B, G] the precomputed teacher scores of the same candidates
+(`teacher_scores` in the batch, from `led score-teacher`: a cross-encoder, dense or other teacher).
 
 t is `state.global_step` (optimizer steps completed), so the warm-up is a pure function of the step and
 continues where it was after `resume_from_checkpoint`. Logged beside `loss`: `contrastive_loss`,
-`flops_query_loss`, `flops_passage_loss` (unweighted), `query_flops_weight`, `passage_flops_weight`, and
-the mean number of non-zero terms per query / passage (`query_nonzeros`, `passage_nonzeros`).
+`flops_query_loss`, `flops_passage_loss` (unweighted), `query_flops_weight`, `passage_flops_weight`,
+the mean number of non-zero terms per query / passage (`query_nonzeros`, `passage_nonzeros`) and, with
+the KL term, `kl_loss` (unweighted) and `teacher_agreement` (the teacher's ordered candidate pairs the
+student orders the same way).
 Everything else (loss-part logging, GA scaling, saving, resuming, epochs) is `RetrievalTrainer`'s.
 """
 
@@ -16,7 +22,10 @@ from __future__ import annotations
 
 import torch
 
+from led_hf.errors import LedError
+from led_hf.losses import kl_distillation_loss, ranking_agreement
 from led_hf.losses.splade import quadratic_warmup, splade_loss
+from led_hf.modeling.scores import group_scores
 from led_hf.trainers.base import RetrievalTrainer
 from led_hf.trainers.false_negatives import batch_false_negative_mask
 
@@ -71,4 +80,32 @@ class SpladeTrainer(RetrievalTrainer):
                 passage_nonzeros=(passages > 0).sum(dim=1).float().mean(),
                 **({} if mask is None else {"masked_false_negatives": mask.sum(dim=1).float().mean()}),
             )
-        return parts["loss"]
+        loss = parts["loss"]
+        if self.args.kl_weight > 0:
+            loss = loss + self.args.kl_weight * self.distillation(queries, passages, group_size, inputs)
+        return loss
+
+    def distillation(self, queries, passages, group_size: int, inputs) -> torch.Tensor:
+        """KL(teacher ‖ student; T) over each query's own candidates, their false negatives left out."""
+        num_queries = queries.shape[0]
+        teacher = inputs.get("teacher_scores")
+        if teacher is None or tuple(teacher.shape) != (num_queries, group_size):
+            shape = None if teacher is None else tuple(teacher.shape)
+            raise LedError(
+                f"kl_weight > 0 needs precomputed teacher_scores [{num_queries}, {group_size}] in the "
+                f"batch, got {shape}"
+            )
+        student = group_scores(queries.float(), passages.float())
+        own = (
+            batch_false_negative_mask(inputs, group_size, in_batch_negatives=False)
+            if getattr(self.args, "mask_false_negatives", True)
+            else None
+        )
+        kl = kl_distillation_loss(student, teacher.float(), temperature=self.args.kl_temperature, mask=own)
+        with torch.no_grad():
+            self.record_loss_parts(
+                kl_loss=kl,
+                kl_weight=self.args.kl_weight,
+                teacher_agreement=ranking_agreement(student, teacher.float(), mask=own),
+            )
+        return kl
