@@ -100,9 +100,22 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
         "+ KL (weight 1, T 1) to the fold's DEN warm-up (variant `query`, seed 42) scores of the same pool",
         ["--kl_weight", "1", "--kl_temperature", "1", "--teacher_scores_name", DENSE_TEACHER],
     ),
-    "lex-distil-w0.3": (
-        "+ KL (weight 0.3, T 1) to the fold's DEN warm-up scores",
-        ["--kl_weight", "0.3", "--kl_temperature", "1", "--teacher_scores_name", DENSE_TEACHER],
+    "lex-distil-neg3": (
+        "3 BM25 negatives per query (group of 4) + KL (weight 1, T 1) to the fold's DEN warm-up scores",
+        [
+            "--num_negatives",
+            "3",
+            "--kl_weight",
+            "1",
+            "--kl_temperature",
+            "1",
+            "--teacher_scores_name",
+            DENSE_TEACHER,
+        ],
+    ),
+    "lex-neg3-lr2e-5": (
+        "3 BM25 negatives per query (group of 4), the config's lr 2e-5",
+        ["--num_negatives", "3"],
     ),
 }
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from trainer_helpers import (
     FirstStepGradients,
+    declare_false_negative,
     fixture_groups,
     free_port,
     join_gloo_ranks,
@@ -205,9 +206,7 @@ def test_false_negatives_leave_the_contrastive_and_rank_terms(
 
     trainer = _trainer(student_dir, prepared_msmarco, tmp_path / "out", teacher_dir)
     batch = _batch(trainer)
-    judged = batch["passage_rows"][1].item()  # query 0's first hard negative
-    batch["positive_rows"] = torch.cat([batch["positive_rows"], torch.full((3, 1), -1)], dim=1)
-    batch["positive_rows"][0, -1] = judged
+    declare_false_negative(batch, query=0, column=1, group_size=GROUP)  # query 0's first hard negative
     trainer.model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, batch)

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from trainer_helpers import fixture_groups, run_settings, train_logs
+from trainer_helpers import declare_false_negative, fixture_groups, run_settings, train_logs
 from transformers import AutoTokenizer
 
 from led_hf.arguments import SpladeTrainingArguments
@@ -112,9 +112,7 @@ def test_kl_term_against_float64_with_a_false_negative(tiny_bert_mlm_dir, scored
         teacher_scores_name="dense",
     )  # fmt: skip
     batch = trainer.data_collator([trainer.train_dataset[i] for i in (0, 1, 2)])
-    judged = batch["passage_rows"][1].item()  # query 0's first hard negative, now a qrels positive
-    batch["positive_rows"] = torch.cat([batch["positive_rows"], torch.full((3, 1), -1)], dim=1)
-    batch["positive_rows"][0, -1] = judged
+    declare_false_negative(batch, query=0, column=1, group_size=GROUP)  # query 0's first hard negative
     trainer.model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, batch)

@@ -42,6 +42,15 @@ def fixture_groups(data_dir, cls=TrainGroups, negs_sources="bm25", num_negatives
     )
 
 
+def declare_false_negative(batch: dict, query: int = 0, column: int = 1, group_size: int = 3) -> None:
+    """Make candidate `column` of `query`'s group a qrels positive of that query in the batch's ids (a
+    judged-relevant hard negative), as the collator would have written it."""
+    judged = batch["passage_rows"][query * group_size + column].item()
+    rows = batch["positive_rows"]
+    batch["positive_rows"] = torch.cat([rows, torch.full((rows.shape[0], 1), -1, dtype=rows.dtype)], dim=1)
+    batch["positive_rows"][query, -1] = judged
+
+
 def train_logs(trainer) -> list[dict]:
     """The training-step entries of the log history (not the final summary)."""
     return [entry for entry in trainer.state.log_history if "loss" in entry]

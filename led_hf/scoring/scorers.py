@@ -70,8 +70,8 @@ def load_cross_encoder_teacher(
     return model, CrossEncoderCollator(tokenizer, max_length=length, pad_to_multiple_of=pad_to_multiple_of)
 
 
-class SpladeScorer:
-    """A frozen SPLADE teacher scoring each query's candidate passages (see the module docstring)."""
+class _BiEncoderScorer:
+    """A frozen bi-encoder (SPLADE or dense) with its query and passage collators."""
 
     def __init__(
         self,
@@ -83,12 +83,16 @@ class SpladeScorer:
         device: torch.device,
         precision: str = "fp32",
     ):
-
         self.model = model.requires_grad_(False).eval().to(device)
         self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
         self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
         self.batch_size, self.device, self.precision = batch_size, device, precision
-        self.passage_matrix = None  # precomputed passage weights: matrix[rows] -> scipy CSR [rows, V]
+
+
+class SpladeScorer(_BiEncoderScorer):
+    """A frozen SPLADE teacher scoring each query's candidate passages (see the module docstring)."""
+
+    passage_matrix = None  # precomputed passage weights: matrix[rows] -> scipy CSR [rows, V]
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """Scores (fp32) of each query's candidates (corpus rows); each distinct passage encoded once."""
@@ -129,23 +133,8 @@ class SpladeScorer:
         return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
 
 
-class DenseScorer:
+class DenseScorer(_BiEncoderScorer):
     """A frozen `DenseEncoder` scoring each query's candidate passages (see the module docstring)."""
-
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        query_max_length: int,
-        passage_max_length: int,
-        batch_size: int,
-        device: torch.device,
-        precision: str = "fp32",
-    ):
-        self.model = model.requires_grad_(False).eval().to(device)
-        self.queries = EncodeCollator(tokenizer, query_max_length, kind="query")
-        self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
-        self.batch_size, self.device, self.precision = batch_size, device, precision
 
     def _embeddings(self, features: list[dict], collate, encode) -> torch.Tensor:
         embeddings = None
