@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from trainer_helpers import (
     FirstStepGradients,
     declare_false_negative,
+    eval_loss_with_parts,
     fixture_groups,
     free_port,
     join_gloo_ranks,
@@ -207,11 +208,7 @@ def test_false_negatives_leave_the_contrastive_and_rank_terms(
     trainer = _trainer(student_dir, prepared_msmarco, tmp_path / "out", teacher_dir)
     batch = _batch(trainer)
     declare_false_negative(batch, query=0, column=1, group_size=GROUP)  # query 0's first hard negative
-    trainer.model.eval()
-    with torch.no_grad():
-        loss = trainer.compute_loss(trainer.model, batch)
-        out = trainer.model(query=batch["query"], passage=batch["passage"])
-    parts = {name: float(values[-1]) for name, values in trainer._metrics["eval"].items()}
+    loss, out, parts = eval_loss_with_parts(trainer, batch)
     mask = false_negative_mask(batch["positive_rows"], batch["passage_rows"], GROUP)
     assert mask[0, 1] and parts["masked_false_negatives"] == pytest.approx(mask.sum().item() / 3)
     temperature = trainer.model.temperature

@@ -9,7 +9,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from trainer_helpers import declare_false_negative, fixture_groups, run_settings, train_logs
+from trainer_helpers import (
+    declare_false_negative,
+    eval_loss_with_parts,
+    fixture_groups,
+    run_settings,
+    train_logs,
+)
 from transformers import AutoTokenizer
 
 from led_hf.arguments import SpladeTrainingArguments
@@ -113,11 +119,7 @@ def test_kl_term_against_float64_with_a_false_negative(tiny_bert_mlm_dir, scored
     )  # fmt: skip
     batch = trainer.data_collator([trainer.train_dataset[i] for i in (0, 1, 2)])
     declare_false_negative(batch, query=0, column=1, group_size=GROUP)  # query 0's first hard negative
-    trainer.model.eval()
-    with torch.no_grad():
-        loss = trainer.compute_loss(trainer.model, batch)
-        out = trainer.model(query=batch["query"], passage=batch["passage"])
-    parts = {name: float(values[-1]) for name, values in trainer._metrics["eval"].items()}
+    loss, out, parts = eval_loss_with_parts(trainer, batch)
 
     queries = out.query_embeddings.double().numpy()
     passages = out.passage_embeddings.double().numpy().reshape(3, GROUP, -1)

@@ -51,6 +51,15 @@ def declare_false_negative(batch: dict, query: int = 0, column: int = 1, group_s
     batch["positive_rows"][query, -1] = judged
 
 
+def eval_loss_with_parts(trainer, batch: dict):
+    """(loss, model outputs, logged loss parts) of one batch in eval mode (no dropout), without gradients."""
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, batch)
+        out = trainer.model(query=batch["query"], passage=batch["passage"])
+    return loss, out, {name: float(values[-1]) for name, values in trainer._metrics["eval"].items()}
+
+
 def train_logs(trainer) -> list[dict]:
     """The training-step entries of the log history (not the final summary)."""
     return [entry for entry in trainer.state.log_history if "loss" in entry]
