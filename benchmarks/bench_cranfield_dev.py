@@ -37,6 +37,7 @@ LEX_CONFIG = ROOT / "configs" / "demo" / "lex_cranfield.json"
 
 LED_CONFIG = ROOT / "configs" / "demo" / "led_cranfield.json"
 DENSE_TEACHER = "den-warmup"  # DATA/teacher_scores/<name>: the fold's DEN warm-up as a teacher of SPLADE
+DISTIL = ["--kl_weight", "1", "--kl_temperature", "1", "--teacher_scores_name", DENSE_TEACHER]
 
 # LED variants, trained on a finished pipeline's data (`--pipeline-data OUT`: OUT/data with its mined
 # negatives and the sp-stg2 teacher scores, student init OUT/co-stg1): name -> (what it is, flags)
@@ -97,21 +98,13 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lex-fp32": ("trained in fp32 instead of bf16 autocast", ["--bf16", "false"]),
     "lex-min2": ("positive_min_score 2 (grade-1 judgments are not positives)", ["--positive_min_score", "2"]),
     "lex-distil": (
-        "+ KL (weight 1, T 1) to the fold's DEN warm-up (variant `query`, seed 42) scores of the same pool",
-        ["--kl_weight", "1", "--kl_temperature", "1", "--teacher_scores_name", DENSE_TEACHER],
+        "+ KL (weight 1, T 1) to the fold's DEN warm-up (variant `query`, seed 42) scores",
+        DISTIL,
     ),
-    "lex-distil-neg3": (
-        "3 BM25 negatives per query (group of 4) + KL (weight 1, T 1) to the fold's DEN warm-up scores",
-        [
-            "--num_negatives",
-            "3",
-            "--kl_weight",
-            "1",
-            "--kl_temperature",
-            "1",
-            "--teacher_scores_name",
-            DENSE_TEACHER,
-        ],
+    "lex-distil-neg3": ("3 BM25 negatives (group of 4) + that KL", ["--num_negatives", "3", *DISTIL]),
+    "lex-distil-neg3-lr1e-4": (
+        "group of 4 + that KL, lr 1e-4",
+        ["--num_negatives", "3", *DISTIL, "--learning_rate", "1e-4"],
     ),
     "lex-neg3-lr2e-5": (
         "3 BM25 negatives per query (group of 4), the config's lr 2e-5",
@@ -135,6 +128,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "query-min2": ("group_by query, positive_min_score 2", ["--positive_min_score", "2"]),
     "query-min3": ("group_by query, positive_min_score 3", ["--positive_min_score", "3"]),
     "query-grade": ("group_by query, grade-weighted positives", ["--positive_sampling", "grade"]),
+    "st-mnrl": (
+        "sentence-transformers' own fine-tune, as its users run it: MultipleNegativesRankingLoss (scale 20), "
+        "no-duplicates batches, one (query, positive, BM25 negative) row per qrels pair, fp32",
+        [],
+    ),
 }
 
 
@@ -158,6 +156,25 @@ def prepare(work: Path, cranfield: Path, fold: int = 0) -> Path:
         led("mine", "--data", str(data), "--split", "train", "--name", "bm25-skip10", "--bm25", "--keep", "200",
             "--skip-top", "10", "--overwrite")  # fmt: skip
     return data
+
+
+def test_metrics(data: Path, name: str, folder: Path) -> dict:
+    """A finished variant read on test (its corpus encoding reused): `--test`, once a choice is made."""
+    from led_hf.data.runs import read_run
+    from led_hf.data.store import PreparedData
+    from led_hf.evaluation.metrics import evaluate_run
+    from led_hf.pipeline.variables import placeholders
+
+    sparse = name in LEX_VARIANTS
+    model = str(folder / "model")
+    if name.endswith("zero-shot"):
+        model = placeholders()["splade_tiny" if sparse else "minilm"]
+    led("encode", "--model", model, "--data", str(data), "--precision", "fp32", "--overwrite",
+        *(["--kind", "splade"] if sparse else []), "--queries", "test", "--max-length", "64",
+        "--output", str(folder / "test-queries"))  # fmt: skip
+    target = ["--index", str(folder / "index")] if sparse else ["--passages", str(folder / "corpus")]
+    led("search", *target, "--queries", str(folder / "test-queries"), "--output", str(folder / "test.trec"))
+    return evaluate_run(read_run(folder / "test.trec"), PreparedData(data).qrels_dict("test"))
 
 
 def dev_metrics(data: Path, model: str, folder: Path, sparse: bool = False) -> dict:
@@ -249,6 +266,9 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
             "passage_nonzeros_last": steps[-1]["passage_nonzeros"],
             "epochs": round(trainer.state.epoch, 2),
         }
+    elif name == "st-mnrl":
+        model = str(folder / "model")
+        log = train_sentence_transformers(data, model, max_steps, seed)
     elif not sparse and name != "zero-shot":
         from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
         from led_hf.cli.train_dense import train_dense
@@ -270,6 +290,57 @@ def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) ->
               "max_steps": max_steps, "train_s": round(train_s, 1), **log, "dev": metrics}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
     return result
+
+
+def train_sentence_transformers(data: Path, output: str, max_steps: int, seed: int) -> dict:
+    """The DEN warm-up's budget (max_steps of 16, lr 2e-5, 10% warm-up, weight decay 0.01) spent the way a
+    sentence-transformers user would: SentenceTransformerTrainer, MultipleNegativesRankingLoss at scale 20
+    (= 1 / the DEN config's temperature 0.05), BatchSamplers.NO_DUPLICATES, and the dataset of (anchor,
+    positive, negative) rows that sentence-transformers expects: one per qrels pair of the train split
+    (grade >= 1), its negative drawn (seeded) from the query's BM25 top 200, positives excluded."""
+    import numpy as np
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import (
+        BatchSamplers,
+        SentenceTransformerTrainingArguments,
+    )
+
+    from led_hf.data.store import PreparedData
+    from led_hf.pipeline.variables import placeholders
+
+    prepared = PreparedData(data)
+    queries = dict(zip(prepared.queries["qid"], prepared.queries["text"]))
+    corpus = prepared.corpus
+    texts = {p: f"{t} {x}".strip() for p, t, x in zip(corpus["pid"], corpus["title"], corpus["text"])}
+    qrels = prepared.qrels("train")
+    positives: dict[str, set[str]] = {}
+    for qid, pid, score in zip(qrels["qid"], qrels["pid"], qrels["score"]):
+        if score >= 1:
+            positives.setdefault(qid, set()).add(pid)
+    negatives = prepared.negatives("bm25")
+    pools = {qid: [p for p in pids[:200] if p not in positives.get(qid, ())]
+             for qid, pids in zip(negatives["qid"], negatives["pids"])}  # fmt: skip
+    rng = np.random.default_rng(seed)
+    rows = [(queries[qid], texts[pid], texts[str(rng.choice(pools[qid]))])
+            for qid in positives for pid in sorted(positives[qid])]  # fmt: skip
+    dataset = Dataset.from_dict(
+        {key: [row[i] for row in rows] for i, key in enumerate(("anchor", "positive", "negative"))}
+    )
+    model = SentenceTransformer(placeholders()["minilm"], device="cpu")
+    model.max_seq_length = 256
+    args = SentenceTransformerTrainingArguments(
+        output_dir=output + "-work", max_steps=max_steps, per_device_train_batch_size=16, learning_rate=2e-5,
+        warmup_ratio=0.1, weight_decay=0.01, seed=seed, batch_sampler=BatchSamplers.NO_DUPLICATES,
+        save_strategy="no", report_to="none", logging_steps=5, use_cpu=True,
+    )  # fmt: skip
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=dataset, loss=MultipleNegativesRankingLoss(model, scale=20.0)
+    )
+    trainer.train()
+    model.save(output)
+    return {"rows": len(rows), "epochs": round(trainer.state.epoch, 2)}
 
 
 def dense_teacher_scores(data: Path, work: Path, max_steps: int) -> None:
@@ -302,6 +373,11 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=30, help="optimizer steps per variant (default 30)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[42], help="training seeds (default 42)")
     parser.add_argument("--baseline", default="pair-today", help="variant the others are compared with")
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="also read each variant on test (the split the pipeline reports; for final choices only)",
+    )
     parser.add_argument("--pipeline", help="report a finished `led pipeline` output folder instead")
     parser.add_argument(
         "--pipeline-data",
@@ -342,6 +418,10 @@ def run_fold(args: argparse.Namespace, work: Path, data: Path) -> dict[tuple[str
     for name in args.only or list(VARIANTS):
         for seed in [42] if name.endswith("zero-shot") else args.seeds:
             results.append(run_variant(name, data, work, args.max_steps, seed))
+            folder = work / f"{name}-seed{seed}"
+            if args.test and "test" not in results[-1]:
+                results[-1]["test"] = test_metrics(data, name, folder)
+                (folder / "result.json").write_text(json.dumps(results[-1], indent=2))
             print(json.dumps(results[-1]), flush=True)
     per_query = {
         (r["name"], r["seed"]): per_query_ndcg(
@@ -366,6 +446,10 @@ def run_fold(args: argparse.Namespace, work: Path, data: Path) -> dict[tuple[str
         versus = f"{versus['diff']:+.4f} ({versus['p_t']:.2f} / {versus['p_rand']:.2f})" if versus else "-"
         print(f"| {r['name']} | {r['seed']} | {r.get('epochs', '-')} | {r['dev']['ndcg@10']:.4f} | "
               f"{r['dev']['mrr@10']:.4f} | {accuracy} | {versus} |")  # fmt: skip
+    if any("test" in r for r in results):
+        print("\n| variant | seed | test nDCG@10 | test MRR@10 |\n|---|---:|---:|---:|")
+        for r in (r for r in results if "test" in r):
+            print(f"| {r['name']} | {r['seed']} | {r['test']['ndcg@10']:.4f} | {r['test']['mrr@10']:.4f} |")
     return per_query
 
 
