@@ -35,7 +35,8 @@ class SpladeTrainer(RetrievalTrainer):
 
     loss_description = (
         "contrastive (InfoNCE) over in-batch and hard negatives on SPLADE term-weight dot "
-        "products + λ_q·FLOPS(queries) + λ_d·FLOPS(passages)"
+        "products + λ_q·FLOPS(queries) + λ_d·FLOPS(passages) (+ w_kl · T²·KL(teacher ‖ SPLADE) over each "
+        "query's candidates, from precomputed teacher scores, when kl_weight > 0)"
     )
     representation = "sparse"  # the retrieval evaluator searches through the inverted index
 
