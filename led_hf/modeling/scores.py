@@ -31,3 +31,11 @@ def group_scores(queries: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
         raise LedError(f"{passages.shape[0]} passages do not split into groups for {num_queries} queries")
     grouped = passages.view(num_queries, passages.shape[0] // num_queries, -1)
     return torch.einsum("bh,bgh->bg", queries, grouped)
+
+
+def check_group_scores(scores: torch.Tensor, num_queries: int, group_size: int, name: str) -> torch.Tensor:
+    """Per-candidate scores that arrived with a batch (e.g. precomputed teacher scores), as fp32 [B, G];
+    any other shape is an error naming `name`."""
+    if tuple(scores.shape) != (num_queries, group_size):
+        raise LedError(f"{name} has shape {tuple(scores.shape)}, expected [{num_queries}, {group_size}]")
+    return scores.float()

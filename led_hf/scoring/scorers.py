@@ -88,6 +88,22 @@ class _BiEncoderScorer:
         self.passages = EncodeCollator(tokenizer, passage_max_length, kind="passage")
         self.batch_size, self.device, self.precision = batch_size, device, precision
 
+    def _embeddings(self, features: list[dict], collate, encode) -> torch.Tensor:
+        """encode(features) [len(features), D] (fp32, CPU), in the order of `features`."""
+        embeddings = None
+        for positions, outputs in encode_batches(features, collate, encode, self.batch_size, self.device):
+            if embeddings is None:
+                embeddings = torch.zeros((len(features), outputs.shape[1]), dtype=torch.float32)
+            embeddings[torch.as_tensor(positions)] = outputs.float()
+        return embeddings
+
+
+def _per_query(block: np.ndarray, inverse: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
+    """Each query's candidate scores from a [queries, distinct passages] block: query i's candidates are
+    `inverse[offsets[i]:offsets[i+1]]` of `np.unique(np.concatenate(candidates), return_inverse=True)`."""
+    offsets = np.cumsum([0] + [len(c) for c in candidates])
+    return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+
 
 class SpladeScorer(_BiEncoderScorer):
     """A frozen SPLADE teacher scoring each query's candidate passages (see the module docstring)."""
@@ -103,16 +119,8 @@ class SpladeScorer(_BiEncoderScorer):
         query_features = TextSource(data.queries, "qid", "queries", rows=query_rows).features(
             0, len(query_rows)
         )
-        query_weights = None
-        for positions, weights in encode_batches(
-            query_features, self.queries, self.model.encode, self.batch_size, self.device
-        ):
-            if query_weights is None:
-                query_weights = torch.zeros((len(query_rows), weights.shape[1]), dtype=torch.float32)
-            query_weights[torch.as_tensor(positions)] = weights.float()
-        query_weights = query_weights.to(self.device)
+        query_weights = self._embeddings(query_features, self.queries, self.model.encode).to(self.device)
         unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
         if self.passage_matrix is not None:  # looked up: [u, V] sparse x [V, n] dense
             block = np.asarray(
                 self.passage_matrix[unique] @ query_weights.cpu().numpy().T, dtype=np.float32
@@ -130,19 +138,11 @@ class SpladeScorer(_BiEncoderScorer):
                 self.device,
             ):
                 block[:, positions] = scores.numpy()
-        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+        return _per_query(block, inverse, candidates)
 
 
 class DenseScorer(_BiEncoderScorer):
     """A frozen `DenseEncoder` scoring each query's candidate passages (see the module docstring)."""
-
-    def _embeddings(self, features: list[dict], collate, encode) -> torch.Tensor:
-        embeddings = None
-        for positions, outputs in encode_batches(features, collate, encode, self.batch_size, self.device):
-            if embeddings is None:
-                embeddings = torch.zeros((len(features), outputs.shape[1]), dtype=torch.float32)
-            embeddings[torch.as_tensor(positions)] = outputs.float()
-        return embeddings
 
     def score(self, data, query_rows: np.ndarray, candidates: list[np.ndarray]) -> list[np.ndarray]:
         """<e_q, e_p> / temperature (fp32) of each query's candidates (corpus rows)."""
@@ -153,8 +153,7 @@ class DenseScorer(_BiEncoderScorer):
             query_embeddings = self._embeddings(queries, self.queries, self.model.encode_query)
             passage_embeddings = self._embeddings(passages, self.passages, self.model.encode_passage)
         block = (query_embeddings @ passage_embeddings.T / self.model.temperature).numpy()  # [n, u]
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
-        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+        return _per_query(block, inverse, candidates)
 
 
 class CrossEncoderScorer:
@@ -246,8 +245,7 @@ class BM25Scorer:
         queries = self.query_vectors(texts)
         unique, inverse = np.unique(np.concatenate(candidates), return_inverse=True)
         block = np.asarray((queries @ self.matrix[unique].T).todense(), dtype=np.float32)  # [n, u]
-        offsets = np.cumsum([0] + [len(c) for c in candidates])
-        return [block[i, inverse[offsets[i] : offsets[i + 1]]] for i in range(len(candidates))]
+        return _per_query(block, inverse, candidates)
 
 
 def normalise_per_query(scores: np.ndarray, method: str = "zscore") -> np.ndarray:

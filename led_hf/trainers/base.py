@@ -41,6 +41,7 @@ from led_hf.modeling.checkpoint import LED_CONFIG_NAME
 from led_hf.retrieval.encode import encode_batches
 from led_hf.trainers.callbacks import EpochCallback
 from led_hf.trainers.card import write_model_card
+from led_hf.trainers.false_negatives import batch_false_negative_mask
 from led_hf.trainers.grad_cache import grad_cache_training_step
 from led_hf.trainers.hub import push_checkpoint, push_final
 from led_hf.trainers.numerics import NonFiniteGuard
@@ -170,6 +171,12 @@ class RetrievalTrainer(Trainer):
 
             return NoDuplicatesSampler(dataset, self._train_batch_size * max(1, self.args.world_size))
         return super()._get_train_sampler(train_dataset)
+
+    def false_negatives(self, inputs, group_size: int, in_batch: bool, gathered: bool):
+        """The batch's false-negative mask (None when masking is off or the batch has no ids)."""
+        if not getattr(self.args, "mask_false_negatives", True):
+            return None
+        return batch_false_negative_mask(inputs, group_size, in_batch, gathered)
 
     # -- logging of loss parts -----------------------------------------------------------------------
     def record_loss_parts(self, **parts: torch.Tensor | float) -> None:

@@ -19,7 +19,6 @@ import torch
 from led_hf.losses import contrastive_loss, gather_with_grad
 from led_hf.losses.contrastive import positive_rank_accuracy
 from led_hf.trainers.base import RetrievalTrainer
-from led_hf.trainers.false_negatives import batch_false_negative_mask
 
 
 class DenseTrainer(RetrievalTrainer):
@@ -57,9 +56,3 @@ class DenseTrainer(RetrievalTrainer):
             parts["masked_false_negatives"] = mask.sum(dim=1).float().mean()
         self.record_loss_parts(**parts)
         return loss
-
-    def false_negatives(self, inputs, group_size: int, in_batch: bool, gathered: bool):
-        """The batch's false-negative mask (None when masking is off or the batch has no ids)."""
-        if not getattr(self.args, "mask_false_negatives", True):
-            return None
-        return batch_false_negative_mask(inputs, group_size, in_batch, gathered)

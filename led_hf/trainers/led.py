@@ -35,7 +35,7 @@ import torch
 
 from led_hf.errors import LedError
 from led_hf.losses import kl_distillation_loss, rank_consistency_loss, ranking_agreement
-from led_hf.modeling.scores import group_scores
+from led_hf.modeling.scores import check_group_scores, group_scores
 from led_hf.trainers.dense import DenseTrainer
 
 
@@ -122,7 +122,7 @@ class LEDTrainer(DenseTrainer):
     def teacher_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:
         """SPLADE teacher scores [B, G] (fp32) of each query's own candidates."""
         if "teacher_scores" in inputs:
-            return _grouped(inputs["teacher_scores"], num_queries, group_size, "teacher_scores")
+            return check_group_scores(inputs["teacher_scores"], num_queries, group_size, "teacher_scores")
         if self.teacher is None:
             raise LedError(
                 "rank_weight > 0 needs a SPLADE teacher (teacher_model_name_or_path) or precomputed "
@@ -138,7 +138,9 @@ class LEDTrainer(DenseTrainer):
     def cross_encoder_scores(self, inputs: dict, num_queries: int, group_size: int) -> torch.Tensor:
         """Cross-encoder logits [B, G] (fp32) of each query's own candidates."""
         if "cross_encoder_scores" in inputs:
-            return _grouped(inputs["cross_encoder_scores"], num_queries, group_size, "cross_encoder_scores")
+            return check_group_scores(
+                inputs["cross_encoder_scores"], num_queries, group_size, "cross_encoder_scores"
+            )
         if self.cross_encoder is None or "cross_encoder_pairs" not in inputs:
             raise LedError(
                 "kl_weight > 0 needs a cross-encoder teacher (cross_encoder_name_or_path, with "
@@ -148,9 +150,3 @@ class LEDTrainer(DenseTrainer):
             return self.cross_encoder.score_candidates(
                 inputs["cross_encoder_pairs"], group_size=group_size, chunk_size=self.args.teacher_batch_size
             )
-
-
-def _grouped(scores: torch.Tensor, num_queries: int, group_size: int, name: str) -> torch.Tensor:
-    if tuple(scores.shape) != (num_queries, group_size):
-        raise LedError(f"{name} has shape {tuple(scores.shape)}, expected [{num_queries}, {group_size}]")
-    return scores.float()

@@ -25,9 +25,8 @@ import torch
 from led_hf.errors import LedError
 from led_hf.losses import kl_distillation_loss, ranking_agreement
 from led_hf.losses.splade import quadratic_warmup, splade_loss
-from led_hf.modeling.scores import group_scores
+from led_hf.modeling.scores import check_group_scores, group_scores
 from led_hf.trainers.base import RetrievalTrainer
-from led_hf.trainers.false_negatives import batch_false_negative_mask
 
 
 class SpladeTrainer(RetrievalTrainer):
@@ -53,11 +52,7 @@ class SpladeTrainer(RetrievalTrainer):
         group_size = passages.shape[0] // queries.shape[0]
         in_batch = getattr(self.args, "in_batch_negatives", True)
         gathered = in_batch and getattr(self.args, "gather_across_devices", True)
-        mask = (
-            batch_false_negative_mask(inputs, group_size, in_batch, gathered)
-            if getattr(self.args, "mask_false_negatives", True)
-            else None
-        )
+        mask = self.false_negatives(inputs, group_size, in_batch, gathered)
         query_weight, passage_weight = self.flops_weights()
         parts = splade_loss(
             queries,
@@ -88,25 +83,16 @@ class SpladeTrainer(RetrievalTrainer):
 
     def distillation(self, queries, passages, group_size: int, inputs) -> torch.Tensor:
         """KL(teacher ‖ student; T) over each query's own candidates, their false negatives left out."""
-        num_queries = queries.shape[0]
-        teacher = inputs.get("teacher_scores")
-        if teacher is None or tuple(teacher.shape) != (num_queries, group_size):
-            shape = None if teacher is None else tuple(teacher.shape)
-            raise LedError(
-                f"kl_weight > 0 needs precomputed teacher_scores [{num_queries}, {group_size}] in the "
-                f"batch, got {shape}"
-            )
+        if "teacher_scores" not in inputs:
+            raise LedError("kl_weight > 0 needs precomputed teacher_scores in the batch")
+        teacher = check_group_scores(inputs["teacher_scores"], queries.shape[0], group_size, "teacher_scores")
         student = group_scores(queries.float(), passages.float())
-        own = (
-            batch_false_negative_mask(inputs, group_size, in_batch_negatives=False)
-            if getattr(self.args, "mask_false_negatives", True)
-            else None
-        )
-        kl = kl_distillation_loss(student, teacher.float(), temperature=self.args.kl_temperature, mask=own)
+        own = self.false_negatives(inputs, group_size, in_batch=False, gathered=False)
+        kl = kl_distillation_loss(student, teacher, temperature=self.args.kl_temperature, mask=own)
         with torch.no_grad():
             self.record_loss_parts(
                 kl_loss=kl,
                 kl_weight=self.args.kl_weight,
-                teacher_agreement=ranking_agreement(student, teacher.float(), mask=own),
+                teacher_agreement=ranking_agreement(student, teacher, mask=own),
             )
         return kl
