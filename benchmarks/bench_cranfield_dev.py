@@ -94,9 +94,6 @@ LEX_VARIANTS: dict[str, tuple[str, list[str]]] = {
         "BM25 negatives without their top 10 ranks (`led mine --bm25 --skip-top 10`)",
         ["--negs_sources", "bm25-skip10"],
     ),
-    "lex-ep2": ("2 epochs instead of 4 (half the drift from SPLADE-tiny)", ["--num_train_epochs", "2"]),
-    "lex-fp32": ("trained in fp32 instead of bf16 autocast", ["--bf16", "false"]),
-    "lex-min2": ("positive_min_score 2 (grade-1 judgments are not positives)", ["--positive_min_score", "2"]),
     "lex-distil": (
         "+ KL (weight 1, T 1) to the fold's DEN warm-up (variant `query`, seed 42) scores",
         DISTIL,
@@ -160,38 +157,38 @@ def prepare(work: Path, cranfield: Path, fold: int = 0) -> Path:
 
 def test_metrics(data: Path, name: str, folder: Path) -> dict:
     """A finished variant read on test (its corpus encoding reused): `--test`, once a choice is made."""
-    from led_hf.data.runs import read_run
-    from led_hf.data.store import PreparedData
-    from led_hf.evaluation.metrics import evaluate_run
     from led_hf.pipeline.variables import placeholders
 
     sparse = name in LEX_VARIANTS
     model = str(folder / "model")
     if name.endswith("zero-shot"):
         model = placeholders()["splade_tiny" if sparse else "minilm"]
-    led("encode", "--model", model, "--data", str(data), "--precision", "fp32", "--overwrite",
-        *(["--kind", "splade"] if sparse else []), "--queries", "test", "--max-length", "64",
-        "--output", str(folder / "test-queries"))  # fmt: skip
-    target = ["--index", str(folder / "index")] if sparse else ["--passages", str(folder / "corpus")]
-    led("search", *target, "--queries", str(folder / "test-queries"), "--output", str(folder / "test.trec"))
-    return evaluate_run(read_run(folder / "test.trec"), PreparedData(data).qrels_dict("test"))
+    return split_metrics(data, model, folder, sparse, "test")
 
 
 def dev_metrics(data: Path, model: str, folder: Path, sparse: bool = False) -> dict:
+    common = ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite"]
+    common += ["--kind", "splade"] if sparse else []
+    led("encode", *common, "--corpus", "--max-length", "256", "--output", str(folder / "corpus"))
+    if sparse:
+        led("index", "--backend", "inverted", "--vectors", str(folder / "corpus"), "--output",
+            str(folder / "index"), "--overwrite")  # fmt: skip
+    return split_metrics(data, model, folder, sparse, "dev")
+
+
+def split_metrics(data: Path, model: str, folder: Path, sparse: bool, split: str) -> dict:
+    """Encode `split`'s queries, search FOLDER's corpus encoding (or index), evaluate: FOLDER/<split>.trec."""
     from led_hf.data.runs import read_run
     from led_hf.data.store import PreparedData
     from led_hf.evaluation.metrics import evaluate_run
 
-    common = ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite"]
-    common += ["--kind", "splade"] if sparse else []
-    led("encode", *common, "--corpus", "--max-length", "256", "--output", str(folder / "corpus"))
-    led("encode", *common, "--queries", "dev", "--max-length", "64", "--output", str(folder / "dev-queries"))
-    if sparse:
-        led("index", "--backend", "inverted", "--vectors", str(folder / "corpus"), "--output",
-            str(folder / "index"), "--overwrite")  # fmt: skip
+    queries, run = folder / f"{split}-queries", folder / f"{split}.trec"
+    led("encode", "--model", model, "--data", str(data), "--precision", "fp32", "--overwrite",
+        *(["--kind", "splade"] if sparse else []), "--queries", split, "--max-length", "64",
+        "--output", str(queries))  # fmt: skip
     target = ["--index", str(folder / "index")] if sparse else ["--passages", str(folder / "corpus")]
-    led("search", *target, "--queries", str(folder / "dev-queries"), "--output", str(folder / "dev.trec"))
-    return evaluate_run(read_run(folder / "dev.trec"), PreparedData(data).qrels_dict("dev"))
+    led("search", *target, "--queries", str(queries), "--output", str(run))
+    return evaluate_run(read_run(run), PreparedData(data).qrels_dict(split))
 
 
 def per_query_ndcg(run_path: Path, data: Path, split: str) -> dict[str, float]:
@@ -314,11 +311,9 @@ def train_sentence_transformers(data: Path, output: str, max_steps: int, seed: i
     queries = dict(zip(prepared.queries["qid"], prepared.queries["text"]))
     corpus = prepared.corpus
     texts = {p: f"{t} {x}".strip() for p, t, x in zip(corpus["pid"], corpus["title"], corpus["text"])}
-    qrels = prepared.qrels("train")
-    positives: dict[str, set[str]] = {}
-    for qid, pid, score in zip(qrels["qid"], qrels["pid"], qrels["score"]):
-        if score >= 1:
-            positives.setdefault(qid, set()).add(pid)
+    graded = prepared.qrels_dict("train").items()
+    positives = {qid: {p for p, grade in judged.items() if grade >= 1} for qid, judged in graded}
+    positives = {qid: pids for qid, pids in positives.items() if pids}
     negatives = prepared.negatives("bm25")
     pools = {qid: [p for p in pids[:200] if p not in positives.get(qid, ())]
              for qid, pids in zip(negatives["qid"], negatives["pids"])}  # fmt: skip
