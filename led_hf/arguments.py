@@ -334,6 +334,14 @@ class DenseTrainingArguments(TrainingArguments):
             "eval_results.json holds init_*, trained_*, eval_* (the saved model) and kept_init."
         },
     )
+    fallback_min_gain: float = field(
+        default=0.0,
+        metadata={
+            "help": "With fallback_to_init: the trained model is saved only if it beats the initial one by more "
+            "than this, in metric_for_best_model's units (e.g. 0.005 nDCG@10), so that a dev gain within the "
+            "noise of a small dev split keeps the init."
+        },
+    )
 
     def __post_init__(self):
         # before TrainingArguments' own checks, which read bf16 (mixed precision, device checks)
@@ -344,6 +352,8 @@ class DenseTrainingArguments(TrainingArguments):
         super().__post_init__()
         if self.gc_chunk_size < 1:
             raise LedError(f"gc_chunk_size must be at least 1, got {self.gc_chunk_size}")
+        if self.fallback_min_gain < 0:
+            raise LedError(f"fallback_min_gain must be 0 or more, got {self.fallback_min_gain}")
 
 
 @dataclass

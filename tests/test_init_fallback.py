@@ -65,6 +65,36 @@ def test_a_tie_keeps_the_initial_model(tiny_bert_dir, prepared_msmarco, tmp_path
     assert fallback.beaten_by(fallback.init + 1e-9)
 
 
+@pytest.mark.parametrize(("gain", "kept"), [(0.004, True), (0.005, True), (0.006, False)])
+def test_a_gain_within_fallback_min_gain_keeps_the_initial_model(
+    tiny_bert_dir, prepared_msmarco, tmp_path, gain, kept
+):
+    """fallback_min_gain 0.005: the trained model must beat the init by more than the margin."""
+    trainer = _dense_trainer(
+        tiny_bert_dir,
+        prepared_msmarco,
+        tmp_path / "out",
+        _evaluator(prepared_msmarco),
+        fallback_min_gain=0.005,
+    )
+    fallback = InitFallback(trainer)
+    initial = _weights(trainer.model)
+    trainer.train()
+    trained = fallback.init + gain  # the decision under test, whatever the tiny model reaches
+    result = fallback.settle(trainer, {**trainer.evaluate(), "eval_ndcg@10": trained})
+    assert result["kept_init"] == float(kept) and result["fallback_min_gain"] == 0.005
+    assert _same(_weights(trainer.accelerator.unwrap_model(trainer.model)), initial) == kept
+    # a loss is better lower: the margin applies downwards
+    fallback.greater = False
+    assert fallback.beaten_by(fallback.init - gain) is not kept
+    assert not fallback.beaten_by(fallback.init + gain)
+
+
+def test_a_negative_fallback_min_gain_is_refused(tmp_path):
+    with pytest.raises(LedError, match="fallback_min_gain must be 0 or more, got -0.01"):
+        DenseTrainingArguments(output_dir=str(tmp_path), use_cpu=True, fallback_min_gain=-0.01)
+
+
 def test_fit_and_save_writes_the_saved_models_metrics(tiny_bert_dir, prepared_msmarco, tmp_path):
     """End to end through the recipes' `fit_and_save`: eval_results.json, the saved folder and the card's
     latest evaluation agree on which model was kept, whichever it is."""

@@ -72,10 +72,12 @@ def render_markdown(
                 for key, value in kept.items()
                 if key.endswith("ndcg@10")
             )
+            margin = kept.get("fallback_min_gain") or 0
+            by_more = f" by more than {margin:g}" if margin else ""
             lines += [
                 "",
-                f"{record['name']}: training did not beat the init on the evaluation split (nDCG@10 {scores}); "
-                "the init was kept (`fallback_to_init`), so the stage scores as its init does.",
+                f"{record['name']}: training did not beat the init{by_more} on the evaluation split "
+                f"(nDCG@10 {scores}); the init was kept (`fallback_to_init`), so the stage scores as its init does.",
             ]
     if tests:
         lines += [

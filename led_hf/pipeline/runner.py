@@ -219,8 +219,9 @@ class Pipeline:
 
 
 def kept_init(model: str | None) -> dict | None:
-    """{"init_ndcg@10": .., "trained_ndcg@10": ..} when the stage's training kept its init (`fallback_to_init`:
-    the trained model did not beat it on the evaluation split), read from the model's eval_results.json."""
+    """{"init_ndcg@10": .., "trained_ndcg@10": .., "fallback_min_gain": ..} when the stage's training kept its
+    init (`fallback_to_init`: the trained model did not beat it on the evaluation split by more than the
+    margin), read from the model's eval_results.json."""
     if not model:
         return None
     try:
@@ -229,7 +230,11 @@ def kept_init(model: str | None) -> dict | None:
         return None
     if results.get("kept_init") != 1.0:
         return None
-    return {key: value for key, value in results.items() if key.startswith(("init_", "trained_"))}
+    return {
+        key: value
+        for key, value in results.items()
+        if key.startswith(("init_", "trained_")) or key == "fallback_min_gain"
+    }
 
 
 def _note_kept_init(record: dict, model: str | None) -> dict:

@@ -3,14 +3,16 @@
     before training:  m_0 = metric(initial model) on eval_split    (the evaluator's fixed query subset)
                       W_0 = the initial weights, copied to the CPU
     after training:   m_T = metric(trained model), same queries
-    saved model    =  the trained one if m_T beats m_0, else W_0
+    saved model    =  the trained one if m_T beats m_0 by more than g, else W_0
+                      (beats: m_T > m_0 + g, or m_T < m_0 - g for a loss; g = fallback_min_gain, default 0)
 
-The metric is `metric_for_best_model` (default `eval_ndcg@10`; a loss is better lower). A fine-tuning that
+The metric is `metric_for_best_model` (default `eval_ndcg@10`; a loss is better lower). A margin g above 0
+keeps the init when the dev gain is within the noise of a small dev split (a few dozen queries). A fine-tuning that
 hurts on the dev split (a collection unlike the ones the recipe was tuned on, too many graded positives,
 a learning rate too high) then leaves the model as it was instead of worse. The decision is logged, and the
 metrics written after it (`eval_results.json`, the model card) are those of the model saved:
-`init_*` for the initial model, `trained_*` for the trained one, `eval_*` for the saved one, and
-`kept_init` 1 or 0.
+`init_*` for the initial model, `trained_*` for the trained one, `eval_*` for the saved one,
+`kept_init` 1 or 0 and the margin `fallback_min_gain`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class InitFallback:
 
     def __init__(self, trainer):
         self.metric, self.greater = metric_name(trainer.args)
+        self.min_gain = trainer.args.fallback_min_gain
         model = trainer.accelerator.unwrap_model(trainer.model)
         self.weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
         self.init_metrics = trainer.evaluate(metric_key_prefix="init")
@@ -52,7 +55,9 @@ class InitFallback:
         return float(metrics[key])
 
     def beaten_by(self, trained: float) -> bool:
-        return trained > self.init if self.greater else trained < self.init
+        if self.greater:
+            return trained > self.init + self.min_gain
+        return trained < self.init - self.min_gain
 
     def settle(self, trainer, metrics: dict) -> dict:
         """The metrics of the model to save, given the trained model's `eval_*` metrics; reloads W_0 when
@@ -70,10 +75,11 @@ class InitFallback:
             saved = {f"eval_{k[5:]}": v for k, v in self.init_metrics.items() if k.startswith("init_")}
             logger.warning(
                 "fallback_to_init: the trained model's %s (%.4f) does not beat the initial model's (%.4f) "
-                "on the evaluation split; the initial weights are saved",
+                "by more than %g on the evaluation split; the initial weights are saved",
                 self.metric,
                 trained,
                 self.init,
+                self.min_gain,
             )
             trainer.log({**saved, "kept_init": 1.0})  # the card reads the latest eval_* entry
         else:
@@ -81,4 +87,4 @@ class InitFallback:
             logger.info(
                 "fallback_to_init: trained %s %.4f beats the initial %.4f", self.metric, trained, self.init
             )
-        return {**result, **saved, "kept_init": float(kept_init)}
+        return {**result, **saved, "kept_init": float(kept_init), "fallback_min_gain": self.min_gain}
