@@ -6,13 +6,13 @@
     saved model    =  the trained one if m_T beats m_0 by more than g, else W_0
                       (beats: m_T > m_0 + g, or m_T < m_0 - g for a loss; g = fallback_min_gain, default 0)
 
-The metric is `metric_for_best_model` (default `eval_ndcg@10`; a loss is better lower). A margin g above 0
-keeps the init when the dev gain is within the noise of a small dev split (a few dozen queries). A fine-tuning that
+The metric is `metric_for_best_model` (default `eval_ndcg@10`; a loss is better lower). A fine-tuning that
 hurts on the dev split (a collection unlike the ones the recipe was tuned on, too many graded positives,
-a learning rate too high) then leaves the model as it was instead of worse. The decision is logged, and the
-metrics written after it (`eval_results.json`, the model card) are those of the model saved:
-`init_*` for the initial model, `trained_*` for the trained one, `eval_*` for the saved one,
-`kept_init` 1 or 0 and the margin `fallback_min_gain`.
+a learning rate too high) then leaves the model as it was instead of worse; a margin g above 0 also keeps
+the init when the dev gain is within the noise of a small dev split (a few dozen queries). The decision is
+logged, and the metrics written after it (`eval_results.json`, the model card) are those of the model saved:
+`init_*` for the initial model, `trained_*` for the trained one, `eval_*` for the saved one, `kept_init` 1 or
+0 and the margin `fallback_min_gain`.
 """
 
 from __future__ import annotations
