@@ -166,10 +166,19 @@ def test_metrics(data: Path, name: str, folder: Path) -> dict:
     return split_metrics(data, model, folder, sparse, "test")
 
 
+def variant_folder(work: Path, name: str, seed: int) -> Path:
+    return work / f"{name}-seed{seed}"
+
+
+def encode_flags(data: Path, model: str, sparse: bool) -> list[str]:
+    """The `led encode` flags every read of a variant shares (fp32, SPLADE kind when sparse)."""
+    return ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite",
+            *(["--kind", "splade"] if sparse else [])]  # fmt: skip
+
+
 def dev_metrics(data: Path, model: str, folder: Path, sparse: bool = False) -> dict:
-    common = ["--model", model, "--data", str(data), "--precision", "fp32", "--overwrite"]
-    common += ["--kind", "splade"] if sparse else []
-    led("encode", *common, "--corpus", "--max-length", "256", "--output", str(folder / "corpus"))
+    led("encode", *encode_flags(data, model, sparse), "--corpus", "--max-length", "256",
+        "--output", str(folder / "corpus"))  # fmt: skip
     if sparse:
         led("index", "--backend", "inverted", "--vectors", str(folder / "corpus"), "--output",
             str(folder / "index"), "--overwrite")  # fmt: skip
@@ -183,8 +192,7 @@ def split_metrics(data: Path, model: str, folder: Path, sparse: bool, split: str
     from led_hf.evaluation.metrics import evaluate_run
 
     queries, run = folder / f"{split}-queries", folder / f"{split}.trec"
-    led("encode", "--model", model, "--data", str(data), "--precision", "fp32", "--overwrite",
-        *(["--kind", "splade"] if sparse else []), "--queries", split, "--max-length", "64",
+    led("encode", *encode_flags(data, model, sparse), "--queries", split, "--max-length", "64",
         "--output", str(queries))  # fmt: skip
     target = ["--index", str(folder / "index")] if sparse else ["--passages", str(folder / "corpus")]
     led("search", *target, "--queries", str(queries), "--output", str(run))
@@ -222,7 +230,7 @@ def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 1
 def run_variant(name: str, data: Path, work: Path, max_steps: int, seed: int) -> dict:
     from led_hf.pipeline.variables import placeholders
 
-    folder = work / f"{name}-seed{seed}"
+    folder = variant_folder(work, name, seed)
     done = folder / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -413,14 +421,14 @@ def run_fold(args: argparse.Namespace, work: Path, data: Path) -> dict[tuple[str
     for name in args.only or list(VARIANTS):
         for seed in [42] if name.endswith("zero-shot") else args.seeds:
             results.append(run_variant(name, data, work, args.max_steps, seed))
-            folder = work / f"{name}-seed{seed}"
+            folder = variant_folder(work, name, seed)
             if args.test and "test" not in results[-1]:
                 results[-1]["test"] = test_metrics(data, name, folder)
                 (folder / "result.json").write_text(json.dumps(results[-1], indent=2))
             print(json.dumps(results[-1]), flush=True)
     per_query = {
         (r["name"], r["seed"]): per_query_ndcg(
-            work / f"{r['name']}-seed{r['seed']}" / "dev.trec", data, "dev"
+            variant_folder(work, r["name"], r["seed"]) / "dev.trec", data, "dev"
         )
         for r in results
     }
