@@ -15,7 +15,7 @@ from led_hf.evaluation.significance import compare_paired
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.pipeline.compare import entries
 from led_hf.pipeline.plot import loss_curve
-from led_hf.pipeline.report import write_report
+from led_hf.pipeline.report import kept_init_note, write_report
 from led_hf.pipeline.runner import Pipeline
 
 NUM = 16
@@ -268,6 +268,23 @@ def test_a_stage_that_kept_its_init_says_so(tmp_path):
         "init 0.4100, trained 0.4120); the init was kept" in markdown
     )
     assert "trained-seed1: training did not" not in markdown
+
+
+@pytest.mark.parametrize(
+    ("trained", "margin", "verdict"),
+    [
+        (0.4195, 0, "training lowered nDCG@10 on the evaluation split"),
+        (0.4195, 0.005, "training lowered nDCG@10 on the evaluation split"),
+        (0.4257, 0, "training did not beat the init on the evaluation split"),
+        (0.4290, 0.005, "training did not beat the init by more than 0.005 on the evaluation split"),
+    ],
+)
+def test_thekept_init_note_says_whether_training_fell_or_gained_too_little(trained, margin, verdict):
+    kept = {"init_ndcg@10": 0.4257, "trained_ndcg@10": trained, "fallback_min_gain": margin}
+    assert kept_init_note("led", kept) == (
+        f"led: {verdict} (nDCG@10 init 0.4257, trained {trained:.4f}); the init was kept (`fallback_to_init`), "
+        "so the stage scores as its init does."
+    )
 
 
 def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():

@@ -65,20 +65,8 @@ def render_markdown(
     if any(len(e["records"]) > 1 for e in folded):
         lines += ["", "Seeded stages: mean ± std over seeds (population std)."]
     for record in records:
-        kept = record.get("kept_init")
-        if kept:
-            scores = ", ".join(
-                f"{key.split('_', 1)[0]} {value:.4f}"
-                for key, value in kept.items()
-                if key.endswith("ndcg@10")
-            )
-            margin = kept.get("fallback_min_gain") or 0
-            by_more = f" by more than {margin:g}" if margin else ""
-            lines += [
-                "",
-                f"{record['name']}: training did not beat the init{by_more} on the evaluation split "
-                f"(nDCG@10 {scores}); the init was kept (`fallback_to_init`), so the stage scores as its init does.",
-            ]
+        if kept := record.get("kept_init"):
+            lines += ["", kept_init_note(record["name"], kept)]
     if tests:
         lines += [
             "",
@@ -103,6 +91,24 @@ def render_markdown(
                 f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {_p(row['p_randomization'])} | {_p(row['p_t'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def kept_init_note(name: str, kept: dict) -> str:
+    """One sentence on a stage whose training kept its init (`fallback_to_init`): whether the trained model
+    fell below the init on the evaluation split or rose by no more than the margin."""
+    init, trained = kept.get("init_ndcg@10"), kept.get("trained_ndcg@10")
+    margin = kept.get("fallback_min_gain") or 0
+    if init is not None and trained is not None and trained < init:
+        verdict = "training lowered nDCG@10 on the evaluation split"
+    elif margin:
+        verdict = f"training did not beat the init by more than {margin:g} on the evaluation split"
+    else:
+        verdict = "training did not beat the init on the evaluation split"
+    scores = ", ".join(
+        f"{key.split('_', 1)[0]} {value:.4f}" for key, value in kept.items() if key.endswith("ndcg@10")
+    )
+    scores = f" (nDCG@10 {scores})" if scores else ""
+    return f"{name}: {verdict}{scores}; the init was kept (`fallback_to_init`), so the stage scores as its init does."
 
 
 def _kept_mark(records: list[dict]) -> str:
