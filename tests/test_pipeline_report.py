@@ -279,7 +279,7 @@ def test_a_stage_that_kept_its_init_says_so(tmp_path):
         (0.4290, 0.005, "training did not beat the init by more than 0.005 on the evaluation split"),
     ],
 )
-def test_thekept_init_note_says_whether_training_fell_or_gained_too_little(trained, margin, verdict):
+def test_the_kept_init_note_says_whether_training_fell_or_gained_too_little(trained, margin, verdict):
     kept = {"init_ndcg@10": 0.4257, "trained_ndcg@10": trained, "fallback_min_gain": margin}
     assert kept_init_note("led", kept) == (
         f"led: {verdict} (nDCG@10 init 0.4257, trained {trained:.4f}); the init was kept (`fallback_to_init`), "
