@@ -105,7 +105,7 @@ def kept_init_note(name: str, kept: dict) -> str:
     else:
         verdict = "training did not beat the init on the evaluation split"
     scores = ", ".join(
-        f"{key.split('_', 1)[0]} {value:.4f}" for key, value in kept.items() if key.endswith("ndcg@10")
+        f"{label} {value:.4f}" for label, value in (("init", init), ("trained", trained)) if value is not None
     )
     scores = f" (nDCG@10 {scores})" if scores else ""
     return f"{name}: {verdict}{scores}; the init was kept (`fallback_to_init`), so the stage scores as its init does."
