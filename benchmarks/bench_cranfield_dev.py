@@ -125,6 +125,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "query-min2": ("group_by query, positive_min_score 2", ["--positive_min_score", "2"]),
     "query-min3": ("group_by query, positive_min_score 3", ["--positive_min_score", "3"]),
     "query-grade": ("group_by query, grade-weighted positives", ["--positive_sampling", "grade"]),
+    "query-bm25-skip10": (
+        "the defaults on BM25 negatives without their top 10 ranks (`led mine --bm25 --skip-top 10`)",
+        ["--negs_sources", "bm25-skip10"],
+    ),
     "st-mnrl": (
         "sentence-transformers' own fine-tune, as its users run it: MultipleNegativesRankingLoss (scale 20), "
         "no-duplicates batches, one (query, positive, BM25 negative) row per qrels pair, fp32",
@@ -208,22 +212,16 @@ def per_query_ndcg(run_path: Path, data: Path, split: str) -> dict[str, float]:
     return {qid: values["ndcg@10"] for qid, values in found.items()}
 
 
-def paired(values: dict[str, float], baseline: dict[str, float], trials: int = 10_000) -> dict:
-    """Mean difference of per-query values, paired t-test and randomization (sign-flip) test p-values."""
-    import numpy as np
-    from scipy import stats
-
-    from led_hf.evaluation.significance import t_interval
+def paired(values: dict[str, float], baseline: dict[str, float]) -> dict:
+    """Mean difference of per-query values, paired t-test and randomization (sign-flip) test p-values
+    (led_hf.evaluation.significance, as `led evaluate --baseline` reports them)."""
+    from led_hf.evaluation.significance import paired_randomization_test, paired_t_test, t_interval
 
     qids = sorted(baseline)
-    diff = np.array([values[q] - baseline[q] for q in qids])
-    observed = abs(diff.mean())
-    flips = np.random.default_rng(0).choice([-1.0, 1.0], size=(trials, len(diff)))
-    randomization = float(
-        ((np.abs((flips * diff).mean(axis=1)) >= observed - 1e-12).sum() + 1) / (trials + 1)
-    )
-    t_test = float(stats.ttest_rel([values[q] for q in qids], [baseline[q] for q in qids]).pvalue)
-    return {"diff": float(diff.mean()), "p_t": t_test, "p_rand": randomization, "queries": len(qids),
+    ours, theirs = [values[q] for q in qids], [baseline[q] for q in qids]
+    diff = [a - b for a, b in zip(ours, theirs)]
+    return {"diff": sum(diff) / len(diff), "p_t": paired_t_test(ours, theirs)[1],
+            "p_rand": paired_randomization_test(ours, theirs), "queries": len(qids),
             "interval": list(t_interval(diff))}  # fmt: skip
 
 
