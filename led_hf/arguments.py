@@ -331,7 +331,8 @@ class DenseTrainingArguments(TrainingArguments):
         metadata={
             "help": "With eval_split: evaluate the initial model too, and save its weights instead of the trained "
             "ones unless training beats it on metric_for_best_model (default eval_ndcg@10); "
-            "eval_results.json holds init_*, trained_*, eval_* (the saved model) and kept_init."
+            "eval_results.json holds init_*, trained_*, eval_* (the saved model), kept_init and the decision's "
+            "paired test over the evaluation queries (fallback_queries, fallback_p_randomization, fallback_p_t)."
         },
     )
     fallback_min_gain: float = field(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
+from scipy import stats
 from test_training_eval import _dense_trainer, _evaluator
 
 from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
@@ -45,6 +47,19 @@ def test_settle_saves_the_initial_weights_unless_training_beats_them(
 
     assert result["kept_init"] == float(not trained_beats_init)
     assert result["init_ndcg@10"] == fallback.init and result["trained_ndcg@10"] == metrics["eval_ndcg@10"]
+    # beside the decision, its paired test over the evaluator's queries (trained minus init, per query)
+    init_values = [fallback.init_per_query[q] for q in sorted(fallback.init_per_query)]
+    trained_values = [
+        trainer.retrieval_evaluator.per_query[q]["ndcg@10"] for q in sorted(fallback.init_per_query)
+    ]
+    assert result["fallback_queries"] == 5.0
+    assert np.mean(init_values) == pytest.approx(fallback.init)
+    if init_values != trained_values:
+        expected_p = stats.ttest_rel(trained_values, init_values).pvalue
+        assert result["fallback_p_t"] == pytest.approx(expected_p)
+    else:
+        assert result["fallback_p_t"] == 1.0
+    assert 0.0 < result["fallback_p_randomization"] <= 1.0
     now = _weights(trainer.accelerator.unwrap_model(trainer.model))
     if trained_beats_init:
         assert _same(now, trained) and result["eval_ndcg@10"] == metrics["eval_ndcg@10"]
@@ -56,6 +71,18 @@ def test_settle_saves_the_initial_weights_unless_training_beats_them(
         assert latest["eval_ndcg@10"] == fallback.init and latest["kept_init"] == 1.0
         # evaluating the model as it now is gives the initial score back (same weights, same queries)
         assert trainer.evaluate()["eval_ndcg@10"] == pytest.approx(fallback.init, abs=1e-6)
+
+
+def test_the_paired_test_needs_per_query_values_of_both_models():
+    """Without a retrieval evaluator's per-query values (another rank under DDP, a loss as the metric) the
+    decision stands alone; with identical values the difference is no evidence at all (p 1)."""
+    fallback = InitFallback.__new__(InitFallback)
+    fallback.metric, fallback.init_per_query = "ndcg@10", None
+    assert fallback.paired_test({"q1": 0.5, "q2": 0.4}) == {}
+    fallback.init_per_query = {"q1": 0.5, "q2": 0.4, "q3": 0.1}
+    assert fallback.paired_test({"q1": 0.5, "q2": 0.4}) == {}  # not the same queries
+    same = fallback.paired_test(dict(fallback.init_per_query))
+    assert same == {"fallback_queries": 3.0, "fallback_p_randomization": 1.0, "fallback_p_t": 1.0}
 
 
 def test_a_tie_keeps_the_initial_model(tiny_bert_dir, prepared_msmarco, tmp_path):

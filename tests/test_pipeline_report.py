@@ -15,7 +15,7 @@ from led_hf.evaluation.significance import compare_paired
 from led_hf.modeling.bundled import resolve_model_path
 from led_hf.pipeline.compare import entries
 from led_hf.pipeline.plot import loss_curve
-from led_hf.pipeline.report import kept_init_note, write_report
+from led_hf.pipeline.report import guard_note, write_report
 from led_hf.pipeline.runner import Pipeline
 
 NUM = 16
@@ -253,10 +253,11 @@ def test_a_stage_that_kept_its_init_says_so(tmp_path):
 
     records = Pipeline.from_file(_config(tmp_path)).run(led)
     by_name = {record["name"]: record for record in records}
-    assert "kept_init" not in by_name["trained-seed1"]
-    assert by_name["trained-seed2"]["kept_init"] == {
+    assert by_name["trained-seed1"]["guard"]["kept_init"] == 0.0
+    assert by_name["trained-seed2"]["guard"] == {
         "init_ndcg@10": 0.41,
         "trained_ndcg@10": 0.412,
+        "kept_init": 1.0,
         "fallback_min_gain": 0.005,
     }
     markdown = write_report(records, tmp_path / "out")["md"].read_text()
@@ -267,7 +268,10 @@ def test_a_stage_that_kept_its_init_says_so(tmp_path):
         "trained-seed2: training did not beat the init by more than 0.005 on the evaluation split (nDCG@10 "
         "init 0.4100, trained 0.4120); the init was kept" in markdown
     )
-    assert "trained-seed1: training did not" not in markdown
+    assert (
+        "trained-seed1: training beat the init on the evaluation split (nDCG@10 init 0.4100, trained 0.4300); "
+        "the trained model was saved." in markdown
+    )
 
 
 @pytest.mark.parametrize(
@@ -280,11 +284,37 @@ def test_a_stage_that_kept_its_init_says_so(tmp_path):
     ],
 )
 def test_the_kept_init_note_says_whether_training_fell_or_gained_too_little(trained, margin, verdict):
-    kept = {"init_ndcg@10": 0.4257, "trained_ndcg@10": trained, "fallback_min_gain": margin}
-    assert kept_init_note("led", kept) == (
+    kept = {"init_ndcg@10": 0.4257, "trained_ndcg@10": trained, "kept_init": 1.0, "fallback_min_gain": margin}
+    assert guard_note("led", kept) == (
         f"led: {verdict} (nDCG@10 init 0.4257, trained {trained:.4f}); the init was kept (`fallback_to_init`), "
         "so the stage scores as its init does."
     )
+
+
+@pytest.mark.parametrize("kept", [0.0, 1.0])
+def test_the_guard_note_says_how_many_queries_decided_and_how_surely(kept):
+    """The trainer's paired test of the decision (fallback_queries, fallback_p_randomization) joins the
+    scores, for a saved trained model as for a kept init."""
+    decided = {
+        "init_ndcg@10": 0.4257,
+        "trained_ndcg@10": 0.4242 if kept else 0.4307,
+        "kept_init": kept,
+        "fallback_min_gain": 0,
+        "fallback_queries": 30.0,
+        "fallback_p_randomization": 0.8512,
+        "fallback_p_t": 0.85,
+    }
+    if kept:
+        expected = (
+            "den-warmup: training lowered nDCG@10 on the evaluation split (nDCG@10 init 0.4257, trained 0.4242: "
+            "-0.0015 over 30 queries, paired randomization p 0.85); the init was kept"
+        )
+    else:
+        expected = (
+            "den-warmup: training beat the init on the evaluation split (nDCG@10 init 0.4257, trained 0.4307: "
+            "+0.0050 over 30 queries, paired randomization p 0.85); the trained model was saved."
+        )
+    assert guard_note("den-warmup", decided).startswith(expected)
 
 
 def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():

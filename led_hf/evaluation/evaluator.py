@@ -40,7 +40,7 @@ from led_hf.data.row_reader import take_rows
 from led_hf.data.runs import rank_passages, read_run, results_from_arrays
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.metrics import evaluate_run
+from led_hf.evaluation.metrics import evaluate_per_query, summarize
 from led_hf.evaluation.search import as_csr, search_dense_matrix, search_sparse_matrix
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class RetrievalEvaluator:
         self.query_texts = list(self.data.queries.select(rows.tolist())["text"])
         self.candidates = self._load_candidates(candidates) if mode == "rerank" else None
         self.passage_rows = self._passage_rows(max_passages) if mode == "full" else None
+        self.per_query: dict[str, dict[str, float]] | None = None  # the last evaluation's, on rank 0
 
     # ------------------------------------------------------------------ setup
     def _load_candidates(self, source) -> dict[str, list[str]]:
@@ -187,7 +188,8 @@ class RetrievalEvaluator:
         rank: int = 0,
         world_size: int = 1,
     ) -> dict[str, float] | None:
-        """Encode, retrieve or re-rank, score. Keys are `f"{prefix}_{name}"` (no prefix if `prefix` is empty).
+        """Encode, retrieve or re-rank, score. Keys are `f"{prefix}_{name}"` (no prefix if `prefix` is empty);
+        rank 0 also keeps the per-query values in `self.per_query` ({qid: {metric: value}}), for paired tests.
 
         `representation`: "dense" (embeddings, faiss search) or "sparse" (SPLADE term weights, searched
         through the inverted index). Under DDP every rank calls this with its `rank` of `world_size`: each
@@ -212,9 +214,10 @@ class RetrievalEvaluator:
         else:
             results = self._rerank(query_embeddings, passages, unique_pids)
         run = {qid: dict(ranked) for qid, ranked in results.items()}
-        metrics = evaluate_run(
+        self.per_query = evaluate_per_query(
             run, self.qrels, relevance_level=self.relevance_level, recall_depths=self.recall_depths
         )
+        metrics = summarize(self.per_query, run)
         # not "runtime": the Trainer's own eval_runtime would be overwritten
         metrics["retrieval_runtime"] = time.perf_counter() - started
         key = (lambda name: f"{prefix}_{name}") if prefix else (lambda name: name)

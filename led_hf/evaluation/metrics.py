@@ -105,8 +105,14 @@ def evaluate_run(
     if not qrels:
         raise LedError("no qrels to evaluate against")
     per_query = evaluate_per_query(run, qrels, relevance_level, mrr_depth, ndcg_depth, recall_depths)
-    names = metric_names(mrr_depth, ndcg_depth, recall_depths)
+    return summarize(per_query, run)
+
+
+def summarize(per_query: dict[str, dict[str, float]], run: RunLike) -> dict[str, float | int]:
+    """`evaluate_run`'s summary of `evaluate_per_query` values: each metric's mean over the queries, plus
+    `num_queries` and `num_queries_retrieved`."""
     count = len(per_query)
+    names = next(iter(per_query.values())).keys() if per_query else ()
     summary: dict[str, float | int] = {
         name: sum(values[name] for values in per_query.values()) / count for name in names
     }

@@ -65,8 +65,8 @@ def render_markdown(
     if any(len(e["records"]) > 1 for e in folded):
         lines += ["", "Seeded stages: mean ± std over seeds (population std)."]
     for record in records:
-        if kept := record.get("kept_init"):
-            lines += ["", kept_init_note(record["name"], kept)]
+        if decided := record.get("guard"):
+            lines += ["", guard_note(record["name"], decided)]
     if tests:
         lines += [
             "",
@@ -93,27 +93,35 @@ def render_markdown(
     return "\n".join(lines) + "\n"
 
 
-def kept_init_note(name: str, kept: dict) -> str:
-    """One sentence on a stage whose training kept its init (`fallback_to_init`): whether the trained model
-    fell below the init on the evaluation split or rose by no more than the margin."""
-    init, trained = kept.get("init_ndcg@10"), kept.get("trained_ndcg@10")
-    margin = kept.get("fallback_min_gain") or 0
+def guard_note(name: str, decided: dict) -> str:
+    """One sentence on a stage trained with `fallback_to_init`: which model it saved, the init's and the trained
+    model's nDCG@10 on the evaluation split and, where the trainer wrote them, how many queries decided and
+    the paired randomization p of the difference (a p near 1 says the choice followed the split's noise)."""
+    init, trained = decided.get("init_ndcg@10"), decided.get("trained_ndcg@10")
+    margin = decided.get("fallback_min_gain") or 0
+    scores = ", ".join(
+        f"{label} {value:.4f}" for label, value in (("init", init), ("trained", trained)) if value is not None
+    )
+    if init is not None and trained is not None and "fallback_p_randomization" in decided:
+        scores += (
+            f": {trained - init:+.4f} over {decided['fallback_queries']:.0f} queries, paired randomization "
+            f"p {decided['fallback_p_randomization']:.2f}"
+        )
+    scores = f" (nDCG@10 {scores})" if scores else ""
+    if not decided.get("kept_init"):
+        return f"{name}: training beat the init on the evaluation split{scores}; the trained model was saved."
     if init is not None and trained is not None and trained < init:
         verdict = "training lowered nDCG@10 on the evaluation split"
     elif margin:
         verdict = f"training did not beat the init by more than {margin:g} on the evaluation split"
     else:
         verdict = "training did not beat the init on the evaluation split"
-    scores = ", ".join(
-        f"{label} {value:.4f}" for label, value in (("init", init), ("trained", trained)) if value is not None
-    )
-    scores = f" (nDCG@10 {scores})" if scores else ""
     return f"{name}: {verdict}{scores}; the init was kept (`fallback_to_init`), so the stage scores as its init does."
 
 
 def _kept_mark(records: list[dict]) -> str:
     """ " (init kept)" after the model when its training kept the init (`fallback_to_init`), per seed count."""
-    kept = sum(1 for record in records if record.get("kept_init"))
+    kept = sum(1 for record in records if record.get("guard", {}).get("kept_init"))
     if not kept:
         return ""
     return " (init kept)" if len(records) == 1 else f" (init kept in {kept} of {len(records)} seeds)"

@@ -163,7 +163,7 @@ class Pipeline:
                 record = json.loads(done.read_text(encoding="utf-8"))
                 # the report follows the config as it is now
                 record["compare_to"], record["model"] = stage.compare_to, stage.model
-                records.append(_note_kept_init(record, stage.model))
+                records.append(_note_guard(record, stage.model))
                 continue
             if not selected:
                 continue
@@ -206,7 +206,7 @@ class Pipeline:
                 "group": stage.group,
                 "seed": stage.seed,
             }
-            _note_kept_init(record, stage.model)
+            _note_guard(record, stage.model)
             if stage.evaluate:
                 record["metrics"], record["per_query"] = _evaluate(stage.evaluate)
                 print(f"    {stage.name}: " + json.dumps(record["metrics"]), flush=True)
@@ -218,30 +218,32 @@ class Pipeline:
         return records
 
 
-def kept_init(model: str | None) -> dict | None:
-    """{"init_ndcg@10": .., "trained_ndcg@10": .., "fallback_min_gain": ..} when the stage's training kept its
-    init (`fallback_to_init`: the trained model did not beat it on the evaluation split by more than the
-    margin), read from the model's eval_results.json."""
+def guard(model: str | None) -> dict | None:
+    """What `fallback_to_init` decided for the stage's model, read from its eval_results.json: `kept_init` 1
+    (the trained model did not beat the init on the evaluation split by more than the margin) or 0, the
+    `init_*` and `trained_*` metrics and the `fallback_*` entries (margin, queries, paired p-values); None
+    for a model trained without the guard."""
     if not model:
         return None
     try:
         results = json.loads((Path(model) / "eval_results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if results.get("kept_init") != 1.0:
+    if "kept_init" not in results:
         return None
     return {
         key: value
         for key, value in results.items()
-        if key.startswith(("init_", "trained_")) or key == "fallback_min_gain"
+        if key.startswith(("init_", "trained_", "fallback_")) or key == "kept_init"
     }
 
 
-def _note_kept_init(record: dict, model: str | None) -> dict:
-    """`record` with "kept_init" as the model folder says now (a rerun's report follows the folder)."""
-    record.pop("kept_init", None)
-    if kept := kept_init(model):
-        record["kept_init"] = kept
+def _note_guard(record: dict, model: str | None) -> dict:
+    """`record` with "guard" as the model folder says now (a rerun's report follows the folder)."""
+    record.pop("guard", None)
+    record.pop("kept_init", None)  # stage records written before "guard" held only kept inits, as kept_init
+    if found := guard(model):
+        record["guard"] = found
     return record
 
 

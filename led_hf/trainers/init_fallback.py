@@ -12,7 +12,10 @@ a learning rate too high) then leaves the model as it was instead of worse; a ma
 the init when the dev gain is within the noise of a small dev split (a few dozen queries). The decision is
 logged, and the metrics written after it (`eval_results.json`, the model card) are those of the model saved:
 `init_*` for the initial model, `trained_*` for the trained one, `eval_*` for the saved one, `kept_init` 1 or
-0 and the margin `fallback_min_gain`.
+0 and the margin `fallback_min_gain`. How far the decision stands above the split's noise is written beside
+it (the decision itself stays the comparison of means above): `fallback_queries` and the p-values of a paired
+randomization and a paired t-test of m_T - m_0 over the same queries (`fallback_p_randomization`,
+`fallback_p_t`, docs/method.md §6); a p of 0.5 on 30 dev queries says the choice was a coin toss.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import logging
 import torch
 
 from led_hf.errors import LedError
+from led_hf.evaluation.significance import paired_randomization_test, paired_t_test
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class InitFallback:
         self.weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
         self.init_metrics = trainer.evaluate(metric_key_prefix="init")
         self.init = self._value(self.init_metrics, "init")
+        self.init_per_query = self._per_query(trainer)
 
     def _value(self, metrics: dict, prefix: str) -> float:
         key = f"{prefix}_{self.metric}"
@@ -54,19 +59,51 @@ class InitFallback:
             )
         return float(metrics[key])
 
+    def _per_query(self, trainer) -> dict[str, float] | None:
+        """{qid: metric} of the trainer's latest evaluation, where its evaluator keeps them (rank 0 of a
+        retrieval evaluator, a per-query metric); else None."""
+        found = getattr(getattr(trainer, "retrieval_evaluator", None), "per_query", None)
+        if not found or self.metric not in next(iter(found.values())):
+            return None
+        return {qid: values[self.metric] for qid, values in found.items()}
+
+    def paired_test(self, trained_per_query: dict[str, float] | None) -> dict[str, float]:
+        """How far the decision stands above the dev split's noise: `fallback_queries`, and the p-values of a
+        paired randomization and a paired t-test of trained - init over the same queries
+        (led_hf.evaluation.significance); empty without per-query values for both models."""
+        init = self.init_per_query
+        if not init or not trained_per_query or init.keys() != trained_per_query.keys() or len(init) < 2:
+            return {}
+        qids = sorted(init)
+        a, b = [trained_per_query[q] for q in qids], [init[q] for q in qids]
+        return {
+            "fallback_queries": float(len(qids)),
+            "fallback_p_randomization": paired_randomization_test(a, b),
+            "fallback_p_t": paired_t_test(a, b)[1],
+        }
+
     def beaten_by(self, trained: float) -> bool:
         if self.greater:
             return trained > self.init + self.min_gain
         return trained < self.init - self.min_gain
 
     def settle(self, trainer, metrics: dict) -> dict:
-        """The metrics of the model to save, given the trained model's `eval_*` metrics; reloads W_0 when
-        the trained model does not beat it."""
+        """The metrics of the model to save, given the trained model's `eval_*` metrics (the trainer's latest
+        evaluation, whose per-query values the paired test reads); reloads W_0 when the trained model does not
+        beat it."""
         trained = self._value(metrics, "eval")
         kept_init = not self.beaten_by(trained)
+        test = self.paired_test(self._per_query(trainer))
+        noise = (
+            f" ({trained - self.init:+.4f} over {test['fallback_queries']:.0f} queries, paired randomization "
+            f"p {test['fallback_p_randomization']:.2f})"
+            if test
+            else ""
+        )
         result = {
             **self.init_metrics,
             **{f"trained_{k[5:]}": v for k, v in metrics.items() if k.startswith("eval_")},
+            **test,
         }
         if kept_init:
             model = trainer.accelerator.unwrap_model(trainer.model)
@@ -75,16 +112,21 @@ class InitFallback:
             saved = {f"eval_{k[5:]}": v for k, v in self.init_metrics.items() if k.startswith("init_")}
             logger.warning(
                 "fallback_to_init: the trained model's %s (%.4f) does not beat the initial model's (%.4f) "
-                "by more than %g on the evaluation split; the initial weights are saved",
+                "by more than %g on the evaluation split%s; the initial weights are saved",
                 self.metric,
                 trained,
                 self.init,
                 self.min_gain,
+                noise,
             )
             trainer.log({**saved, "kept_init": 1.0})  # the card reads the latest eval_* entry
         else:
             saved = dict(metrics)
             logger.info(
-                "fallback_to_init: trained %s %.4f beats the initial %.4f", self.metric, trained, self.init
+                "fallback_to_init: trained %s %.4f beats the initial %.4f%s",
+                self.metric,
+                trained,
+                self.init,
+                noise,
             )
         return {**result, **saved, "kept_init": float(kept_init), "fallback_min_gain": self.min_gain}
