@@ -15,7 +15,7 @@ logged, and the metrics written after it (`eval_results.json`, the model card) a
 0 and the margin `fallback_min_gain`. How far the decision stands above the split's noise is written beside
 it (the decision itself stays the comparison of means above): `fallback_queries` and the p-values of a paired
 randomization and a paired t-test of m_T - m_0 over the same queries (`fallback_p_randomization`,
-`fallback_p_t`, docs/method.md §6); a p of 0.5 on 30 dev queries says the choice was a coin toss.
+`fallback_p_t`, docs/method.md §6); a large p says the split could not tell the two models apart.
 """
 
 from __future__ import annotations
