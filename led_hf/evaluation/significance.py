@@ -145,3 +145,9 @@ def compare_paired(
             "num_queries": len(qids),
         }
     return result
+
+
+def difference_phrase(difference: float, queries: float, p_randomization: float) -> str:
+    """A paired difference in words, as the guard's log line and the pipeline report give it:
+    "+0.0050 over 30 queries, paired randomization p 0.85"."""
+    return f"{difference:+.4f} over {queries:.0f} queries, paired randomization p {p_randomization:.2f}"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
+from led_hf.evaluation.significance import difference_phrase
 from led_hf.pipeline.compare import comparisons, entries, interval
 from led_hf.pipeline.plot import plot_report
 
@@ -103,9 +104,8 @@ def guard_note(name: str, decided: dict) -> str:
         f"{label} {value:.4f}" for label, value in (("init", init), ("trained", trained)) if value is not None
     )
     if init is not None and trained is not None and "fallback_p_randomization" in decided:
-        scores += (
-            f": {trained - init:+.4f} over {decided['fallback_queries']:.0f} queries, paired randomization "
-            f"p {decided['fallback_p_randomization']:.2f}"
+        scores += ": " + difference_phrase(
+            trained - init, decided["fallback_queries"], decided["fallback_p_randomization"]
         )
     scores = f" (nDCG@10 {scores})" if scores else ""
     if not decided.get("kept_init"):

@@ -25,7 +25,7 @@ import logging
 import torch
 
 from led_hf.errors import LedError
-from led_hf.evaluation.significance import paired_randomization_test, paired_t_test
+from led_hf.evaluation.significance import difference_phrase, paired_randomization_test, paired_t_test
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +95,7 @@ class InitFallback:
         kept_init = not self.beaten_by(trained)
         test = self.paired_test(self._per_query(trainer))
         noise = (
-            f" ({trained - self.init:+.4f} over {test['fallback_queries']:.0f} queries, paired randomization "
-            f"p {test['fallback_p_randomization']:.2f})"
+            f" ({difference_phrase(trained - self.init, test['fallback_queries'], test['fallback_p_randomization'])})"
             if test
             else ""
         )
