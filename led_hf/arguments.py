@@ -332,7 +332,8 @@ class DenseTrainingArguments(TrainingArguments):
             "help": "With eval_split: evaluate the initial model too, and save its weights instead of the trained "
             "ones unless training beats it on metric_for_best_model (default eval_ndcg@10); "
             "eval_results.json holds init_*, trained_*, eval_* (the saved model), kept_init and the decision's "
-            "paired test over the evaluation queries (fallback_queries, fallback_p_randomization, fallback_p_t)."
+            "paired test over the evaluation queries (fallback_queries, fallback_p_randomization, fallback_p_t) "
+            "and the metric compared (fallback_metric, fallback_greater_is_better)."
         },
     )
     fallback_min_gain: float = field(

@@ -40,20 +40,24 @@ def test_settle_saves_the_initial_weights_unless_training_beats_them(
     trained = _weights(trainer.model)
     assert not _same(trained, initial)
     metrics = trainer.evaluate()
-    # the outcome under test, whatever the tiny model reaches: the trained score just above or below the init
-    metrics["eval_ndcg@10"] = fallback.init + (0.01 if trained_beats_init else -0.01)
+    init_values = [fallback.init_per_query[q] for q in sorted(fallback.init_per_query)]
+    assert np.mean(init_values) == pytest.approx(fallback.init)
+    measured_init = fallback.init
+    # the outcome under test, whatever the tiny model reaches: the init's score just below or above the
+    # trained model's (the trained score stays the evaluation's own, which the paired test reads)
+    fallback.init = metrics["eval_ndcg@10"] + (-0.01 if trained_beats_init else 0.01)
+    fallback.init_metrics["init_ndcg@10"] = fallback.init
 
     result = fallback.settle(trainer, metrics)
 
     assert result["kept_init"] == float(not trained_beats_init)
     assert result["init_ndcg@10"] == fallback.init and result["trained_ndcg@10"] == metrics["eval_ndcg@10"]
+    assert result["fallback_metric"] == "ndcg@10" and result["fallback_greater_is_better"] == 1.0
     # beside the decision, its paired test over the evaluator's queries (trained minus init, per query)
-    init_values = [fallback.init_per_query[q] for q in sorted(fallback.init_per_query)]
     trained_values = [
         trainer.retrieval_evaluator.per_query[q]["ndcg@10"] for q in sorted(fallback.init_per_query)
     ]
     assert result["fallback_queries"] == 5.0
-    assert np.mean(init_values) == pytest.approx(fallback.init)
     if init_values != trained_values:
         expected_p = stats.ttest_rel(trained_values, init_values).pvalue
         assert result["fallback_p_t"] == pytest.approx(expected_p)
@@ -70,7 +74,23 @@ def test_settle_saves_the_initial_weights_unless_training_beats_them(
         latest = [entry for entry in trainer.state.log_history if "eval_ndcg@10" in entry][-1]
         assert latest["eval_ndcg@10"] == fallback.init and latest["kept_init"] == 1.0
         # evaluating the model as it now is gives the initial score back (same weights, same queries)
-        assert trainer.evaluate()["eval_ndcg@10"] == pytest.approx(fallback.init, abs=1e-6)
+        assert trainer.evaluate()["eval_ndcg@10"] == pytest.approx(measured_init, abs=1e-6)
+
+
+def test_per_query_values_of_another_evaluation_give_no_paired_test(
+    tiny_bert_dir, prepared_msmarco, tmp_path, caplog
+):
+    """settle's paired test reads the evaluator's latest per-query values; when their mean is not the score
+    being decided on (metrics from an earlier evaluation, say), the decision is written without a test."""
+    trainer = _dense_trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "out", _evaluator(prepared_msmarco))
+    fallback = InitFallback(trainer)
+    metrics = trainer.evaluate()
+    stale = {**metrics, "eval_ndcg@10": metrics["eval_ndcg@10"] + 0.1}
+    with caplog.at_level("WARNING", logger="led_hf.trainers.init_fallback"):
+        result = fallback.settle(trainer, stale)
+    assert "fallback_queries" not in result and "fallback_p_t" not in result
+    assert "not those of the score decided on" in caplog.text
+    assert result["trained_ndcg@10"] == stale["eval_ndcg@10"] and result["kept_init"] == 0.0
 
 
 def test_the_paired_test_needs_per_query_values_of_both_models():

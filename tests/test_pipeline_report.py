@@ -317,6 +317,27 @@ def test_the_guard_note_says_how_many_queries_decided_and_how_surely(kept):
     assert guard_note("den-warmup", decided).startswith(expected)
 
 
+def test_the_guard_note_names_the_metric_the_guard_compared():
+    """A guard on `metric_for_best_model` eval_mrr@10 (or a loss, better lower) is noted in that metric."""
+    decided = {
+        "init_mrr@10": 0.60,
+        "trained_mrr@10": 0.58,
+        "init_ndcg@10": 0.41,
+        "trained_ndcg@10": 0.43,
+        "kept_init": 1.0,
+        "fallback_metric": "mrr@10",
+        "fallback_greater_is_better": 1.0,
+    }
+    assert guard_note("den", decided).startswith(
+        "den: training lowered MRR@10 on the evaluation split (MRR@10 init 0.6000, trained 0.5800)"
+    )
+    loss = {"init_loss": 0.50, "trained_loss": 0.55, "kept_init": 1.0, "fallback_metric": "loss"}
+    loss["fallback_greater_is_better"] = 0.0
+    assert guard_note("den", loss).startswith(
+        "den: training raised loss on the evaluation split (loss init 0.5000, trained 0.5500)"
+    )
+
+
 def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():
     """configs/demo/pipeline_scifact_dev.json: the demo's stages (zero-shots aside) with the split carved
     and scored on dev, then the LED stage over three seeds with each teacher and without one."""

@@ -10,6 +10,7 @@ from led_hf.atomic import atomic_file
 from led_hf.evaluation.significance import difference_phrase
 from led_hf.pipeline.compare import comparisons, entries, interval
 from led_hf.pipeline.plot import plot_report
+from led_hf.trainers.card_metadata import CARD_METRICS
 
 COLUMNS = ("ndcg@10", "mrr@10", "recall@50", "recall@1000", "trec_recall@1000")
 
@@ -96,22 +97,26 @@ def render_markdown(
 
 def guard_note(name: str, decided: dict) -> str:
     """One sentence on a stage trained with `fallback_to_init`: which model it saved, the init's and the trained
-    model's nDCG@10 on the evaluation split and, where the trainer wrote them, how many queries decided and
-    the paired randomization p of the difference (a p near 1 says the choice followed the split's noise)."""
-    init, trained = decided.get("init_ndcg@10"), decided.get("trained_ndcg@10")
+    model's score on the evaluation split in the metric the guard compared (`fallback_metric`, nDCG@10 in
+    records written before it was), and, where the trainer wrote them, how many queries decided and the paired
+    randomization p of the difference (a p near 1 says the choice followed the split's noise)."""
+    metric = decided.get("fallback_metric", "ndcg@10")
+    label = CARD_METRICS[metric][1] if metric in CARD_METRICS else metric
+    init, trained = decided.get(f"init_{metric}"), decided.get(f"trained_{metric}")
     margin = decided.get("fallback_min_gain") or 0
     scores = ", ".join(
-        f"{label} {value:.4f}" for label, value in (("init", init), ("trained", trained)) if value is not None
+        f"{which} {value:.4f}" for which, value in (("init", init), ("trained", trained)) if value is not None
     )
     if init is not None and trained is not None and "fallback_p_randomization" in decided:
         scores += ": " + difference_phrase(
             trained - init, decided["fallback_queries"], decided["fallback_p_randomization"]
         )
-    scores = f" (nDCG@10 {scores})" if scores else ""
+    scores = f" ({label} {scores})" if scores else ""
     if not decided.get("kept_init"):
         return f"{name}: training beat the init on the evaluation split{scores}; the trained model was saved."
-    if init is not None and trained is not None and trained < init:
-        verdict = "training lowered nDCG@10 on the evaluation split"
+    greater = decided.get("fallback_greater_is_better", 1.0)
+    if init is not None and trained is not None and (trained < init if greater else trained > init):
+        verdict = f"training {'lowered' if greater else 'raised'} {label} on the evaluation split"
     elif margin:
         verdict = f"training did not beat the init by more than {margin:g} on the evaluation split"
     else:

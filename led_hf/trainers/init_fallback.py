@@ -15,7 +15,10 @@ logged, and the metrics written after it (`eval_results.json`, the model card) a
 0 and the margin `fallback_min_gain`. How far the decision stands above the split's noise is written beside
 it (the decision itself stays the comparison of means above): `fallback_queries` and the p-values of a paired
 randomization and a paired t-test of m_T - m_0 over the same queries (`fallback_p_randomization`,
-`fallback_p_t`, docs/method.md §6); a large p says the split could not tell the two models apart.
+`fallback_p_t`, docs/method.md §6); a large p says the split could not tell the two models apart. The test
+reads the evaluator's per-query values only when their mean is the compared score (the evaluation they come
+from is the one being decided on); otherwise it is left out with a warning. `fallback_metric` and
+`fallback_greater_is_better` name what was compared, for the pipeline report's note.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ class InitFallback:
         self.weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
         self.init_metrics = trainer.evaluate(metric_key_prefix="init")
         self.init = self._value(self.init_metrics, "init")
-        self.init_per_query = self._per_query(trainer)
+        self.init_per_query = self._per_query(trainer, self.init)
 
     def _value(self, metrics: dict, prefix: str) -> float:
         key = f"{prefix}_{self.metric}"
@@ -59,13 +62,25 @@ class InitFallback:
             )
         return float(metrics[key])
 
-    def _per_query(self, trainer) -> dict[str, float] | None:
+    def _per_query(self, trainer, score: float) -> dict[str, float] | None:
         """{qid: metric} of the trainer's latest evaluation, where its evaluator keeps them (rank 0 of a
-        retrieval evaluator, a per-query metric); else None."""
+        retrieval evaluator, a per-query metric) and their mean is `score`, the value being decided on;
+        else None (a warning when the values belong to another evaluation)."""
         found = getattr(getattr(trainer, "retrieval_evaluator", None), "per_query", None)
         if not found or self.metric not in next(iter(found.values())):
             return None
-        return {qid: values[self.metric] for qid, values in found.items()}
+        values = {qid: entry[self.metric] for qid, entry in found.items()}
+        mean = sum(values.values()) / len(values)
+        if abs(mean - score) > 1e-6:
+            logger.warning(
+                "fallback_to_init: the evaluator's latest per-query %s (mean %.4f) are not those of the score "
+                "decided on (%.4f); the decision is written without its paired test",
+                self.metric,
+                mean,
+                score,
+            )
+            return None
+        return values
 
     def paired_test(self, trained_per_query: dict[str, float] | None) -> dict[str, float]:
         """How far the decision stands above the dev split's noise: `fallback_queries`, and the p-values of a
@@ -93,7 +108,7 @@ class InitFallback:
         beat it."""
         trained = self._value(metrics, "eval")
         kept_init = not self.beaten_by(trained)
-        test = self.paired_test(self._per_query(trainer))
+        test = self.paired_test(self._per_query(trainer, trained))
         noise = (
             f" ({difference_phrase(trained - self.init, test['fallback_queries'], test['fallback_p_randomization'])})"
             if test
@@ -128,4 +143,11 @@ class InitFallback:
                 self.init,
                 noise,
             )
-        return {**result, **saved, "kept_init": float(kept_init), "fallback_min_gain": self.min_gain}
+        return {
+            **result,
+            **saved,
+            "kept_init": float(kept_init),
+            "fallback_min_gain": self.min_gain,
+            "fallback_metric": self.metric,
+            "fallback_greater_is_better": float(self.greater),
+        }
