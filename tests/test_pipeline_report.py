@@ -340,7 +340,8 @@ def test_the_guard_note_names_the_metric_the_guard_compared():
 
 def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():
     """configs/demo/pipeline_scifact_dev.json: the demo's stages (zero-shots aside) with the split carved
-    and scored on dev, then the LED stage over three seeds with each teacher and without one."""
+    and scored on dev, then the LED stage over three seeds with each teacher, without one and with seven
+    negatives."""
     demo = {s.name: s for s in Pipeline.from_file("configs/demo/pipeline_scifact.json", output="o").stages}
     dev = Pipeline.from_file("configs/demo/pipeline_scifact_dev.json", output="o")
     text = json.dumps([stage.commands for stage in dev.stages])
@@ -354,5 +355,20 @@ def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():
                 "/test-queries", "/dev-queries"
             )
     seeded = {stage.group for stage in dev.stages if stage.seed is not None}
-    assert seeded == {"led", "led-no-teacher", "led-bm25", "led-fused"}
+    assert seeded == {"led", "led-no-teacher", "led-bm25", "led-fused", "led-neg7"}
     assert sorted(stage.seed for stage in dev.stages if stage.group == "led") == [1, 2, 42]
+    # every LED stage trains on one budget: the study's (1 epoch at 256 tokens) unless --set changes it
+    led_commands = [stage.commands[0] for stage in dev.stages if stage.seed is not None]
+    budgets = {
+        (c[c.index("--num_train_epochs") + 1], c[c.index("--passage_max_length") + 1]) for c in led_commands
+    }
+    assert budgets == {("1", "256")}
+    demo_budget = Pipeline.from_file(
+        "configs/demo/pipeline_scifact_dev.json",
+        output="o",
+        settings={"led_epochs": "2", "led_train_tokens": "128"},
+    )
+    assert {
+        (c[c.index("--num_train_epochs") + 1], c[c.index("--passage_max_length") + 1])
+        for c in (stage.commands[0] for stage in demo_budget.stages if stage.seed is not None)
+    } == {("2", "128")}
