@@ -108,6 +108,9 @@ def classify(value: str, produced: list[str], output: str, hub: bool = False) ->
 def dry_run(pipeline) -> str:
     """The plan as text; a LedError naming the stage and the input when an input is missing."""
     lines = [f"pipeline: {len(pipeline.stages)} stages, output {pipeline.output}"]
+    for variable in pipeline.variables.values():  # what --set NAME=VALUE can change, as set now
+        about = f" ({variable.help})" if variable.help else ""
+        lines.append(f"variable {variable.name} = {variable.value}{about}")
     produced: list[str] = []
     output = str(pipeline.output)
     for number, stage in enumerate(pipeline.stages, 1):
