@@ -274,12 +274,21 @@ def _pipeline_commands() -> list[tuple[str, list[str]]]:
     ]
     assert len(sources) >= 2
     for path, text in sources:
-        for stage in json.loads(text)["stages"]:
-            seed = str(stage.get("seeds", [0])[0])  # a seeded stage's commands run with {seed} filled in
+        config = json.loads(text)
+        # commands run with the config's variables at their defaults and a seeded stage's {seed} filled in
+        defaults = {
+            name: spec if isinstance(spec, str) else spec["default"]
+            for name, spec in config.get("variables", {}).items()
+        }
+        for stage in config["stages"]:
+            values = {**defaults, "seed": str(stage.get("seeds", [0])[0])}
             for argv in stage["commands"]:
-                found.append(
-                    (f"{_rel(path)} stage {stage['name']}", [a.replace("{seed}", seed) for a in argv])
-                )
+                filled = []
+                for arg in argv:
+                    for name, value in values.items():
+                        arg = arg.replace(f"{{{name}}}", value)
+                    filled.append(arg)
+                found.append((f"{_rel(path)} stage {stage['name']}", filled))
     return found
 
 

@@ -112,7 +112,9 @@ def test_dry_run_lists_the_config_variables_as_set(tmp_path, capsys):
     stage = {"name": "tagged", "commands": [["bm25", "--output", "{output}/{tag}.trec"]]}
     variables = {"tag": {"default": "v1", "help": "the run's tag"}}
     config = tmp_path / "pipeline.json"
-    config.write_text(json.dumps({"output": str(tmp_path / "out"), "variables": variables, "stages": [stage]}))
+    config.write_text(
+        json.dumps({"output": str(tmp_path / "out"), "variables": variables, "stages": [stage]})
+    )
     assert led(["pipeline", str(config), "--set", "tag=v2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "variable tag = v2 (the run's tag)" in out and f"out {tmp_path}/out/v2.trec" in out
