@@ -103,7 +103,7 @@ def test_seeded_stage_and_paired_comparison_in_the_report(tmp_path):
     summary = {entry["name"]: entry for entry in report["summary"]}
     assert summary["trained"]["seeds"] == [1, 2]
     assert summary["trained"]["metrics"]["ndcg@10"] == pytest.approx(np.mean(means))
-    assert summary["trained"]["metrics_std"]["ndcg@10"] == pytest.approx(np.std(means))
+    assert summary["trained"]["metrics_std"]["ndcg@10"] == pytest.approx(np.std(means, ddof=1))
     low, high = summary["trained"]["ndcg@10_interval"]
     assert low < np.mean(means) < high
 

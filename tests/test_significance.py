@@ -143,3 +143,74 @@ def test_evaluate_cli_baseline_adds_paired_tests(tmp_path, capsys):
     exact = stats.permutation_test((va, vb), _mean_statistic, permutation_type="samples", vectorized=True)
     assert mrr["p_randomization"] == pytest.approx(exact.pvalue)  # 2^12 patterns < 10000: exact
     assert set(out["comparison"]) >= {"ndcg@10", "recall@50", "trec_recall@1000"}
+
+
+def test_evaluate_cli_reads_several_runs_of_a_system_as_one(tmp_path, capsys):
+    """`--run A1 A2 A3 --baseline B1 B2`: each side's metrics are means over its runs with their sample std,
+    and the paired tests compare per-query means over the runs (checked with numpy and scipy)."""
+    import json
+
+    from datasets import Dataset
+
+    from led_hf.cli.main import main
+
+    root = tmp_path / "data"
+    pids = [f"d{i}" for i in range(10)]
+    Dataset.from_dict({"pid": pids, "title": [""] * 10, "text": pids}).save_to_disk(str(root / "corpus"))
+    qids = [f"q{i}" for i in range(10)]
+    Dataset.from_dict({"qid": qids, "text": qids}).save_to_disk(str(root / "queries"))
+    Dataset.from_dict({"qid": qids, "pid": pids, "score": [1] * 10}).save_to_disk(str(root / "qrels" / "dev"))
+
+    def write(name: str, ranks: list[int]):
+        """A run that puts query i's one positive at ranks[i] (MRR 1 / rank)."""
+        lines = []
+        for i, qid in enumerate(qids):
+            others = [p for p in pids if p != pids[i]]
+            order = others[: ranks[i] - 1] + [pids[i]] + others[ranks[i] - 1 : 6]
+            lines += [f"{qid} Q0 {pid} {r} {10 - r} {name}" for r, pid in enumerate(order, 1)]
+        (tmp_path / f"{name}.trec").write_text("\n".join(lines) + "\n")
+        return str(tmp_path / f"{name}.trec")
+
+    ranks_a = [[1, 1, 2, 1, 3, 1, 1, 2, 1, 4], [1, 2, 1, 1, 1, 1, 3, 1, 2, 1], [2, 1, 1, 1, 2, 1, 1, 1, 1, 3]]
+    ranks_b = [[2, 1, 3, 1, 2, 4, 1, 2, 1, 2], [1, 3, 2, 2, 1, 2, 2, 1, 3, 1]]
+    runs_a = [write(f"a{s}", ranks) for s, ranks in enumerate(ranks_a)]
+    runs_b = [write(f"b{s}", ranks) for s, ranks in enumerate(ranks_b)]
+    capsys.readouterr()
+    argv = ["evaluate", "--data", str(root), "--split", "dev", "--run", *runs_a, "--baseline", *runs_b]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+
+    rr_a = 1.0 / np.array(ranks_a, dtype=np.float64)  # [runs, queries]
+    rr_b = 1.0 / np.array(ranks_b, dtype=np.float64)
+    assert out["runs"] == 3 and out["baseline"]["runs"] == 2 and out["num_queries"] == 10
+    assert [run["mrr@10"] for run in out["per_run"]] == pytest.approx(rr_a.mean(axis=1).tolist())
+    assert out["mrr@10"] == pytest.approx(rr_a.mean())
+    assert out["std"]["mrr@10"] == pytest.approx(rr_a.mean(axis=1).std(ddof=1))
+    assert out["baseline"]["std"]["mrr@10"] == pytest.approx(rr_b.mean(axis=1).std(ddof=1))
+    mrr = out["comparison"]["mrr@10"]
+    per_query_a, per_query_b = rr_a.mean(axis=0), rr_b.mean(axis=0)
+    assert mrr["difference"] == pytest.approx(per_query_a.mean() - per_query_b.mean())
+    assert mrr["p_t"] == pytest.approx(stats.ttest_rel(per_query_a, per_query_b).pvalue)
+    exact = stats.permutation_test(
+        (per_query_a, per_query_b), _mean_statistic, permutation_type="samples", vectorized=True
+    )
+    assert mrr["p_randomization"] == pytest.approx(exact.pvalue)  # 2^10 patterns: exact
+    # one run per side keeps the single-run object: no runs / std / per_run
+    assert main(["evaluate", "--data", str(root), "--split", "dev", "--run", runs_a[0]]) == 0
+    single = json.loads(capsys.readouterr().out)
+    assert "runs" not in single and single["mrr@10"] == pytest.approx(rr_a[0].mean())
+
+
+def test_seed_means_and_sample_std():
+    from led_hf.evaluation.seeds import mean_and_std, per_query_means
+
+    assert mean_and_std([0.6845, 0.6870, 0.6867]) == pytest.approx(
+        (np.mean([0.6845, 0.6870, 0.6867]), np.std([0.6845, 0.6870, 0.6867], ddof=1))
+    )
+    assert mean_and_std([0.5]) == (0.5, 0.0)
+    runs = [{"q1": {"m": 1.0}, "q2": {"m": 0.0}}, {"q1": {"m": 0.5}, "q2": {"m": 0.5}}]
+    assert per_query_means(runs) == {"q1": {"m": 0.75}, "q2": {"m": 0.25}}
+    with pytest.raises(LedError, match="run 2 is scored on other queries"):
+        per_query_means([runs[0], {"q1": {"m": 1.0}}])
+    with pytest.raises(LedError, match="non-empty"):
+        mean_and_std([])

@@ -12,6 +12,13 @@ mean difference A - B with its 95% t interval and bootstrap interval, and the p-
 and a paired randomization (sign-flip) test over the per-query values (docs/method.md §6):
 
     led evaluate --data data/scifact --split dev --run runs/led.trec --baseline runs/den.trec
+
+Several runs of one system (seeds) are read as one: `--run led-42.trec led-1.trec led-2.trec` gives each
+metric's mean over the runs, `"runs"` (their count), `"std"` (the sample std over runs) and `"per_run"`
+(each run's metrics), and the paired tests compare per-query means over the runs of each side
+(led_hf/evaluation/seeds.py):
+
+    led evaluate --data data/scifact --split dev --run led-{42,1,2}.trec --baseline control-{42,1,2}.trec
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
 from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
+from led_hf.evaluation.seeds import mean_and_std, per_query_means
 from led_hf.evaluation.significance import compare_paired
 
 
@@ -38,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, help="prepared dataset folder (output of `led prepare`)")
     parser.add_argument("--split", required=True, help="qrels split to evaluate against, e.g. dev, test")
-    parser.add_argument("--run", required=True, help="TREC run file")
+    parser.add_argument(
+        "--run",
+        required=True,
+        nargs="+",
+        help="TREC run file; several (one system's seeds, say) give the mean and sample std over them",
+    )
     parser.add_argument(
         "--relevance-level",
         type=positive_int,
@@ -56,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--baseline",
-        help="a second TREC run on the same queries: adds paired tests of RUN - BASELINE per metric "
-        "(paired t-test, paired randomization test, 95%% intervals of the mean difference)",
+        nargs="+",
+        help="a second system's TREC run (or runs, over seeds) on the same queries: adds paired tests of "
+        "RUN - BASELINE per metric (paired t-test, paired randomization test, 95%% intervals of the mean "
+        "difference), over per-query means when either side has several runs",
     )
     parser.add_argument(
         "--resamples",
@@ -72,36 +87,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.baseline and args.resamples < 1:
+        raise LedError(f"--resamples must be at least 1, got {args.resamples}")
     data = PreparedData(args.data)
     qrels = data.qrels_dict(args.split)
     if not qrels:
         raise LedError(f"qrels split {args.split!r} of {args.data} is empty")
-    run = read_run(args.run)
-    run = _strip_bom_ids(run, qrels, args.run)
-    _warn_unknown_passages(run, data, args.run)
-    unknown = sum(1 for qid in run if qid not in qrels)
-    if unknown:
-        print(
-            f"note: {unknown} of {len(run)} run queries have no qrels in split {args.split!r}; ignored",
-            file=sys.stderr,
-        )
     options = dict(
         relevance_level=args.relevance_level,
         mrr_depth=args.mrr_depth,
         ndcg_depth=args.ndcg_depth,
         recall_depths=args.recall_depths,
     )
-    metrics = evaluate_run(run, qrels, **options)
-    if metrics["num_queries_retrieved"] == 0:
-        print(f"warning: the run retrieves nothing for any query of split {args.split!r}", file=sys.stderr)
+    metrics, per_query = _score(args.run, data, qrels, args.split, options)
     if args.baseline:
-        if args.resamples < 1:
-            raise LedError(f"--resamples must be at least 1, got {args.resamples}")
-        baseline = read_run(args.baseline)
-        metrics["baseline"] = evaluate_run(baseline, qrels, **options)
+        metrics["baseline"], baseline_per_query = _score(args.baseline, data, qrels, args.split, options)
         metrics["comparison"] = compare_paired(
-            evaluate_per_query(run, qrels, **options),
-            evaluate_per_query(baseline, qrels, **options),
+            per_query,
+            baseline_per_query,
             metric_names(args.mrr_depth, args.ndcg_depth, args.recall_depths),
             n_resamples=args.resamples,
             seed=args.seed,
@@ -112,6 +115,40 @@ def main(argv: list[str] | None = None) -> int:
             handle.write(json.dumps(metrics, indent=2) + "\n")
     print(text)
     return 0
+
+
+def _score(paths: list[str], data, qrels: dict, split: str, options: dict) -> tuple[dict, dict]:
+    """(metrics, {qid: {metric: value}}) of one run; of several, the means over them with "runs", "std"
+    (sample std over runs) and "per_run", and the per-query means over them."""
+    scored, per_query = [], []
+    for path in paths:
+        run = _read(path, data, qrels, split)
+        scored.append(evaluate_run(run, qrels, **options))
+        per_query.append(evaluate_per_query(run, qrels, **options))
+    if len(paths) == 1:
+        return scored[0], per_query[0]
+    names = [name for name, value in scored[0].items() if isinstance(value, float)]
+    spread = {name: mean_and_std([entry[name] for entry in scored]) for name in names}
+    metrics = {name: spread[name][0] for name in names}
+    metrics["num_queries"] = scored[0]["num_queries"]
+    metrics["num_queries_retrieved"] = min(entry["num_queries_retrieved"] for entry in scored)
+    metrics.update(runs=len(paths), std={name: spread[name][1] for name in names}, per_run=scored)
+    return metrics, per_query_means(per_query)
+
+
+def _read(path: str, data, qrels: dict, split: str) -> dict:
+    """A TREC run, checked against the dataset: BOM-prefixed ids matched, unknown passages and queries noted."""
+    run = _strip_bom_ids(read_run(path), qrels, path)
+    _warn_unknown_passages(run, data, path)
+    unknown = sum(1 for qid in run if qid not in qrels)
+    if unknown:
+        print(
+            f"note: {path}: {unknown} of {len(run)} run queries have no qrels in split {split!r}; ignored",
+            file=sys.stderr,
+        )
+    if not any(qid in qrels and passages for qid, passages in run.items()):
+        print(f"warning: {path}: the run retrieves nothing for any query of split {split!r}", file=sys.stderr)
+    return run
 
 
 BOM = "\ufeff"

@@ -1,8 +1,8 @@
 """What the pipeline report says beyond the means: seed groups, intervals and paired tests between stages.
 
 - A stage run over several `seeds` leaves one record per seed (`group` = the config's stage name);
-  `entries` folds them into one entry: per metric the mean and std over seeds, and per query the mean
-  over seeds (the values the entry is tested and bootstrapped with).
+  `entries` folds them into one entry: per metric the mean and sample std over seeds, and per query the
+  mean over seeds (the values the entry is tested and bootstrapped with; led_hf/evaluation/seeds.py).
 - `interval`: 95% percentile-bootstrap interval of an entry's mean over queries (seeded).
 - `comparisons`: each entry against the stages its config names in `compare_to` (e.g. its init and BM25):
   mean difference, 95% interval, paired randomization and t-test p-values (led_hf.evaluation.significance),
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from led_hf.errors import LedError
+from led_hf.evaluation.seeds import mean_and_std, per_query_means
 from led_hf.evaluation.significance import bootstrap_interval, compare_paired
 
 SIGNIFICANCE_METRICS = ("ndcg@10", "mrr@10")
@@ -38,15 +39,9 @@ def entries(records: list[dict]) -> list[dict]:
             continue
         names = [k for k, v in scored[0]["metrics"].items() if isinstance(v, float | int)]
         entry["metrics"] = {k: _mean([r["metrics"][k] for r in scored]) for k in names}
-        entry["metrics_std"] = {k: float(np.std([r["metrics"][k] for r in scored])) for k in names}
+        entry["metrics_std"] = {k: mean_and_std([r["metrics"][k] for r in scored])[1] for k in names}
         if all(r.get("per_query") for r in scored):
-            entry["per_query"] = {
-                metric: {
-                    qid: float(np.mean([r["per_query"][metric][qid] for r in scored]))
-                    for qid in scored[0]["per_query"][metric]
-                }
-                for metric in scored[0]["per_query"]
-            }
+            entry["per_query"] = per_query_means([r["per_query"] for r in scored])
     return list(folded.values())
 
 

@@ -65,7 +65,7 @@ def render_markdown(
             + f" | {metrics.get('num_queries', '')} | {' / '.join(walls)} | {model} |"
         )
     if any(len(e["records"]) > 1 for e in folded):
-        lines += ["", "Seeded stages: mean ± std over seeds (population std)."]
+        lines += ["", "Seeded stages: mean ± std over seeds (sample std)."]
     for record in records:
         if decided := record.get("guard"):
             lines += ["", guard_note(record["name"], decided)]
