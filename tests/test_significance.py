@@ -98,34 +98,42 @@ def test_bad_input_is_named():
         paired_t_test([1.0, 2.0], [1.0])
 
 
+def _one_positive_data(tmp_path, n: int):
+    """A prepared dataset of n queries, query i's one positive passage d{i}; returns (root, qids, pids)."""
+    from datasets import Dataset
+
+    root = tmp_path / "data"
+    pids = [f"d{i}" for i in range(n)]
+    Dataset.from_dict({"pid": pids, "title": [""] * n, "text": pids}).save_to_disk(str(root / "corpus"))
+    qids = [f"q{i}" for i in range(n)]
+    Dataset.from_dict({"qid": qids, "text": qids}).save_to_disk(str(root / "queries"))
+    Dataset.from_dict({"qid": qids, "pid": pids, "score": [1] * n}).save_to_disk(str(root / "qrels" / "dev"))
+    return root, qids, pids
+
+
+def _write_run(path, qids, pids, ranks: list[int]) -> str:
+    """A TREC run that puts query i's positive at ranks[i] among 6 passages (MRR@10 = 1 / rank)."""
+    lines = []
+    for i, qid in enumerate(qids):
+        others = [p for p in pids if p != pids[i]]
+        order = others[: ranks[i] - 1] + [pids[i]] + others[ranks[i] - 1 : 5]
+        lines += [f"{qid} Q0 {pid} {r} {10 - r} {path.stem}" for r, pid in enumerate(order, 1)]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
 def test_evaluate_cli_baseline_adds_paired_tests(tmp_path, capsys):
     import json
-
-    from datasets import Dataset
 
     from led_hf.cli.main import main
     from led_hf.evaluation.metrics import evaluate_per_query
 
-    root = tmp_path / "data"
-    pids = [f"d{i}" for i in range(12)]
-    Dataset.from_dict({"pid": pids, "title": [""] * 12, "text": pids}).save_to_disk(str(root / "corpus"))
-    qids = [f"q{i}" for i in range(12)]
-    Dataset.from_dict({"qid": qids, "text": qids}).save_to_disk(str(root / "queries"))
-    Dataset.from_dict({"qid": qids, "pid": pids, "score": [1] * 12}).save_to_disk(str(root / "qrels" / "dev"))
+    root, qids, pids = _one_positive_data(tmp_path, 12)
     # run A puts query i's positive at rank 1 for 9 queries; baseline B at rank 1 + i % 4
-    run_a, run_b = tmp_path / "a.trec", tmp_path / "b.trec"
-    lines_a, lines_b = [], []
-    for i, qid in enumerate(qids):
-        others = [p for p in pids if p != pids[i]]
-        rank_a = 1 if i < 9 else 3
-        rank_b = 1 + i % 4
-        for name, rank, lines in (("a", rank_a, lines_a), ("b", rank_b, lines_b)):
-            order = others[: rank - 1] + [pids[i]] + others[rank - 1 : 5]
-            lines += [f"{qid} Q0 {pid} {r} {10 - r} {name}" for r, pid in enumerate(order, 1)]
-    run_a.write_text("\n".join(lines_a) + "\n")
-    run_b.write_text("\n".join(lines_b) + "\n")
+    run_a = _write_run(tmp_path / "a.trec", qids, pids, [1 if i < 9 else 3 for i in range(12)])
+    run_b = _write_run(tmp_path / "b.trec", qids, pids, [1 + i % 4 for i in range(12)])
     capsys.readouterr()
-    argv = ["evaluate", "--data", str(root), "--split", "dev", "--run", str(run_a), "--baseline", str(run_b)]
+    argv = ["evaluate", "--data", str(root), "--split", "dev", "--run", run_a, "--baseline", run_b]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     from led_hf.data.runs import read_run
@@ -150,31 +158,13 @@ def test_evaluate_cli_reads_several_runs_of_a_system_as_one(tmp_path, capsys):
     and the paired tests compare per-query means over the runs (checked with numpy and scipy)."""
     import json
 
-    from datasets import Dataset
-
     from led_hf.cli.main import main
 
-    root = tmp_path / "data"
-    pids = [f"d{i}" for i in range(10)]
-    Dataset.from_dict({"pid": pids, "title": [""] * 10, "text": pids}).save_to_disk(str(root / "corpus"))
-    qids = [f"q{i}" for i in range(10)]
-    Dataset.from_dict({"qid": qids, "text": qids}).save_to_disk(str(root / "queries"))
-    Dataset.from_dict({"qid": qids, "pid": pids, "score": [1] * 10}).save_to_disk(str(root / "qrels" / "dev"))
-
-    def write(name: str, ranks: list[int]):
-        """A run that puts query i's one positive at ranks[i] (MRR 1 / rank)."""
-        lines = []
-        for i, qid in enumerate(qids):
-            others = [p for p in pids if p != pids[i]]
-            order = others[: ranks[i] - 1] + [pids[i]] + others[ranks[i] - 1 : 6]
-            lines += [f"{qid} Q0 {pid} {r} {10 - r} {name}" for r, pid in enumerate(order, 1)]
-        (tmp_path / f"{name}.trec").write_text("\n".join(lines) + "\n")
-        return str(tmp_path / f"{name}.trec")
-
+    root, qids, pids = _one_positive_data(tmp_path, 10)
     ranks_a = [[1, 1, 2, 1, 3, 1, 1, 2, 1, 4], [1, 2, 1, 1, 1, 1, 3, 1, 2, 1], [2, 1, 1, 1, 2, 1, 1, 1, 1, 3]]
     ranks_b = [[2, 1, 3, 1, 2, 4, 1, 2, 1, 2], [1, 3, 2, 2, 1, 2, 2, 1, 3, 1]]
-    runs_a = [write(f"a{s}", ranks) for s, ranks in enumerate(ranks_a)]
-    runs_b = [write(f"b{s}", ranks) for s, ranks in enumerate(ranks_b)]
+    runs_a = [_write_run(tmp_path / f"a{s}.trec", qids, pids, ranks) for s, ranks in enumerate(ranks_a)]
+    runs_b = [_write_run(tmp_path / f"b{s}.trec", qids, pids, ranks) for s, ranks in enumerate(ranks_b)]
     capsys.readouterr()
     argv = ["evaluate", "--data", str(root), "--split", "dev", "--run", *runs_a, "--baseline", *runs_b]
     assert main(argv) == 0
