@@ -32,7 +32,7 @@ from led_hf.config import positive_int
 from led_hf.data.runs import read_run
 from led_hf.data.store import PreparedData
 from led_hf.errors import LedError
-from led_hf.evaluation.metrics import evaluate_per_query, evaluate_run, metric_names
+from led_hf.evaluation.metrics import evaluate_per_query, metric_names, summarize
 from led_hf.evaluation.seeds import mean_and_std, per_query_means
 from led_hf.evaluation.significance import compare_paired
 
@@ -123,8 +123,8 @@ def _score(paths: list[str], data, qrels: dict, split: str, options: dict) -> tu
     scored, per_query = [], []
     for path in paths:
         run = _read(path, data, qrels, split)
-        scored.append(evaluate_run(run, qrels, **options))
         per_query.append(evaluate_per_query(run, qrels, **options))
+        scored.append(summarize(per_query[-1], run))  # evaluate_run's summary, without scoring twice
     if len(paths) == 1:
         return scored[0], per_query[0]
     names = [name for name, value in scored[0].items() if isinstance(value, float)]
