@@ -125,6 +125,11 @@ def _score(paths: list[str], data, qrels: dict, split: str, options: dict) -> tu
         run = _read(path, data, qrels, split)
         per_query.append(evaluate_per_query(run, qrels, **options))
         scored.append(summarize(per_query[-1], run))  # evaluate_run's summary, without scoring twice
+        if scored[-1]["num_queries_retrieved"] == 0:
+            print(
+                f"warning: {path}: the run retrieves nothing for any query of split {split!r}",
+                file=sys.stderr,
+            )
     if len(paths) == 1:
         return scored[0], per_query[0]
     names = [name for name, value in scored[0].items() if isinstance(value, float)]
@@ -137,7 +142,8 @@ def _score(paths: list[str], data, qrels: dict, split: str, options: dict) -> tu
 
 
 def _read(path: str, data, qrels: dict, split: str) -> dict:
-    """A TREC run, checked against the dataset: BOM-prefixed ids matched, unknown passages and queries noted."""
+    """A TREC run, checked against the dataset: BOM-prefixed ids matched, unknown passages and queries noted
+    (a run that retrieves nothing is warned about once scored, from its `num_queries_retrieved`)."""
     run = _strip_bom_ids(read_run(path), qrels, path)
     _warn_unknown_passages(run, data, path)
     unknown = sum(1 for qid in run if qid not in qrels)
@@ -146,8 +152,6 @@ def _read(path: str, data, qrels: dict, split: str) -> dict:
             f"note: {path}: {unknown} of {len(run)} run queries have no qrels in split {split!r}; ignored",
             file=sys.stderr,
         )
-    if not any(qid in qrels and passages for qid, passages in run.items()):
-        print(f"warning: {path}: the run retrieves nothing for any query of split {split!r}", file=sys.stderr)
     return run
 
 
