@@ -15,6 +15,7 @@ from test_training_eval import _dense_trainer, _evaluator
 from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
 from led_hf.cli import recipe
 from led_hf.errors import LedError
+from led_hf.evaluation.significance import beats
 from led_hf.modeling import DenseEncoder
 from led_hf.trainers.init_fallback import InitFallback, metric_name
 
@@ -108,8 +109,9 @@ def test_the_paired_test_needs_per_query_values_of_both_models():
 def test_a_tie_keeps_the_initial_model(tiny_bert_dir, prepared_msmarco, tmp_path):
     trainer = _dense_trainer(tiny_bert_dir, prepared_msmarco, tmp_path / "out", _evaluator(prepared_msmarco))
     fallback = InitFallback(trainer)
-    assert not fallback.beaten_by(fallback.init)
-    assert fallback.beaten_by(fallback.init + 1e-9)
+    metrics = trainer.evaluate()
+    assert fallback.settle(trainer, {**metrics, "eval_ndcg@10": fallback.init})["kept_init"] == 1.0
+    assert fallback.settle(trainer, {**metrics, "eval_ndcg@10": fallback.init + 1e-9})["kept_init"] == 0.0
 
 
 @pytest.mark.parametrize(("gain", "kept"), [(0.004, True), (0.005, True), (0.006, False)])
@@ -132,9 +134,8 @@ def test_a_gain_within_fallback_min_gain_keeps_the_initial_model(
     assert result["kept_init"] == float(kept) and result["fallback_min_gain"] == 0.005
     assert _same(_weights(trainer.accelerator.unwrap_model(trainer.model)), initial) == kept
     # a loss is better lower: the margin applies downwards
-    fallback.greater = False
-    assert fallback.beaten_by(fallback.init - gain) is not kept
-    assert not fallback.beaten_by(fallback.init + gain)
+    assert beats(fallback.init - gain, fallback.init, greater_is_better=False, margin=0.005) is not kept
+    assert not beats(fallback.init + gain, fallback.init, greater_is_better=False, margin=0.005)
 
 
 def test_a_negative_fallback_min_gain_is_refused(tmp_path):

@@ -151,3 +151,11 @@ def difference_phrase(difference: float, queries: float, p_randomization: float)
     """A paired difference in words, as the guard's log line and the pipeline report give it:
     "+0.0050 over 30 queries, paired randomization p 0.85"."""
     return f"{difference:+.4f} over {queries:.0f} queries, paired randomization p {p_randomization:.2f}"
+
+
+def beats(candidate: float, reference: float, greater_is_better: bool = True, margin: float = 0.0) -> bool:
+    """Whether `candidate` is better than `reference` by more than `margin`: above it when greater is better
+    (nDCG@10, MRR@10), below it when lower is (a loss). A tie never beats."""
+    if greater_is_better:
+        return candidate > reference + margin
+    return candidate < reference - margin

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from led_hf.atomic import atomic_file
-from led_hf.evaluation.significance import difference_phrase
+from led_hf.evaluation.significance import beats, difference_phrase
 from led_hf.pipeline.compare import comparisons, entries, interval
 from led_hf.pipeline.plot import plot_report
 from led_hf.trainers.card_metadata import CARD_METRICS
@@ -114,8 +114,8 @@ def guard_note(name: str, decided: dict) -> str:
     scores = f" ({label} {scores})" if scores else ""
     if not decided.get("kept_init"):
         return f"{name}: training beat the init on the evaluation split{scores}; the trained model was saved."
-    greater = decided.get("fallback_greater_is_better", 1.0)
-    if init is not None and trained is not None and (trained < init if greater else trained > init):
+    greater = bool(decided.get("fallback_greater_is_better", 1.0))
+    if init is not None and trained is not None and beats(init, trained, greater):
         verdict = f"training {'lowered' if greater else 'raised'} {label} on the evaluation split"
     elif margin:
         verdict = f"training did not beat the init by more than {margin:g} on the evaluation split"

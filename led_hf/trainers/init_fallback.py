@@ -28,7 +28,7 @@ import logging
 import torch
 
 from led_hf.errors import LedError
-from led_hf.evaluation.significance import difference_phrase, paired_randomization_test, paired_t_test
+from led_hf.evaluation.significance import beats, difference_phrase, paired_randomization_test, paired_t_test
 
 logger = logging.getLogger(__name__)
 
@@ -97,17 +97,12 @@ class InitFallback:
             "fallback_p_t": paired_t_test(a, b)[1],
         }
 
-    def beaten_by(self, trained: float) -> bool:
-        if self.greater:
-            return trained > self.init + self.min_gain
-        return trained < self.init - self.min_gain
-
     def settle(self, trainer, metrics: dict) -> dict:
         """The metrics of the model to save, given the trained model's `eval_*` metrics (the trainer's latest
         evaluation, whose per-query values the paired test reads); reloads W_0 when the trained model does not
         beat it."""
         trained = self._value(metrics, "eval")
-        kept_init = not self.beaten_by(trained)
+        kept_init = not beats(trained, self.init, self.greater, self.min_gain)
         test = self.paired_test(self._per_query(trainer, trained))
         noise = (
             f" ({difference_phrase(trained - self.init, test['fallback_queries'], test['fallback_p_randomization'])})"
