@@ -191,3 +191,41 @@ def test_the_metric_follows_metric_for_best_model(tiny_bert_dir, prepared_msmarc
     )
     with pytest.raises(LedError, match="recall@7"):
         InitFallback(trainer)
+
+
+# -- two gloo processes: only rank 0 keeps W_0, the others receive it ---------------------------------------
+def _ddp_fallback_worker(rank: int, port: int, model_dir: str, data: str, out_dir: str) -> None:
+    import os
+
+    from trainer_helpers import join_gloo_ranks
+
+    join_gloo_ranks(rank, port, 2)
+    trainer = _dense_trainer(model_dir, data, os.path.join(out_dir, "out"), _evaluator(data))
+    initial = _weights(trainer.accelerator.unwrap_model(trainer.model))
+    fallback = InitFallback(trainer)
+    trainer.train()
+    moved = not _same(_weights(trainer.accelerator.unwrap_model(trainer.model)), initial)
+    metrics = trainer.evaluate()
+    fallback.init = metrics["eval_ndcg@10"] + 0.01  # the outcome under test: the init wins, on every rank
+    result = fallback.settle(trainer, metrics)
+    restored = _same(_weights(trainer.accelerator.unwrap_model(trainer.model)), initial)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as handle:
+        json.dump(
+            {"has_copy": fallback.weights is not None, "moved": moved, "restored": restored, **result}, handle
+        )
+
+
+def test_under_ddp_rank_0_alone_keeps_the_initial_weights_and_every_rank_gets_them_back(
+    tiny_bert_dir, prepared_msmarco, tmp_path
+):
+    from trainer_helpers import free_port
+
+    torch.multiprocessing.spawn(
+        _ddp_fallback_worker,
+        args=(free_port(), str(tiny_bert_dir), str(prepared_msmarco), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert [rank["has_copy"] for rank in ranks] == [True, False]
+    assert all(rank["moved"] and rank["restored"] and rank["kept_init"] == 1.0 for rank in ranks)

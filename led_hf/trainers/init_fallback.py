@@ -1,7 +1,8 @@
 """Keep the initial model when training does not beat it on the evaluation split (`fallback_to_init`).
 
     before training:  m_0 = metric(initial model) on eval_split    (the evaluator's fixed query subset)
-                      W_0 = the initial weights, copied to the CPU
+                      W_0 = the initial weights, copied to the CPU (by the main process only; under DDP the
+                            other ranks receive W_0 by broadcast when it is the model kept)
     after training:   m_T = metric(trained model), same queries
     saved model    =  the trained one if m_T beats m_0 by more than g, else W_0
                       (beats: m_T > m_0 + g, or m_T < m_0 - g for a loss; g = fallback_min_gain, default 0)
@@ -48,7 +49,12 @@ class InitFallback:
         self.metric, self.greater = metric_name(trainer.args)
         self.min_gain = trainer.args.fallback_min_gain
         model = trainer.accelerator.unwrap_model(trainer.model)
-        self.weights = {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+        # one host copy in all (rank 0), not one per rank: the others get W_0 by broadcast if it is kept
+        self.weights = (
+            {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+            if trainer.accelerator.is_main_process
+            else None
+        )
         self.init_metrics = trainer.evaluate(metric_key_prefix="init")
         self.init = self._value(self.init_metrics, "init")
         self.init_per_query = self._per_query(trainer, self.init)
@@ -97,6 +103,20 @@ class InitFallback:
             "fallback_p_t": paired_t_test(a, b)[1],
         }
 
+    def _restore(self, trainer) -> None:
+        """Put W_0 back into the model on every rank: rank 0 loads its copy, then (DDP) broadcasts each
+        tensor of the state dict in place; every rank takes the same decision (the evaluator broadcasts its
+        metrics), so every rank enters the broadcasts."""
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        with torch.no_grad():
+            if self.weights is not None:
+                model.load_state_dict(self.weights)
+            if trainer.accelerator.num_processes > 1:
+                import torch.distributed as dist
+
+                for tensor in model.state_dict().values():
+                    dist.broadcast(tensor, src=0)
+
     def settle(self, trainer, metrics: dict) -> dict:
         """The metrics of the model to save, given the trained model's `eval_*` metrics (the trainer's latest
         evaluation, whose per-query values the paired test reads); reloads W_0 when the trained model does not
@@ -115,9 +135,7 @@ class InitFallback:
             **test,
         }
         if kept_init:
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            with torch.no_grad():
-                model.load_state_dict(self.weights)
+            self._restore(trainer)
             saved = {f"eval_{k[5:]}": v for k, v in self.init_metrics.items() if k.startswith("init_")}
             logger.warning(
                 "fallback_to_init: the trained model's %s (%.4f) does not beat the initial model's (%.4f) "
