@@ -355,7 +355,7 @@ def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():
                 "/test-queries", "/dev-queries"
             )
     seeded = {stage.group for stage in dev.stages if stage.seed is not None}
-    assert seeded == {"led", "led-no-teacher", "led-bm25", "led-fused", "led-neg7"}
+    assert seeded == {"led", "led-no-teacher", "led-bm25", "led-fused", "led-neg7", "led-no-teacher-neg7"}
     assert sorted(stage.seed for stage in dev.stages if stage.group == "led") == [1, 2, 42]
     # every LED stage trains on one budget: the study's (1 epoch at 256 tokens) unless --set changes it
     led_commands = [stage.commands[0] for stage in dev.stages if stage.seed is not None]
