@@ -229,3 +229,30 @@ def test_under_ddp_rank_0_alone_keeps_the_initial_weights_and_every_rank_gets_th
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     assert [rank["has_copy"] for rank in ranks] == [True, False]
     assert all(rank["moved"] and rank["restored"] and rank["kept_init"] == 1.0 for rank in ranks)
+
+
+@pytest.mark.parametrize(
+    ("deepspeed", "stage", "fsdp", "refused"),
+    [
+        (True, 3, False, "ZeRO-3"),
+        (False, None, True, "FSDP"),
+        (True, 2, False, None),
+        (False, None, False, None),
+    ],
+)
+def test_sharded_weights_are_refused_before_anything_is_copied(deepspeed, stage, fsdp, refused):
+    from types import SimpleNamespace
+
+    from led_hf.trainers.init_fallback import refuse_sharded_weights
+
+    plugin = SimpleNamespace(zero_stage=stage) if deepspeed else None
+    trainer = SimpleNamespace(
+        is_deepspeed_enabled=deepspeed,
+        is_fsdp_enabled=fsdp,
+        accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)),
+    )
+    if refused:
+        with pytest.raises(LedError, match=refused):
+            refuse_sharded_weights(trainer)
+    else:
+        refuse_sharded_weights(trainer)  # ZeRO-2 and DDP keep whole weights on every process

@@ -42,10 +42,26 @@ def metric_name(args) -> tuple[str, bool]:
     return name, greater
 
 
+def refuse_sharded_weights(trainer) -> None:
+    """The guard copies and reloads whole state dicts; under DeepSpeed ZeRO-3 or FSDP each process holds a shard
+    of the weights, so it would save a model it never compared: refuse with a clear error instead."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
+    if getattr(trainer, "is_deepspeed_enabled", False) and getattr(plugin, "zero_stage", None) == 3:
+        raise LedError(
+            "fallback_to_init needs whole weights on every process: not with DeepSpeed ZeRO-3 (use ZeRO-2, "
+            "configs/accelerate/deepspeed_zero2.yaml, or DDP)"
+        )
+    if getattr(trainer, "is_fsdp_enabled", False):
+        raise LedError(
+            "fallback_to_init needs whole weights on every process: not with FSDP (use DDP or ZeRO-2)"
+        )
+
+
 class InitFallback:
     """Evaluates and keeps the initial model at construction; `settle` picks the one to save after training."""
 
     def __init__(self, trainer):
+        refuse_sharded_weights(trainer)
         self.metric, self.greater = metric_name(trainer.args)
         self.min_gain = trainer.args.fallback_min_gain
         model = trainer.accelerator.unwrap_model(trainer.model)
