@@ -215,9 +215,10 @@ def fit_and_save(trainer, model_args, data_args, training_args, evaluator=None, 
             "fallback_to_init compares the initial and the trained model by retrieval on eval_split: give "
             "--eval_split (e.g. dev, from `led prepare --dev-from-train`; dense, SPLADE and LED recipes)"
         )
+    # evaluates the init; refuses sharded weights before led_args.json marks the folder
+    fallback = InitFallback(trainer) if training_args.fallback_to_init else None
     if trainer.is_world_process_zero():
         save_resolved_arguments(training_args.output_dir, model_args, data_args, training_args)
-    fallback = InitFallback(trainer) if training_args.fallback_to_init else None  # evaluates the init
     trainer.train(resume_from_checkpoint=checkpoint)
     if evaluator is not None:
         metrics = trainer.evaluate()
