@@ -5,19 +5,22 @@ afterwards are those of the saved model."""
 from __future__ import annotations
 
 import json
+import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 from test_training_eval import _dense_trainer, _evaluator
+from trainer_helpers import free_port, join_gloo_ranks
 
 from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
 from led_hf.cli import recipe
 from led_hf.errors import LedError
 from led_hf.evaluation.significance import beats
 from led_hf.modeling import DenseEncoder
-from led_hf.trainers.init_fallback import InitFallback, metric_name
+from led_hf.trainers.init_fallback import InitFallback, metric_name, refuse_sharded_weights
 
 
 def _weights(model) -> dict[str, torch.Tensor]:
@@ -195,10 +198,6 @@ def test_the_metric_follows_metric_for_best_model(tiny_bert_dir, prepared_msmarc
 
 # -- two gloo processes: only rank 0 keeps W_0, the others receive it ---------------------------------------
 def _ddp_fallback_worker(rank: int, port: int, model_dir: str, data: str, out_dir: str) -> None:
-    import os
-
-    from trainer_helpers import join_gloo_ranks
-
     join_gloo_ranks(rank, port, 2)
     trainer = _dense_trainer(model_dir, data, os.path.join(out_dir, "out"), _evaluator(data))
     initial = _weights(trainer.accelerator.unwrap_model(trainer.model))
@@ -218,8 +217,6 @@ def _ddp_fallback_worker(rank: int, port: int, model_dir: str, data: str, out_di
 def test_under_ddp_rank_0_alone_keeps_the_initial_weights_and_every_rank_gets_them_back(
     tiny_bert_dir, prepared_msmarco, tmp_path
 ):
-    from trainer_helpers import free_port
-
     torch.multiprocessing.spawn(
         _ddp_fallback_worker,
         args=(free_port(), str(tiny_bert_dir), str(prepared_msmarco), str(tmp_path)),
@@ -241,13 +238,8 @@ def test_under_ddp_rank_0_alone_keeps_the_initial_weights_and_every_rank_gets_th
     ],
 )
 def test_sharded_weights_are_refused_before_anything_is_copied(deepspeed, stage, fsdp, refused):
-    from types import SimpleNamespace
-
-    from led_hf.trainers.init_fallback import refuse_sharded_weights
-
     plugin = SimpleNamespace(zero_stage=stage) if deepspeed else None
     trainer = SimpleNamespace(
-        is_deepspeed_enabled=deepspeed,
         is_fsdp_enabled=fsdp,
         accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)),
     )

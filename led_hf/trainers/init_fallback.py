@@ -45,8 +45,8 @@ def metric_name(args) -> tuple[str, bool]:
 def refuse_sharded_weights(trainer) -> None:
     """The guard copies and reloads whole state dicts; under DeepSpeed ZeRO-3 or FSDP each process holds a shard
     of the weights, so it would save a model it never compared: refuse with a clear error instead."""
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
-    if getattr(trainer, "is_deepspeed_enabled", False) and getattr(plugin, "zero_stage", None) == 3:
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)  # None without DeepSpeed
+    if getattr(plugin, "zero_stage", None) == 3:
         raise LedError(
             "fallback_to_init needs whole weights on every process: not with DeepSpeed ZeRO-3 (use ZeRO-2, "
             "configs/accelerate/deepspeed_zero2.yaml, or DDP)"
@@ -128,10 +128,8 @@ class InitFallback:
             if self.weights is not None:
                 model.load_state_dict(self.weights)
             if trainer.accelerator.num_processes > 1:
-                import torch.distributed as dist
-
                 for tensor in model.state_dict().values():
-                    dist.broadcast(tensor, src=0)
+                    torch.distributed.broadcast(tensor, src=0)
 
     def settle(self, trainer, metrics: dict) -> dict:
         """The metrics of the model to save, given the trained model's `eval_*` metrics (the trainer's latest
