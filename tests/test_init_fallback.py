@@ -180,6 +180,24 @@ def test_fallback_needs_an_evaluation_split(tiny_bert_dir, prepared_msmarco, tmp
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_a_refused_guard_leaves_no_run_behind(tiny_bert_dir, prepared_msmarco, tmp_path):
+    out = tmp_path / "out"
+    trainer = _dense_trainer(
+        tiny_bert_dir, prepared_msmarco, out, _evaluator(prepared_msmarco), fallback_to_init=True
+    )
+    trainer.is_fsdp_enabled = True  # as the Trainer sets it under FSDP
+    data_args = DataArguments(data=str(prepared_msmarco), eval_split="train")
+    with pytest.raises(LedError, match="FSDP"):
+        recipe.fit_and_save(
+            trainer,
+            ModelArguments(model_name_or_path=str(tiny_bert_dir)),
+            data_args,
+            trainer.args,
+            evaluator=trainer.retrieval_evaluator,
+        )
+    assert not (out / "led_args.json").exists()
+
+
 def test_the_metric_follows_metric_for_best_model(tiny_bert_dir, prepared_msmarco, tmp_path):
     args = DenseTrainingArguments(output_dir=str(tmp_path), use_cpu=True, metric_for_best_model="eval_mrr@10")
     assert metric_name(args) == ("mrr@10", True)
@@ -229,16 +247,11 @@ def test_under_ddp_rank_0_alone_keeps_the_initial_weights_and_every_rank_gets_th
 
 
 @pytest.mark.parametrize(
-    ("deepspeed", "stage", "fsdp", "refused"),
-    [
-        (True, 3, False, "ZeRO-3"),
-        (False, None, True, "FSDP"),
-        (True, 2, False, None),
-        (False, None, False, None),
-    ],
+    ("stage", "fsdp", "refused"),
+    [(3, False, "ZeRO-3"), (None, True, "FSDP"), (2, False, None), (None, False, None)],
 )
-def test_sharded_weights_are_refused_before_anything_is_copied(deepspeed, stage, fsdp, refused):
-    plugin = SimpleNamespace(zero_stage=stage) if deepspeed else None
+def test_sharded_weights_are_refused_before_anything_is_copied(stage, fsdp, refused):
+    plugin = SimpleNamespace(zero_stage=stage) if stage is not None else None  # None: no DeepSpeed
     trainer = SimpleNamespace(
         is_fsdp_enabled=fsdp,
         accelerator=SimpleNamespace(state=SimpleNamespace(deepspeed_plugin=plugin)),
