@@ -18,7 +18,7 @@ from trainer_helpers import free_port, join_gloo_ranks
 from led_hf.arguments import DataArguments, DenseTrainingArguments, ModelArguments
 from led_hf.cli import recipe
 from led_hf.errors import LedError
-from led_hf.evaluation.significance import beats
+from led_hf.evaluation.significance import beats, detectable_difference
 from led_hf.modeling import DenseEncoder
 from led_hf.trainers.init_fallback import InitFallback, metric_name, refuse_sharded_weights
 
@@ -106,7 +106,14 @@ def test_the_paired_test_needs_per_query_values_of_both_models():
     fallback.init_per_query = {"q1": 0.5, "q2": 0.4, "q3": 0.1}
     assert fallback.paired_test({"q1": 0.5, "q2": 0.4}) == {}  # not the same queries
     same = fallback.paired_test(dict(fallback.init_per_query))
-    assert same == {"fallback_queries": 3.0, "fallback_p_randomization": 1.0, "fallback_p_t": 1.0}
+    assert same == {
+        "fallback_queries": 3.0,
+        "fallback_p_randomization": 1.0,
+        "fallback_p_t": 1.0,
+        "fallback_detectable": 0.0,
+    }
+    apart = fallback.paired_test({"q1": 0.6, "q2": 0.3, "q3": 0.3})
+    assert apart["fallback_detectable"] == pytest.approx(detectable_difference([0.1, -0.1, 0.2]))
 
 
 def test_a_tie_keeps_the_initial_model(tiny_bert_dir, prepared_msmarco, tmp_path):

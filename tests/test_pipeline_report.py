@@ -116,13 +116,14 @@ def test_seeded_stage_and_paired_comparison_in_the_report(tmp_path):
         ["m"],
     )["m"]
     assert row["reference"] == "bm25"
-    for key in ("difference", "ci_low", "ci_high", "p_t", "p_randomization"):
+    for key in ("difference", "ci_low", "ci_high", "p_t", "p_randomization", "detectable"):
         assert row[key] == pytest.approx(expected[key]), key
     assert row["difference"] > 0 and row["p_randomization"] < 0.05  # seeds 1/2 rank the positive higher
 
     markdown = paths["md"].read_text()
     assert "| trained (seeds 1, 2) |" in markdown and " ± " in markdown
     assert "## Paired comparisons" in markdown and "| trained | bm25 | ndcg@10 |" in markdown
+    assert f"| {row['detectable']:.4f} |" in markdown
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curve = loss_curve(next(r for r in records if r["name"] == "trained-seed1"))
     assert curve == ([1, 2, 3], [2.0, 1.0, pytest.approx(2 / 3)])
@@ -303,18 +304,24 @@ def test_the_guard_note_says_how_many_queries_decided_and_how_surely(kept):
         "fallback_queries": 30.0,
         "fallback_p_randomization": 0.8512,
         "fallback_p_t": 0.85,
+        "fallback_detectable": 0.0437,
     }
     if kept:
         expected = (
             "den-warmup: training lowered nDCG@10 on the evaluation split (nDCG@10 init 0.4257, trained 0.4242: "
-            "-0.0015 over 30 queries, paired randomization p 0.85); the init was kept"
+            "-0.0015 over 30 queries, paired randomization p 0.85, detectable with 80% power: 0.0437); the init "
+            "was kept"
         )
     else:
         expected = (
             "den-warmup: training beat the init on the evaluation split (nDCG@10 init 0.4257, trained 0.4307: "
-            "+0.0050 over 30 queries, paired randomization p 0.85); the trained model was saved."
+            "+0.0050 over 30 queries, paired randomization p 0.85, detectable with 80% power: 0.0437); the "
+            "trained model was saved."
         )
     assert guard_note("den-warmup", decided).startswith(expected)
+    # a record written before the detectable difference was: the sentence without it
+    older = {k: v for k, v in decided.items() if k != "fallback_detectable"}
+    assert "paired randomization p 0.85);" in guard_note("den-warmup", older)
 
 
 def test_the_guard_note_names_the_metric_the_guard_compared():

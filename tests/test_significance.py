@@ -8,6 +8,7 @@ from led_hf.errors import LedError
 from led_hf.evaluation.significance import (
     bootstrap_interval,
     compare_paired,
+    detectable_difference,
     paired_randomization_test,
     paired_t_test,
     t_interval,
@@ -88,7 +89,44 @@ def test_compare_paired_per_metric():
     assert ndcg["mean"] == pytest.approx(RUN.mean()) and ndcg["baseline_mean"] == pytest.approx(BASE.mean())
     assert ndcg["p_t"] == pytest.approx(stats.ttest_rel(RUN, BASE).pvalue)
     assert ndcg["num_queries"] == 12
+    assert ndcg["detectable"] == pytest.approx(detectable_difference(RUN - BASE))
     assert result["mrr@10"]["difference"] == pytest.approx(ndcg["difference"] / 2)
+
+
+def test_detectable_difference_matches_published_power_tables():
+    # G*Power, paired / one-sample t-test, two-sided alpha 0.05, power 0.8, n = 10: effect size dz = 0.9960
+    unit = np.array([-1.0, 1.0] * 5)
+    unit /= unit.std(ddof=1)
+    assert detectable_difference(unit) == pytest.approx(0.9960, abs=5e-4)
+    # many queries: the normal approximation (z_0.975 + z_0.8) s / sqrt(n) = 2.8016 s / sqrt(n)
+    wide = np.tile([-0.2, 0.2], 5000)
+    expected = (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * wide.std(ddof=1) / np.sqrt(len(wide))
+    assert detectable_difference(wide) == pytest.approx(expected, rel=2e-3)
+
+
+def test_a_true_difference_of_that_size_is_found_at_the_stated_power():
+    # independent of the noncentral t: simulate 20,000 paired experiments of 30 queries whose differences
+    # have the constructed spread and a true mean of the detectable difference; about 80% reach p < 0.05
+    rng = np.random.default_rng(7)
+    spread = 0.12
+    observed = rng.normal(0.0, spread, size=30)
+    delta = detectable_difference(observed)
+    assert delta == pytest.approx(
+        detectable_difference((observed - observed.mean()) * 2) / 2, rel=1e-9
+    )  # only the spread counts, linearly
+    simulated = rng.normal(delta, observed.std(ddof=1), size=(20000, 30))
+    found = stats.ttest_1samp(simulated, 0.0, axis=1).pvalue < 0.05
+    assert found.mean() == pytest.approx(0.8, abs=0.01)
+    assert detectable_difference(observed, power=0.9) > delta > detectable_difference(observed, alpha=0.2)
+
+
+def test_detectable_difference_edge_cases():
+    assert detectable_difference([0.3, 0.3, 0.3]) == 0.0
+    assert detectable_difference([0.0, 1.0]) > detectable_difference([0.0, 1.0, 0.0, 1.0])
+    with pytest.raises(LedError, match="at least 2"):
+        detectable_difference([0.1])
+    with pytest.raises(LedError, match="alpha"):
+        detectable_difference([0.1, 0.2], alpha=0.9, power=0.8)
 
 
 def test_bad_input_is_named():
@@ -150,6 +188,7 @@ def test_evaluate_cli_baseline_adds_paired_tests(tmp_path, capsys):
     assert mrr["p_t"] == pytest.approx(stats.ttest_rel(va, vb).pvalue)
     exact = stats.permutation_test((va, vb), _mean_statistic, permutation_type="samples", vectorized=True)
     assert mrr["p_randomization"] == pytest.approx(exact.pvalue)  # 2^12 patterns < 10000: exact
+    assert mrr["detectable"] == pytest.approx(detectable_difference(va - vb))
     assert set(out["comparison"]) >= {"ndcg@10", "recall@50", "trec_recall@1000"}
 
 

@@ -8,8 +8,9 @@ qrels (missing ones count 0); `recall@k` is the paper's hit rate, `trec_recall@k
 Stdout carries the JSON object only; notes go to stderr.
 
 With `--baseline RUN_B` the object gains `"baseline"` (B's metrics) and `"comparison"`: per metric the
-mean difference A - B with its 95% t interval and bootstrap interval, and the p-values of a paired t-test
-and a paired randomization (sign-flip) test over the per-query values (docs/method.md §6):
+mean difference A - B with its 95% t interval and bootstrap interval, the p-values of a paired t-test
+and a paired randomization (sign-flip) test over the per-query values, and "detectable", the difference a
+paired t-test over these queries finds at p < 0.05 with 80% power (docs/method.md §6):
 
     led evaluate --data data/scifact --split dev --run runs/led.trec --baseline runs/den.trec
 
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="a second system's TREC run (or runs, over seeds) on the same queries: adds paired tests of "
         "RUN - BASELINE per metric (paired t-test, paired randomization test, 95%% intervals of the mean "
-        "difference), over per-query means when either side has several runs",
+        "difference, the difference these queries detect with 80%% power), over per-query means when either "
+        "side has several runs",
     )
     parser.add_argument(
         "--resamples",

@@ -11,7 +11,13 @@ differences d_i = a_i - b_i (n queries):
   p = (count + 1) / (n_resamples + 1); two-sided p = min(1, 2 min(p_less, p_greater)) (as
   `scipy.stats.permutation_test(..., permutation_type="samples")`);
 - 95% interval of mean(d): t interval mean(d) +- t_{0.975, n-1} std(d)/sqrt(n), and a percentile
-  bootstrap over queries (seeded), which `mean_interval` also gives for a single system's mean.
+  bootstrap over queries (seeded), which `mean_interval` also gives for a single system's mean;
+- detectable difference: the smallest true mean difference delta that the paired t-test at level alpha
+  (two-sided) finds with probability `power`, given these queries' spread s = std(d, ddof=1). With
+  T ~ noncentral t(n - 1, lambda), lambda = delta sqrt(n) / s, power(delta) = P(|T| > t_{1-alpha/2, n-1});
+  delta = lambda* s / sqrt(n) for the lambda* where power(delta) = `power` (about 2.8 s / sqrt(n) for
+  alpha 0.05, power 0.8 and many queries). A split whose detectable difference exceeds the effect being
+  studied cannot show it, however many seeds are run.
 
 Everything is a pure function of arrays and a seed, so a report computed twice is identical.
 """
@@ -21,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from led_hf.errors import LedError
 
@@ -84,6 +90,34 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return float(values.mean() - half), float(values.mean() + half)
 
 
+def detectable_difference(values: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest mean difference the two-sided paired t-test at level `alpha` detects with probability `power`
+    over len(values) queries whose paired differences spread as `values` do (see the module docstring);
+    0.0 when every difference is the same."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        raise LedError(f"a detectable difference needs at least 2 values, got {len(values)}")
+    if not (0 < alpha < 1 and alpha < power < 1):
+        raise LedError(f"need 0 < alpha < power < 1, got alpha {alpha} and power {power}")
+    spread = values.std(ddof=1)
+    if spread == 0.0:
+        return 0.0
+    df = len(values) - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(noncentrality: float) -> float:
+        dist = stats.nct(df, noncentrality)
+        # the lower tail vanishes as the noncentrality grows (scipy returns nan there, not 0)
+        return dist.sf(critical) + np.nan_to_num(dist.cdf(-critical)) - power
+
+    # power is alpha at noncentrality 0 and rises towards 1: widen the bracket until it passes `power`
+    high = critical + 4.0
+    while shortfall(high) < 0:
+        high *= 2
+    noncentrality = optimize.brentq(shortfall, 0.0, high, xtol=1e-10)
+    return float(noncentrality * spread / np.sqrt(len(values)))
+
+
 def bootstrap_interval(
     values: Sequence[float], level: float = 0.95, n_resamples: int = 10000, seed: int = 0
 ) -> tuple[float, float]:
@@ -115,7 +149,8 @@ def compare_paired(
 
     Both must cover the same queries (they do when computed against the same qrels). Returns
     {metric: {"mean", "baseline_mean", "difference", "ci_low", "ci_high", "bootstrap_low",
-    "bootstrap_high", "t", "p_t", "p_randomization", "num_queries"}}; ci_* is the t interval.
+    "bootstrap_high", "t", "p_t", "p_randomization", "detectable", "num_queries"}}; ci_* is the t interval,
+    detectable the difference these queries detect with 80% power at p < 0.05 (`detectable_difference`).
     """
     qids = sorted(run)
     if set(qids) != set(baseline):
@@ -142,15 +177,19 @@ def compare_paired(
             "t": t,
             "p_t": p_t,
             "p_randomization": paired_randomization_test(a, b, n_resamples=n_resamples, seed=seed),
+            "detectable": detectable_difference(diff),
             "num_queries": len(qids),
         }
     return result
 
 
-def difference_phrase(difference: float, queries: float, p_randomization: float) -> str:
+def difference_phrase(
+    difference: float, queries: float, p_randomization: float, detectable: float | None = None
+) -> str:
     """A paired difference in words, as the guard's log line and the pipeline report give it:
-    "+0.0050 over 30 queries, paired randomization p 0.85"."""
-    return f"{difference:+.4f} over {queries:.0f} queries, paired randomization p {p_randomization:.2f}"
+    "+0.0050 over 30 queries, paired randomization p 0.85, detectable with 80% power: 0.0437"."""
+    phrase = f"{difference:+.4f} over {queries:.0f} queries, paired randomization p {p_randomization:.2f}"
+    return phrase if detectable is None else f"{phrase}, detectable with 80% power: {detectable:.4f}"
 
 
 def beats(candidate: float, reference: float, greater_is_better: bool = True, margin: float = 0.0) -> bool:

@@ -76,21 +76,24 @@ def render_markdown(
             "",
             "Stage minus reference over the same queries (seeded stages: per-query means over seeds); 95% t "
             "interval of the mean difference; p of a paired randomization (sign-flip, 10,000 samples) test and "
-            "of a paired t-test.",
+            "of a paired t-test; detectable: the smallest difference a paired t-test over these queries finds "
+            "(p < 0.05) with 80% power, given the spread of their differences.",
             "",
-            "| stage | vs | metric | stage | reference | difference | 95% interval | p (randomization) | p (t) |",
-            "|---|---|---|---:|---:|---:|---|---:|---:|",
+            "| stage | vs | metric | stage | reference | difference | 95% interval | p (randomization) | p (t) "
+            "| detectable |",
+            "|---|---|---|---:|---:|---:|---|---:|---:|---:|",
         ]
         for row in tests:
             if "note" in row:
                 lines.append(
-                    f"| {row['stage']} | {row['reference']} | {row.get('metric', '')} | | | | {row['note']} | | |"
+                    f"| {row['stage']} | {row['reference']} | {row.get('metric', '')} | | | | {row['note']} | | | |"
                 )
                 continue
             lines.append(
                 f"| {row['stage']} | {row['reference']} | {row['metric']} | {row['mean']:.4f} | "
                 f"{row['baseline_mean']:.4f} | {row['difference']:+.4f} | "
-                f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {_p(row['p_randomization'])} | {_p(row['p_t'])} |"
+                f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}] | {_p(row['p_randomization'])} | {_p(row['p_t'])} | "
+                f"{row['detectable']:.4f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -109,7 +112,10 @@ def guard_note(name: str, decided: dict) -> str:
     )
     if init is not None and trained is not None and "fallback_p_randomization" in decided:
         scores += ": " + difference_phrase(
-            trained - init, decided["fallback_queries"], decided["fallback_p_randomization"]
+            trained - init,
+            decided["fallback_queries"],
+            decided["fallback_p_randomization"],
+            decided.get("fallback_detectable"),  # absent in records written before it was
         )
     scores = f" ({label} {scores})" if scores else ""
     if not decided.get("kept_init"):

@@ -29,7 +29,13 @@ import logging
 import torch
 
 from led_hf.errors import LedError
-from led_hf.evaluation.significance import beats, difference_phrase, paired_randomization_test, paired_t_test
+from led_hf.evaluation.significance import (
+    beats,
+    detectable_difference,
+    difference_phrase,
+    paired_randomization_test,
+    paired_t_test,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +111,10 @@ class InitFallback:
         return values
 
     def paired_test(self, trained_per_query: dict[str, float] | None) -> dict[str, float]:
-        """How far the decision stands above the dev split's noise: `fallback_queries`, and the p-values of a
-        paired randomization and a paired t-test of trained - init over the same queries
-        (led_hf.evaluation.significance); empty without per-query values for both models."""
+        """How far the decision stands above the dev split's noise: `fallback_queries`, the p-values of a
+        paired randomization and a paired t-test of trained - init over the same queries, and the difference
+        those queries detect with 80% power (`fallback_detectable`; led_hf.evaluation.significance); empty
+        without per-query values for both models."""
         init = self.init_per_query
         if not init or not trained_per_query or init.keys() != trained_per_query.keys() or len(init) < 2:
             return {}
@@ -117,6 +124,7 @@ class InitFallback:
             "fallback_queries": float(len(qids)),
             "fallback_p_randomization": paired_randomization_test(a, b),
             "fallback_p_t": paired_t_test(a, b)[1],
+            "fallback_detectable": detectable_difference([x - y for x, y in zip(a, b)]),
         }
 
     def _restore(self, trainer) -> None:
@@ -139,7 +147,7 @@ class InitFallback:
         kept_init = not beats(trained, self.init, self.greater, self.min_gain)
         test = self.paired_test(self._per_query(trainer, trained))
         noise = (
-            f" ({difference_phrase(trained - self.init, test['fallback_queries'], test['fallback_p_randomization'])})"
+            f" ({difference_phrase(trained - self.init, test['fallback_queries'], test['fallback_p_randomization'], test['fallback_detectable'])})"
             if test
             else ""
         )
