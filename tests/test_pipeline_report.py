@@ -345,6 +345,20 @@ def test_the_guard_note_names_the_metric_the_guard_compared():
     )
 
 
+def test_the_scifact_lex_warmup_differs_from_lex_continue_only_in_how_it_draws_rows():
+    """The demo's LEX warm-up (lex_warmup_scifact.json, chosen on dev) is lex_scifact.json, which LEX continue
+    trains with, with the graded options on: one row per query, qrels positives masked, no duplicates."""
+    warmup = json.loads(Path("configs/demo/lex_warmup_scifact.json").read_text())
+    shared = json.loads(Path("configs/demo/lex_scifact.json").read_text())
+    differs = {key for key in warmup.keys() | shared.keys() if warmup.get(key) != shared.get(key)}
+    assert differs == {"group_by", "mask_false_negatives", "no_duplicates_in_batch", "output_dir"}
+    assert (warmup["group_by"], warmup["mask_false_negatives"], warmup["no_duplicates_in_batch"]) == (
+        "query",
+        True,
+        True,
+    )
+
+
 def test_the_dev_study_config_is_the_demo_on_dev_and_never_reads_test():
     """configs/demo/pipeline_scifact_dev.json: the demo's stages (zero-shots aside) with the split carved
     and scored on dev, then the LED stage over three seeds with each teacher, without one and with seven
