@@ -146,11 +146,15 @@ class InitFallback:
         trained = self._value(metrics, "eval")
         kept_init = not beats(trained, self.init, self.greater, self.min_gain)
         test = self.paired_test(self._per_query(trainer, trained))
-        noise = (
-            f" ({difference_phrase(trained - self.init, test['fallback_queries'], test['fallback_p_randomization'], test['fallback_detectable'])})"
-            if test
-            else ""
-        )
+        noise = ""
+        if test:
+            phrase = difference_phrase(
+                trained - self.init,
+                test["fallback_queries"],
+                test["fallback_p_randomization"],
+                test["fallback_detectable"],
+            )
+            noise = f" ({phrase})"
         result = {
             **self.init_metrics,
             **{f"trained_{k[5:]}": v for k, v in metrics.items() if k.startswith("eval_")},
